@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Tally's configuration: one table (config.c) of every key with its type,
+ * default, bounds, help and whether it may change at run time. The file parser,
+ * the command-line overrides, `tallyctl config` and the README reference
+ * (`tallyd --help-config`) all come from that table.
+ */
+#ifndef TALLY_CONFIG_H
+#define TALLY_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define TALLY_CFG_STR_MAX 256
+
+struct tally_config {
+	char port[TALLY_CFG_STR_MAX];
+	uint64_t rx_queues;
+	uint64_t rx_desc;
+	uint64_t mbufs;
+	uint64_t tly1_port;
+	uint64_t statsd_port;
+	uint64_t window_ms;
+	uint64_t flush_interval_ms;
+	uint64_t lateness_ms;
+	uint64_t future_ms;
+	uint64_t dedup_capacity;
+	uint64_t dedup_horizon_ms;
+	uint64_t table_rows;
+	char sink[TALLY_CFG_STR_MAX];
+	char sqlite_path[TALLY_CFG_STR_MAX];
+	char appliance_id[TALLY_CFG_STR_MAX];
+	char ctl_socket[TALLY_CFG_STR_MAX];
+	char mac_keys[TALLY_CFG_STR_MAX * 4];
+	uint64_t run_ms;
+	uint64_t stop_after_idle_ms;
+};
+
+enum tally_cfg_type { TALLY_CFG_U64, TALLY_CFG_STR };
+
+struct tally_cfg_key {
+	const char *name;
+	enum tally_cfg_type type;
+	size_t offset, size; /* field in struct tally_config */
+	const char *def;     /* default, as text */
+	uint64_t min, max;   /* U64 bounds */
+	bool runtime;        /* may change while running (tallyctl config set) */
+	const char *help;
+	/* extra check of a value (enum-like strings, key lists); NULL = none */
+	int (*check)(const char *value, char *err, size_t errlen);
+};
+
+extern const struct tally_cfg_key tally_cfg_keys[];
+extern const size_t tally_cfg_nkeys;
+
+void tally_config_defaults(struct tally_config *c);
+const struct tally_cfg_key *tally_config_find(const char *name);
+/* Set one key from text. 0, or -EINVAL/-ENOENT/-ERANGE with err naming key and problem. */
+int tally_config_set(struct tally_config *c, const char *name, const char *value, char *err,
+		     size_t errlen);
+/* Current value as text. 0 or -ENOENT. */
+int tally_config_get(const struct tally_config *c, const char *name, char *buf, size_t len);
+/* Load "key = value" lines ('#' comments). Errors name file, line and key. */
+int tally_config_load(struct tally_config *c, const char *path, char *err, size_t errlen);
+/* Markdown table of every key for the README. */
+void tally_config_reference(FILE *out);
+
+/*
+ * tallyd's own arguments: [-c FILE] [--KEY=VALUE | --KEY VALUE]... [-- EAL args].
+ * The file is read first, then overrides, whatever their order. On success
+ * *eal_start is the index of the first EAL argument (argc if none).
+ */
+int tally_config_from_args(struct tally_config *c, int argc, char **argv, int *eal_start,
+			   char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Every counter and drop reason Tally has, declared once. The X-macro expands into
+ * the enum, the names shown by `tallyctl stats` and the metrics, and their help
+ * text, so a new drop reason is one line here and nowhere else.
+ *
+ * Workers each own a struct tally_counters (single writer, plain increments); the
+ * control plane sums them when it is asked. Parsers return a counter id as their
+ * drop reason; id 0 (rx_packets) is never a drop reason, so 0 means "accepted".
+ */
+#ifndef TALLY_COUNTERS_H
+#define TALLY_COUNTERS_H
+
+#include <stdint.h>
+
+#define TALLY_COUNTERS(_) \
+	_(RX_PACKETS, "rx_packets", "frames received from the port") \
+	_(RX_BYTES, "rx_bytes", "bytes of frames received") \
+	_(RX_BURSTS, "rx_bursts", "non-empty bursts received") \
+	/* frame, IP and UDP: the frame is dropped whole */ \
+	_(DROP_RUNT, "drop_runt", "frame shorter than its Ethernet/VLAN headers") \
+	_(DROP_VLAN_DEPTH, "drop_vlan_depth", "more than two VLAN tags") \
+	_(DROP_ETHERTYPE, "drop_ethertype", "ethertype is not IPv4 or IPv6") \
+	_(DROP_IP_HDR, "drop_ip_hdr", "IP header truncated, wrong version or bad IHL") \
+	_(DROP_IP_LEN, "drop_ip_len", "IP total/payload length points past the frame or below the header") \
+	_(DROP_IP_CSUM, "drop_ip_csum", "bad IPv4 header checksum") \
+	_(DROP_IP_FRAG, "drop_ip_frag", "IP fragment (not reassembled)") \
+	_(DROP_IP_PROTO, "drop_ip_proto", "IP protocol is not UDP") \
+	_(DROP_IPV6_EXT, "drop_ipv6_ext", "IPv6 extension header present") \
+	_(DROP_UDP_LEN, "drop_udp_len", "UDP length is short or points past the IP payload") \
+	_(DROP_UDP_CSUM, "drop_udp_csum", "bad UDP checksum (or zero over IPv6)") \
+	_(DROP_UDP_PORT, "drop_udp_port", "UDP destination port is not a Tally port") \
+	/* TLY1 datagrams: dropped whole, nothing applied */ \
+	_(TLY1_DATAGRAMS, "tly1_datagrams", "TLY1 datagrams accepted") \
+	_(TLY1_SHORT, "tly1_short", "TLY1 datagram shorter than its header") \
+	_(TLY1_BAD_MAGIC, "tly1_bad_magic", "TLY1 magic is not \"TLY1\"") \
+	_(TLY1_RESERVED_FLAGS, "tly1_reserved_flags", "TLY1 reserved flag bits set") \
+	_(TLY1_BAD_COUNT, "tly1_bad_count", "TLY1 event count is 0 or above 1024") \
+	_(TLY1_TRUNCATED, "tly1_truncated", "TLY1 events run past the end of the datagram") \
+	_(TLY1_TRAILING, "tly1_trailing", "TLY1 bytes left after the declared events (too long)") \
+	_(TLY1_ZERO_KEY, "tly1_zero_key", "TLY1 event with key_len 0") \
+	_(TLY1_BAD_UTF8, "tly1_bad_utf8", "TLY1 key is not valid UTF-8 or holds a NUL") \
+	_(TLY1_ZERO_SENDER, "tly1_zero_sender", "TLY1 sender_id is 0") \
+	_(TLY1_KEYID_NO_MAC, "tly1_keyid_no_mac", "TLY1 key_id set without the MAC flag") \
+	_(TLY1_MAC_MISSING, "tly1_mac_missing", "TLY1 MAC flag set but no 16-byte trailer") \
+	_(TLY1_MAC_NO_KEY, "tly1_mac_no_key", "TLY1 MAC under a key_id that is not configured") \
+	_(TLY1_MAC_BAD, "tly1_mac_bad", "TLY1 MAC does not verify") \
+	/* StatsD lines: a bad line is dropped, the rest of the datagram counts */ \
+	_(STATSD_DATAGRAMS, "statsd_datagrams", "StatsD datagrams received") \
+	_(STATSD_LINES, "statsd_lines", "StatsD lines accepted by the parser") \
+	_(STATSD_BAD_NAME, "statsd_bad_name", "StatsD line without name or ':'") \
+	_(STATSD_BAD_VALUE, "statsd_bad_value", "StatsD value is not a finite decimal number") \
+	_(STATSD_BAD_TYPE, "statsd_bad_type", "StatsD type is not c, g, ms, h or d") \
+	_(STATSD_SET, "statsd_set", "StatsD set (|s): not supported yet") \
+	_(STATSD_REL_GAUGE, "statsd_rel_gauge", "StatsD relative gauge (+/-): not supported yet") \
+	_(STATSD_BAD_RATE, "statsd_bad_rate", "StatsD sample rate not in (0, 1]") \
+	_(STATSD_BAD_TS, "statsd_bad_ts", "StatsD |T timestamp is not unix seconds") \
+	_(STATSD_BAD_FIELD, "statsd_bad_field", "StatsD line has an unknown or repeated field") \
+	_(STATSD_KEY_TOO_LONG, "statsd_key_too_long", "StatsD canonical key longer than 255 bytes") \
+	_(STATSD_BAD_UTF8, "statsd_bad_utf8", "StatsD line is not valid UTF-8 or holds a NUL") \
+	/* events */ \
+	_(EVENTS_IN, "events_in", "events parsed from good datagrams and lines") \
+	_(EVENTS_ACCEPTED, "events_accepted", "events added to a window") \
+	_(DROP_LATE, "drop_late", "event older than the allowed lateness") \
+	_(DROP_FUTURE, "drop_future", "event further in the future than the allowed skew") \
+	_(DROP_DUPLICATE, "drop_duplicate", "event id seen within the dedup horizon") \
+	_(DROP_TABLE_FULL, "drop_table_full", "window table full and no spare table") \
+	_(DEDUP_INSERTED, "dedup_inserted", "event ids remembered") \
+	_(DEDUP_EVICTED, "dedup_evicted", "live ids evicted early because their bucket was full") \
+	_(WINDOW_ROWS, "window_rows", "(key, window) rows created in worker tables") \
+	_(TABLES_SEALED, "tables_sealed", "window tables handed to the flusher") \
+	_(SEAL_DEFERRED, "seal_deferred", "flush ticks skipped because no spare table was free") \
+	_(WORKER_CYCLES, "worker_cycles", "TSC cycles spent processing non-empty bursts") \
+	/* flusher and sink */ \
+	_(FLUSH_BATCHES, "flush_batches", "flush batches committed to the sink") \
+	_(FLUSH_ROWS, "flush_rows", "rows committed to the sink") \
+	_(FLUSH_EVENTS, "flush_events", "events committed to the sink (sum of row counts)") \
+	_(FLUSH_EMPTY, "flush_empty", "flush ticks with nothing to write") \
+	_(SINK_ERRORS, "sink_errors", "sink write attempts that failed (batch kept and retried)") \
+	_(SINK_SKIPPED, "sink_skipped", "batches the sink had applied before (replay skipped)") \
+	_(FLUSH_PENDING, "flush_pending", "batches waiting for the sink (gauge)") \
+	/* port (filled from rte_eth_stats when read) */ \
+	_(PORT_IMISSED, "port_imissed", "frames the NIC dropped: RX queue full") \
+	_(PORT_NOMBUF, "port_rx_nombuf", "frames the NIC dropped: no mbuf") \
+	_(PORT_IERRORS, "port_ierrors", "frames the NIC reported as erroneous")
+
+enum tally_counter {
+#define TALLY_C_ENUM(e, n, h) TALLY_C_##e,
+	TALLY_COUNTERS(TALLY_C_ENUM)
+#undef TALLY_C_ENUM
+	TALLY_C_MAX
+};
+
+/* Accepted: parsers return this, never a real drop reason. */
+#define TALLY_OK 0
+
+struct tally_counters {
+	uint64_t v[TALLY_C_MAX];
+} __attribute__((aligned(64)));
+
+extern const char *const tally_counter_names[TALLY_C_MAX];
+extern const char *const tally_counter_help[TALLY_C_MAX];
+
+#endif

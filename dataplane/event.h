@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The event as the parsers hand it to dedup and the window table. Parsers append
+ * to a struct tally_evbuf owned by the worker; TLY1 keys point into the packet,
+ * StatsD canonical keys into the buffer's arena, so both stay valid until the
+ * worker has applied the batch and freed the burst's mbufs.
+ */
+#ifndef TALLY_EVENT_H
+#define TALLY_EVENT_H
+
+#include <stdint.h>
+
+struct tally_event {
+	const uint8_t *key;
+	uint64_t event_id; /* 0: never deduplicated (all StatsD lines) */
+	uint64_t time_ms;  /* event time; 0: arrival time */
+	double value;      /* v: TLY1 value, StatsD value/rate (c) or value */
+	uint64_t hash;     /* filled by the worker: hash of (key, window) */
+	int64_t win_start; /* filled by the worker */
+	uint8_t key_len;   /* 1..255 */
+};
+
+struct tally_evbuf {
+	struct tally_event *ev;
+	uint32_t n, cap;
+	uint8_t *arena; /* canonical StatsD keys */
+	uint32_t arena_used, arena_cap;
+};
+
+static inline void tally_evbuf_clear(struct tally_evbuf *b)
+{
+	b->n = 0;
+	b->arena_used = 0;
+}
+
+#endif
