@@ -1,1 +1,220 @@
-int main(void){return 0;}
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * tallyctl: the command-line client of tallyd's control socket. Sends one
+ * command per connection and prints the JSON answer for people (or as it is with
+ * --json). stats shows every counter from the one list, zeroes included.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "stats.h"
+
+#define DEFAULT_SOCKET "/run/tally/tallyd.sock"
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: tallyctl [-s SOCKET] COMMAND\n"
+		"  -s, --socket PATH    tallyd control socket (default %s)\n"
+		"commands:\n"
+		"  stats [--json] [--watch SECONDS]   every counter (with rates when watching)\n"
+		"  status [--json]                    state, workers, uptime, next batch seq\n"
+		"  config [KEY]                       running configuration\n"
+		"  flush                              flush window tables to the sink now\n"
+		"  stop                               drain, flush everything, exit\n",
+		DEFAULT_SOCKET);
+}
+
+/* Send one command; return the parsed reply or NULL (message printed). */
+static json_t *request(const char *path, const char *cmd)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	char buf[1 << 16];
+	size_t used = 0;
+	ssize_t n;
+	json_error_t jerr;
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		fprintf(stderr, "tallyctl: cannot reach tallyd at %s: %s\n", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	if (write(fd, cmd, strlen(cmd)) < 0 || write(fd, "\n", 1) < 0) {
+		fprintf(stderr, "tallyctl: %s: %s\n", path, strerror(errno));
+		close(fd);
+		return NULL;
+	}
+	while (used < sizeof(buf) - 1 && (n = read(fd, buf + used, sizeof(buf) - 1 - used)) > 0)
+		used += (size_t)n;
+	close(fd);
+	buf[used] = '\0';
+	json_t *j = json_loads(buf, 0, &jerr);
+	if (j == NULL)
+		fprintf(stderr, "tallyctl: bad reply from tallyd: %s\n", jerr.text);
+	return j;
+}
+
+static void counters_of(json_t *reply, uint64_t v[TALLY_C_MAX])
+{
+	json_t *c = json_object_get(reply, "counters");
+
+	for (unsigned i = 0; i < TALLY_C_MAX; i++)
+		v[i] = (uint64_t)json_integer_value(json_object_get(c, tally_counter_names[i]));
+}
+
+static void print_stats(json_t *reply, const uint64_t *prev, double seconds, uint64_t *v)
+{
+	json_t *w, *dd = json_object_get(reply, "dedup"), *tb = json_object_get(reply, "tables");
+	size_t i;
+
+	counters_of(reply, v);
+	tally_stats_print(stdout, v, prev, seconds);
+	json_array_foreach(json_object_get(reply, "workers"), i, w) {
+		json_t *wc = json_object_get(w, "counters");
+
+		printf("worker %lld (lcore %lld, %lld queues): rx_packets %lld events_accepted %lld\n",
+		       json_integer_value(json_object_get(w, "id")),
+		       json_integer_value(json_object_get(w, "lcore")),
+		       json_integer_value(json_object_get(w, "queues")),
+		       json_integer_value(json_object_get(wc, "rx_packets")),
+		       json_integer_value(json_object_get(wc, "events_accepted")));
+	}
+	printf("dedup: capacity %lld ids, %lld bytes, generation %lld\n",
+	       json_integer_value(json_object_get(dd, "capacity")),
+	       json_integer_value(json_object_get(dd, "bytes")),
+	       json_integer_value(json_object_get(dd, "generation")));
+	printf("window tables: %lld rows each, %lld bytes in all\n",
+	       json_integer_value(json_object_get(tb, "rows_per_table")),
+	       json_integer_value(json_object_get(tb, "bytes")));
+	const char *e = json_string_value(json_object_get(reply, "sink_last_error"));
+	if (e != NULL && e[0] != '\0')
+		printf("sink last error: %s\n", e);
+}
+
+static int cmd_stats(const char *path, bool json, unsigned watch)
+{
+	uint64_t prev[TALLY_C_MAX], v[TALLY_C_MAX];
+	struct timespec t0 = {0}, t1;
+	bool first = true;
+
+	do {
+		json_t *r = request(path, "stats");
+
+		if (r == NULL)
+			return EXIT_FAILURE;
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		if (json) {
+			json_dumpf(r, stdout, JSON_INDENT(2));
+			putchar('\n');
+		} else {
+			double s = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+
+			if (watch)
+				printf("\033[H\033[2J");
+			print_stats(r, first ? NULL : prev, s, v);
+			memcpy(prev, v, sizeof(v));
+		}
+		fflush(stdout);
+		json_decref(r);
+		t0 = t1;
+		first = false;
+		if (watch)
+			sleep(watch);
+	} while (watch);
+	return EXIT_SUCCESS;
+}
+
+static int cmd_simple(const char *path, const char *cmd, bool json)
+{
+	json_t *r = request(path, cmd), *val;
+	const char *key;
+	int rc = EXIT_SUCCESS;
+
+	if (r == NULL)
+		return EXIT_FAILURE;
+	if (json_object_get(r, "error") != NULL) {
+		fprintf(stderr, "tallyctl: %s: %s\n", cmd,
+			json_string_value(json_object_get(r, "error")));
+		rc = EXIT_FAILURE;
+	} else if (json) {
+		json_dumpf(r, stdout, JSON_INDENT(2));
+		putchar('\n');
+	} else {
+		json_object_foreach(r, key, val) {
+			if (json_is_string(val))
+				printf("%-20s %s\n", key, json_string_value(val));
+			else
+				printf("%-20s %lld\n", key, json_integer_value(val));
+		}
+	}
+	json_decref(r);
+	return rc;
+}
+
+/* Options may come before or after the command: tallyctl stats --json. */
+static int parse(int argc, char **argv, const char **path, bool *json, unsigned *watch,
+		 const char *words[2])
+{
+	unsigned nwords = 0;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (!strcmp(a, "-h") || !strcmp(a, "--help"))
+			return 1;
+		if (!strcmp(a, "--json") || !strcmp(a, "-j")) {
+			*json = true;
+		} else if ((!strcmp(a, "-s") || !strcmp(a, "--socket")) && i + 1 < argc) {
+			*path = argv[++i];
+		} else if (!strncmp(a, "--socket=", 9)) {
+			*path = a + 9;
+		} else if ((!strcmp(a, "-w") || !strcmp(a, "--watch"))) {
+			*watch = i + 1 < argc && argv[i + 1][0] != '-' ? (unsigned)atoi(argv[++i]) : 1;
+			*watch = *watch ? *watch : 1;
+		} else if (a[0] == '-' || nwords == 2) {
+			fprintf(stderr, "tallyctl: unexpected argument \"%s\"\n", a);
+			return 2;
+		} else {
+			words[nwords++] = a;
+		}
+	}
+	return nwords == 0 ? 2 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *path = getenv("TALLY_SOCKET") ? getenv("TALLY_SOCKET") : DEFAULT_SOCKET;
+	const char *words[2] = {NULL, NULL};
+	bool json = false;
+	unsigned watch = 0;
+	char cmd[512];
+	int r = parse(argc, argv, &path, &json, &watch, words);
+
+	if (r != 0) {
+		usage(r == 1 ? stdout : stderr);
+		return r == 1 ? EXIT_SUCCESS : 2;
+	}
+	if (!strcmp(words[0], "stats"))
+		return cmd_stats(path, json, watch);
+	if (strcmp(words[0], "status") && strcmp(words[0], "config") &&
+	    strcmp(words[0], "flush") && strcmp(words[0], "stop")) {
+		fprintf(stderr, "tallyctl: unknown command \"%s\"\n", words[0]);
+		usage(stderr);
+		return 2;
+	}
+	snprintf(cmd, sizeof(cmd), "%s%s%s", words[0], words[1] ? " " : "",
+		 words[1] ? words[1] : "");
+	return cmd_simple(path, cmd, json);
+}

@@ -1,1 +1,305 @@
-int main(void){return 0;}
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * tallyd: the daemon. Reads the config (file, then command-line overrides),
+ * starts the EAL, the port, one worker per worker lcore and the flusher thread,
+ * then runs the control loop on the main lcore: control socket, dedup
+ * generations, stop conditions. SIGINT/SIGTERM drain the workers and flush every
+ * accepted event before exit; a second signal stops retrying a failing sink.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <ck_pr.h>
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+
+#include "config.h"
+#include "port.h"
+#include "sink.h"
+#include "stats.h"
+#include "tallyd.h"
+
+#define CTL_POLL_MS 10
+#define DEDUP_SWEEP_BUCKETS 65536 /* per control tick: a 1G-id table in ~40 s */
+
+static volatile sig_atomic_t signals;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	signals++;
+}
+
+static uint64_t clock_ms(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: tallyd [-c FILE] [--KEY=VALUE ...] [-- EAL args]\n"
+		"  -c, --config FILE   config file of key = value lines\n"
+		"  --KEY=VALUE         override any config key (see --help-config)\n"
+		"  --help-config       print every config key, default and range\n"
+		"EAL args example: -l 0,1 --no-huge --no-pci --vdev=net_pcap0,rx_pcap=in.pcap\n"
+		"Lcores: the main lcore runs control and flush; every other lcore is a worker.\n");
+}
+
+static int setup_params(struct tally_daemon *d, char *err, size_t errlen)
+{
+	struct tally_params *p = &d->params;
+
+	p->ports[0] = (uint16_t)d->cfg.tly1_port;
+	p->ports[1] = (uint16_t)d->cfg.statsd_port;
+	p->window_ms = (int64_t)d->cfg.window_ms;
+	p->lateness_ms = d->cfg.lateness_ms;
+	p->future_ms = d->cfg.future_ms;
+	if (tally_config_mac_keys(d->cfg.mac_keys, p->mac.present, p->mac.key, err, errlen))
+		return -EINVAL;
+	d->sh.params = p;
+	ck_epoch_init(&d->sh.epoch);
+	d->sh.tsc_hz = rte_get_tsc_hz();
+	d->sh.base_tsc = rte_rdtsc();
+	d->sh.base_ms = clock_ms(CLOCK_REALTIME);
+	return 0;
+}
+
+/* Workers take the RX queues round robin: worker i polls queues i, i+n, ... */
+static int setup_workers(struct tally_daemon *d, uint16_t nq, char *err, size_t errlen)
+{
+	unsigned lcore, i = 0;
+	int r;
+
+	d->workers = aligned_alloc(64, sizeof(*d->workers) * d->nworkers);
+	if (d->workers == NULL)
+		return -ENOMEM;
+	memset(d->workers, 0, sizeof(*d->workers) * d->nworkers);
+	for (i = 0; i < d->nworkers; i++) {
+		struct tally_worker *w = &d->workers[i];
+
+		r = tally_worker_init(w, i, &d->sh, (uint32_t)d->cfg.table_rows);
+		if (r < 0) {
+			snprintf(err, errlen, "worker %u: cannot allocate %llu-row tables: %s", i,
+				 (unsigned long long)d->cfg.table_rows, strerror(-r));
+			return r;
+		}
+		w->port = d->port;
+		for (uint16_t q = (uint16_t)i; q < nq; q = (uint16_t)(q + d->nworkers))
+			w->queues[w->nqueues++] = q;
+	}
+	i = 0;
+	RTE_LCORE_FOREACH_WORKER(lcore) {
+		d->workers[i].lcore = lcore;
+		rte_eal_remote_launch(tally_worker_main, &d->workers[i], lcore);
+		i++;
+	}
+	return 0;
+}
+
+static int setup_port(struct tally_daemon *d, char *err, size_t errlen)
+{
+	uint16_t nq = (uint16_t)(d->cfg.rx_queues ? d->cfg.rx_queues : d->nworkers);
+	int r;
+
+	if (nq < d->nworkers) {
+		snprintf(err, errlen, "rx_queues: %u queues for %u workers: every worker needs "
+			 "at least one (use fewer lcores or more queues)", nq, d->nworkers);
+		return -EINVAL;
+	}
+	r = tally_port_find(d->cfg.port, &d->port, err, errlen);
+	if (r < 0)
+		return r;
+	d->mp = rte_pktmbuf_pool_create("tally_rx", (unsigned)d->cfg.mbufs, 256, 0,
+					RTE_MBUF_DEFAULT_BUF_SIZE, rte_eth_dev_socket_id(d->port));
+	if (d->mp == NULL) {
+		snprintf(err, errlen, "mbufs: cannot create a pool of %llu mbufs: %s (lower mbufs "
+			 "or give the EAL more memory: -m MB, or hugepages)",
+			 (unsigned long long)d->cfg.mbufs, rte_strerror(rte_errno));
+		return -ENOMEM;
+	}
+	r = tally_port_start(d->port, nq, (uint16_t)d->cfg.rx_desc, d->mp, err, errlen);
+	return r < 0 ? r : nq;
+}
+
+static int setup(struct tally_daemon *d, char *err, size_t errlen)
+{
+	uint64_t merge_rows;
+	int nq, r;
+
+	d->nworkers = rte_lcore_count() - 1;
+	if (d->nworkers == 0) {
+		snprintf(err, errlen, "lcores: tallyd needs a main lcore and at least one worker "
+			 "lcore (EAL -l 0,1)");
+		return -EINVAL;
+	}
+	r = setup_params(d, err, errlen);
+	if (r < 0)
+		return r;
+	nq = setup_port(d, err, errlen);
+	if (nq < 0)
+		return nq;
+	d->sh.dedup = tally_dedup_create(d->cfg.dedup_capacity, d->cfg.dedup_horizon_ms);
+	if (d->sh.dedup == NULL) {
+		snprintf(err, errlen, "dedup_capacity: cannot allocate a table for %llu ids: %s",
+			 (unsigned long long)d->cfg.dedup_capacity, strerror(errno));
+		return -ENOMEM;
+	}
+	d->sink = tally_sink_sqlite_open(d->cfg.sqlite_path, err, errlen);
+	if (d->sink == NULL)
+		return -EIO;
+	d->ctl_fd = tally_ctl_listen(d->cfg.ctl_socket, err, errlen);
+	if (d->ctl_fd < 0)
+		return d->ctl_fd;
+	d->fl.sink = d->sink;
+	d->fl.appliance = d->cfg.appliance_id;
+	d->fl.window_ms = (int64_t)d->cfg.window_ms;
+	d->fl.interval_ms = d->cfg.flush_interval_ms;
+	merge_rows = d->cfg.table_rows * d->nworkers;
+	r = tally_flusher_start(&d->fl, (uint32_t)(merge_rows > INT32_MAX ? INT32_MAX : merge_rows),
+				err, errlen);
+	if (r < 0)
+		return r;
+	d->fl.workers = d->workers; /* set before workers exist: flusher waits for ticks */
+	return setup_workers(d, (uint16_t)nq, err, errlen);
+}
+
+static uint64_t total(const struct tally_daemon *d, enum tally_counter c)
+{
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i < d->nworkers; i++)
+		v += ck_pr_load_64((uint64_t *)&d->workers[i].ctr.v[c]);
+	return v;
+}
+
+/* The stop conditions: signal, tallyctl stop, run_ms, stop_after_idle_ms. */
+static bool should_stop(struct tally_daemon *d, uint64_t now, uint64_t *last_rx,
+			uint64_t *last_rx_ms)
+{
+	uint64_t rx = total(d, TALLY_C_RX_PACKETS);
+
+	if (signals || ck_pr_load_int(&d->stop))
+		return true;
+	if (d->cfg.run_ms && now - d->start_ms >= d->cfg.run_ms)
+		return true;
+	if (rx != *last_rx) {
+		*last_rx = rx;
+		*last_rx_ms = now;
+	}
+	return d->cfg.stop_after_idle_ms && rx > 0 &&
+	       now - *last_rx_ms >= d->cfg.stop_after_idle_ms;
+}
+
+static void control_loop(struct tally_daemon *d)
+{
+	uint64_t last_rx = 0, last_rx_ms = d->start_ms;
+
+	for (;;) {
+		uint64_t now = clock_ms(CLOCK_MONOTONIC);
+
+		if (should_stop(d, now, &last_rx, &last_rx_ms))
+			break;
+		tally_ctl_poll(d, CTL_POLL_MS);
+		tally_dedup_tick(d->sh.dedup, clock_ms(CLOCK_REALTIME),
+				 total(d, TALLY_C_DEDUP_INSERTED), DEDUP_SWEEP_BUCKETS);
+	}
+}
+
+/* Drain: workers seal their last tables, the flusher writes them, then report. */
+static int shutdown_daemon(struct tally_daemon *d)
+{
+	uint64_t v[TALLY_C_MAX];
+
+	fprintf(stderr, "tallyd: stopping: draining workers and flushing\n");
+	ck_pr_store_int(&d->sh.stop, 1);
+	rte_eal_mp_wait_lcore();
+	tally_flusher_stop(&d->fl);
+	/* Keep answering tallyctl while the last batches go out; a second signal
+	 * makes the flusher stop retrying a sink that keeps failing. */
+	while (!tally_flusher_done(&d->fl)) {
+		if (signals >= 2)
+			ck_pr_store_int(&d->fl.give_up, 1);
+		tally_ctl_poll(d, CTL_POLL_MS);
+	}
+	tally_daemon_counters(d, v);
+	tally_stats_print(stderr, v, NULL, 0);
+	for (unsigned i = 0; i < d->nworkers; i++)
+		fprintf(stderr, "worker %u lcore %u: rx_packets %llu events_accepted %llu\n", i,
+			d->workers[i].lcore,
+			(unsigned long long)d->workers[i].ctr.v[TALLY_C_RX_PACKETS],
+			(unsigned long long)d->workers[i].ctr.v[TALLY_C_EVENTS_ACCEPTED]);
+	if (d->fl.rows_lost) {
+		fprintf(stderr, "tallyd: %llu rows were NOT written: the sink kept failing (%s)\n",
+			(unsigned long long)d->fl.rows_lost, d->fl.last_err);
+		return EXIT_FAILURE;
+	}
+	return EXIT_SUCCESS;
+}
+
+static int parse_args(struct tally_daemon *d, int argc, char **argv, int *eal_start)
+{
+	char err[512];
+	int r = tally_config_from_args(&d->cfg, argc, argv, eal_start, err, sizeof(err));
+
+	if (r == 1) {
+		usage(stdout);
+		exit(EXIT_SUCCESS);
+	}
+	if (r == 2) {
+		tally_config_reference(stdout);
+		exit(EXIT_SUCCESS);
+	}
+	if (r == 0 && tally_config_validate(&d->cfg, err, sizeof(err)) != 0)
+		r = -EINVAL;
+	if (r != 0)
+		fprintf(stderr, "tallyd: %s\n", err);
+	return r;
+}
+
+int main(int argc, char **argv)
+{
+	static struct tally_daemon d = {.ctl_fd = -1};
+	char err[512];
+	int eal_start, rc;
+
+	if (parse_args(&d, argc, argv, &eal_start) != 0)
+		return EXIT_FAILURE;
+	/* EAL sees argv[0] followed by everything after "--". */
+	argv[eal_start - 1] = argv[0];
+	if (rte_eal_init(argc - eal_start + 1, argv + eal_start - 1) < 0) {
+		fprintf(stderr, "tallyd: EAL init failed: %s\n", rte_strerror(rte_errno));
+		return EXIT_FAILURE;
+	}
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	d.start_ms = clock_ms(CLOCK_MONOTONIC);
+	if (setup(&d, err, sizeof(err)) < 0) {
+		fprintf(stderr, "tallyd: %s\n", err);
+		ck_pr_store_int(&d.sh.stop, 1);
+		rte_eal_mp_wait_lcore();
+		rte_eal_cleanup();
+		return EXIT_FAILURE;
+	}
+	fprintf(stderr, "tallyd: %u worker(s) on port %u, window %llu ms, flush every %llu ms, "
+		"sink %s (%s), control %s\n", d.nworkers, d.port,
+		(unsigned long long)d.cfg.window_ms, (unsigned long long)d.cfg.flush_interval_ms,
+		d.cfg.sink, d.cfg.sqlite_path, d.cfg.ctl_socket);
+	control_loop(&d);
+	rc = shutdown_daemon(&d);
+	tally_ctl_close(&d);
+	d.sink->ops->close(d.sink);
+	tally_port_stop(d.port);
+	rte_eal_cleanup();
+	return rc;
+}

@@ -1,1 +1,333 @@
-/* placeholder: being written */
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The worker loop: receive a burst, parse every frame into a batch of events,
+ * then apply the batch (time checks, dedup, window table) in two passes so the
+ * dedup bucket and table slot of event i + TALLY_PREFETCH are in flight while
+ * event i is applied. Everything per packet runs here, on a pinned lcore: no
+ * locks, no malloc, no syscalls. Counters are plain increments on the worker's
+ * own cache lines; the control plane sums them when asked.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ck_pr.h>
+#include <rte_branch_prediction.h>
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+#include <rte_prefetch.h>
+
+#include "parse_statsd.h"
+#include "parse_tly1.h"
+#include "pkt.h"
+#include "worker.h"
+
+/* Events ahead whose dedup bucket and table slot are prefetched. */
+#define TALLY_PREFETCH 8
+/* Frames ahead whose first data line is prefetched while parsing. */
+#define TALLY_PKT_PREFETCH 4
+
+int tally_worker_init(struct tally_worker *w, unsigned id, struct tally_shared *sh,
+		      uint32_t table_rows)
+{
+	w->id = id;
+	w->sh = sh;
+	w->evb.cap = TALLY_EVBUF_EVENTS;
+	w->evb.arena_cap = TALLY_EVBUF_ARENA;
+	w->evb.ev = calloc(TALLY_EVBUF_EVENTS, sizeof(*w->evb.ev));
+	w->evb.arena = malloc(TALLY_EVBUF_ARENA);
+	if (w->evb.ev == NULL || w->evb.arena == NULL)
+		return -ENOMEM;
+	ck_ring_init(&w->sealed, TALLY_RING_SIZE);
+	ck_ring_init(&w->spare, TALLY_RING_SIZE);
+	for (unsigned i = 0; i < TALLY_TABLES_PER_WORKER; i++) {
+		w->tables[i] = tally_wtab_create(table_rows);
+		if (w->tables[i] == NULL)
+			return -errno;
+		if (i > 0)
+			ck_ring_enqueue_spsc(&w->spare, w->spare_buf, w->tables[i]);
+	}
+	w->cur = w->tables[0];
+	ck_epoch_register(&sh->epoch, &w->epoch_rec, NULL);
+	return 0;
+}
+
+void tally_worker_fini(struct tally_worker *w)
+{
+	for (unsigned i = 0; i < TALLY_TABLES_PER_WORKER; i++)
+		tally_wtab_destroy(w->tables[i]);
+	free(w->evb.ev);
+	free(w->evb.arena);
+}
+
+static enum tally_csum_state csum_state(uint64_t flags, uint64_t mask, uint64_t good,
+					uint64_t bad)
+{
+	if ((flags & mask) == good)
+		return TALLY_CSUM_GOOD;
+	if ((flags & mask) == bad)
+		return TALLY_CSUM_BAD;
+	return TALLY_CSUM_UNKNOWN;
+}
+
+static bool is_tly1(const struct tally_params *p, const struct tally_udp *u)
+{
+	if (p->ports[0] != p->ports[1])
+		return u->dport == p->ports[0];
+	/* One port for both: the four magic bytes decide. */
+	return u->len >= 4 && memcmp(u->payload, TALLY_TLY1_MAGIC, 4) == 0;
+}
+
+static void apply_events(struct tally_worker *w, const struct tally_params *p,
+			 uint64_t now_ms);
+
+static void parse_datagram(struct tally_worker *w, const struct tally_params *p,
+			   const struct tally_udp *u, uint64_t now_ms)
+{
+	uint64_t *c = w->ctr.v;
+	int r;
+
+	if (is_tly1(p, u)) {
+		r = tally_tly1_parse(u->payload, u->len, &p->mac, &w->evb, NULL);
+		if (unlikely(r == -ENOSPC)) {
+			apply_events(w, p, now_ms);
+			r = tally_tly1_parse(u->payload, u->len, &p->mac, &w->evb, NULL);
+		}
+		c[r == TALLY_OK ? TALLY_C_TLY1_DATAGRAMS : r]++;
+		return;
+	}
+	c[TALLY_C_STATSD_DATAGRAMS]++;
+	r = tally_statsd_parse(u->payload, u->len, &w->evb, c);
+	if (unlikely(r == -ENOSPC)) {
+		apply_events(w, p, now_ms);
+		tally_statsd_parse(u->payload, u->len, &w->evb, c);
+	}
+}
+
+static void parse_frame(struct tally_worker *w, const struct tally_params *p,
+			struct rte_mbuf *m, uint64_t now_ms)
+{
+	struct tally_udp u;
+	uint64_t f = m->ol_flags;
+	int r;
+
+	w->ctr.v[TALLY_C_RX_BYTES] += m->pkt_len;
+	r = tally_pkt_parse(rte_pktmbuf_mtod(m, const uint8_t *), m->data_len,
+			    csum_state(f, RTE_MBUF_F_RX_IP_CKSUM_MASK, RTE_MBUF_F_RX_IP_CKSUM_GOOD,
+				       RTE_MBUF_F_RX_IP_CKSUM_BAD),
+			    csum_state(f, RTE_MBUF_F_RX_L4_CKSUM_MASK, RTE_MBUF_F_RX_L4_CKSUM_GOOD,
+				       RTE_MBUF_F_RX_L4_CKSUM_BAD),
+			    p->ports, 2, &u);
+	if (unlikely(r != TALLY_OK)) {
+		w->ctr.v[r]++;
+		return;
+	}
+	parse_datagram(w, p, &u, now_ms);
+}
+
+/*
+ * Event time -> window, or the drop reason. The window of the previous event is
+ * cached because a burst's events almost always share one: it saves a 64-bit
+ * division per event.
+ */
+struct win_cache {
+	int64_t start, end;
+};
+
+static int event_window(const struct tally_params *p, uint64_t now_ms, struct win_cache *wc,
+			struct tally_event *e)
+{
+	uint64_t t = e->time_ms ? e->time_ms : now_ms;
+
+	if (unlikely(t > (uint64_t)INT64_MAX - (uint64_t)p->window_ms))
+		return TALLY_C_DROP_FUTURE;
+	if (p->future_ms && t > now_ms + p->future_ms)
+		return TALLY_C_DROP_FUTURE;
+	if (p->lateness_ms && t + p->lateness_ms < now_ms)
+		return TALLY_C_DROP_LATE;
+	if (unlikely((int64_t)t < wc->start || (int64_t)t >= wc->end)) {
+		/* t >= 0 and w > 0: the start is always representable. */
+		tally_window_start((int64_t)t, p->window_ms, &wc->start);
+		wc->end = wc->start + p->window_ms;
+	}
+	e->win_start = wc->start;
+	return TALLY_OK;
+}
+
+static void prefetch_event(const struct tally_worker *w, const struct tally_event *e)
+{
+	if (e->event_id)
+		tally_dedup_prefetch(w->sh->dedup, tally_dedup_hash(e->event_id));
+	tally_wtab_prefetch(w->cur, e->hash);
+}
+
+static void apply_one(struct tally_worker *w, const struct tally_event *e, uint16_t gen)
+{
+	uint64_t *c = w->ctr.v;
+	uint64_t dh = 0;
+	int r;
+
+	if (e->event_id) {
+		dh = tally_dedup_hash(e->event_id);
+		r = tally_dedup_insert(w->sh->dedup, dh, gen);
+		if (r == TALLY_DEDUP_DUP) {
+			c[TALLY_C_DROP_DUPLICATE]++;
+			return;
+		}
+		c[TALLY_C_DEDUP_INSERTED]++;
+		c[TALLY_C_DEDUP_EVICTED] += r == TALLY_DEDUP_NEW_EVICT;
+	}
+	r = tally_wtab_add(w->cur, e->hash, e->key, e->key_len, e->win_start, e->value);
+	if (unlikely(r < 0)) {
+		/* Not applied, so not remembered: a resend must count. */
+		if (e->event_id)
+			tally_dedup_forget(w->sh->dedup, dh, gen);
+		c[TALLY_C_DROP_TABLE_FULL]++;
+		return;
+	}
+	c[TALLY_C_EVENTS_ACCEPTED]++;
+	c[TALLY_C_WINDOW_ROWS] += (uint64_t)r;
+}
+
+/* Pass 1: drop by time, find windows, hash; keep survivors in place. */
+static uint32_t prepare_events(struct tally_worker *w, const struct tally_params *p,
+			       uint64_t now_ms)
+{
+	struct tally_event *ev = w->evb.ev;
+	struct win_cache wc = {INT64_MAX, INT64_MIN};
+	uint32_t k = 0;
+
+	for (uint32_t i = 0; i < w->evb.n; i++) {
+		int r = event_window(p, now_ms, &wc, &ev[i]);
+
+		if (unlikely(r != TALLY_OK)) {
+			w->ctr.v[r]++;
+			continue;
+		}
+		ev[i].hash = tally_row_hash(tally_key_hash(ev[i].key, ev[i].key_len),
+					    ev[i].win_start);
+		if (k != i)
+			ev[k] = ev[i];
+		k++;
+	}
+	return k;
+}
+
+static void apply_events(struct tally_worker *w, const struct tally_params *p,
+			 uint64_t now_ms)
+{
+	struct tally_event *ev = w->evb.ev;
+	uint16_t gen = tally_dedup_gen(w->sh->dedup);
+	uint32_t n, i;
+
+	w->ctr.v[TALLY_C_EVENTS_IN] += w->evb.n;
+	n = prepare_events(w, p, now_ms);
+	for (i = 0; i < n && i < TALLY_PREFETCH; i++)
+		prefetch_event(w, &ev[i]);
+	for (i = 0; i < n; i++) {
+		if (i + TALLY_PREFETCH < n)
+			prefetch_event(w, &ev[i + TALLY_PREFETCH]);
+		apply_one(w, &ev[i], gen);
+	}
+	tally_evbuf_clear(&w->evb);
+}
+
+void tally_worker_burst(struct tally_worker *w, const struct tally_params *p,
+			struct rte_mbuf **pkts, uint16_t n, uint64_t now_ms)
+{
+	uint16_t i;
+
+	for (i = 0; i < n && i < TALLY_PKT_PREFETCH; i++)
+		rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void *));
+	for (i = 0; i < n; i++) {
+		if (i + TALLY_PKT_PREFETCH < n)
+			rte_prefetch0(rte_pktmbuf_mtod(pkts[i + TALLY_PKT_PREFETCH], void *));
+		parse_frame(w, p, pkts[i], now_ms);
+	}
+	apply_events(w, p, now_ms);
+	rte_pktmbuf_free_bulk(pkts, n);
+	w->ctr.v[TALLY_C_RX_PACKETS] += n;
+	w->ctr.v[TALLY_C_RX_BURSTS]++;
+}
+
+static uint64_t now_ms_of(const struct tally_shared *sh, uint64_t tsc)
+{
+	return sh->base_ms + (tsc - sh->base_tsc) * 1000 / sh->tsc_hz;
+}
+
+/* Hand the current table to the flusher if it asked (or the table is nearly
+ * full) and a spare is free. Returns false if the table had to be kept. */
+static bool seal_table(struct tally_worker *w)
+{
+	struct tally_wtab *spare;
+
+	if (!ck_ring_dequeue_spsc(&w->spare, w->spare_buf, &spare))
+		return false;
+	/* The sealed ring holds every table, so this cannot fail. Its release
+	 * store publishes the table's rows before the flusher can see the pointer. */
+	ck_ring_enqueue_spsc(&w->sealed, w->sealed_buf, w->cur);
+	w->cur = spare;
+	w->ctr.v[TALLY_C_TABLES_SEALED]++;
+	return true;
+}
+
+static void maybe_seal(struct tally_worker *w)
+{
+	uint64_t req = ck_pr_load_64(&w->seal_req);
+	uint32_t rows = tally_wtab_rows(w->cur);
+	/* Seal early at 7/8 full so a busy interval does not run into table_full. */
+	bool near_full = rows >= tally_wtab_capacity(w->cur) / 8 * 7;
+
+	if (likely(req == w->seal_seen && !near_full))
+		return;
+	if (rows == 0 || seal_table(w)) {
+		w->seal_deferred = false;
+		ck_pr_fence_store();
+		ck_pr_store_64(&w->seal_seen, req);
+	} else if (!w->seal_deferred && req != w->seal_seen) {
+		w->seal_deferred = true;
+		w->ctr.v[TALLY_C_SEAL_DEFERRED]++;
+	}
+}
+
+static void poll_queues(struct tally_worker *w)
+{
+	struct tally_shared *sh = w->sh;
+	struct rte_mbuf *pkts[TALLY_BURST];
+	ck_epoch_section_t section;
+
+	for (uint16_t q = 0; q < w->nqueues; q++) {
+		uint16_t n = rte_eth_rx_burst(w->port, w->queues[q], pkts, TALLY_BURST);
+		uint64_t t0;
+
+		if (n == 0)
+			continue;
+		t0 = rte_rdtsc();
+		ck_epoch_begin(&w->epoch_rec, &section);
+		tally_worker_burst(w, ck_pr_load_ptr(&sh->params), pkts, n, now_ms_of(sh, t0));
+		ck_epoch_end(&w->epoch_rec, &section);
+		w->ctr.v[TALLY_C_WORKER_CYCLES] += rte_rdtsc() - t0;
+	}
+}
+
+int tally_worker_main(void *arg)
+{
+	struct tally_worker *w = arg;
+
+	w->lcore = rte_lcore_id();
+	while (!ck_pr_load_int(&w->sh->stop)) {
+		poll_queues(w);
+		maybe_seal(w);
+	}
+	/* Final hand-off: the sealed ring has room for every table we own. */
+	if (tally_wtab_rows(w->cur) > 0) {
+		ck_ring_enqueue_spsc(&w->sealed, w->sealed_buf, w->cur);
+		w->cur = NULL;
+		w->ctr.v[TALLY_C_TABLES_SEALED]++;
+	}
+	ck_pr_fence_store();
+	ck_pr_store_8((uint8_t *)&w->done, 1);
+	return 0;
+}

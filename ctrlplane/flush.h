@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The flusher thread: at every flush tick it asks each worker to seal its
+ * window table, merges the sealed tables in worker order into one batch and
+ * writes it to the sink as (appliance, seq). Runs off the worker cores.
+ */
+#ifndef TALLY_FLUSH_H
+#define TALLY_FLUSH_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "counters.h"
+#include "sink.h"
+#include "worker.h"
+
+struct tally_flusher {
+	struct tally_worker *workers;
+	unsigned nworkers;
+	struct tally_sink *sink;
+	const char *appliance;
+	int64_t window_ms;
+	uint64_t interval_ms;
+	struct tally_wtab *merge;
+	uint64_t seq;  /* next batch sequence number */
+	uint64_t tick; /* last seal request */
+	struct tally_counters ctr; /* single writer: the flusher */
+	int flush_now;             /* ck_pr: tallyctl flush */
+	int stop;                  /* ck_pr: workers are done, drain and exit */
+	int give_up;               /* ck_pr: stop retrying a failing sink */
+	uint64_t rows_lost;        /* rows dropped because give_up was set */
+	char last_err[256];
+	pthread_t thread;
+};
+
+/* merge_rows: capacity of the merge table. 0 or a negative errno (err filled). */
+int tally_flusher_start(struct tally_flusher *f, uint32_t merge_rows, char *err,
+			size_t errlen);
+/* Call after every worker returned: the flusher drains what they sealed. */
+void tally_flusher_stop(struct tally_flusher *f);
+/* True once the flusher has written everything and exited (then it is joined). */
+bool tally_flusher_done(struct tally_flusher *f);
+
+#endif

@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Port setup: find or probe the input device, configure its RX queues (RSS when
+ * more than one), checksum offload where the PMD has it, and start it. PMD quirks
+ * stay here so the worker loop stays clean.
+ */
+#ifndef TALLY_PORT_H
+#define TALLY_PORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct rte_mempool;
+
+/* devargs "" = the first port the EAL arguments brought up. */
+int tally_port_find(const char *devargs, uint16_t *port_id, char *err, size_t errlen);
+int tally_port_start(uint16_t port_id, uint16_t nb_rxq, uint16_t rx_desc,
+		     struct rte_mempool *mp, char *err, size_t errlen);
+void tally_port_stop(uint16_t port_id);
+
+#endif

@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * A worker lcore: polls its RX queues in bursts, parses, deduplicates and adds
+ * events to its own window table, and hands sealed tables to the flusher.
+ *
+ * Hand-off protocol (no locks): each worker owns TALLY_TABLES_PER_WORKER tables.
+ * The flusher bumps seal_req; the worker, between bursts, swaps its current table
+ * for a spare (spare ring: flusher -> worker), pushes the full one on the sealed
+ * ring (worker -> flusher) and publishes seal_seen = seal_req. Both rings are
+ * single-producer single-consumer: exactly one thread on each end.
+ */
+#ifndef TALLY_WORKER_H
+#define TALLY_WORKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <ck_epoch.h>
+#include <ck_ring.h>
+
+#include "counters.h"
+#include "dedup.h"
+#include "event.h"
+#include "parse_tly1.h"
+#include "window.h"
+
+#define TALLY_BURST 32
+#define TALLY_MAX_QUEUES 64
+#define TALLY_TABLES_PER_WORKER 3
+#define TALLY_RING_SIZE 4 /* power of two > tables per worker */
+#define TALLY_EVBUF_EVENTS 16384
+#define TALLY_EVBUF_ARENA (512 * 1024)
+
+/* What workers read per burst. Swapped as a whole under ck_epoch, never edited. */
+struct tally_params {
+	uint16_t ports[2]; /* TLY1, StatsD; 0 = off */
+	int64_t window_ms;
+	uint64_t lateness_ms; /* 0 = off */
+	uint64_t future_ms;   /* 0 = off */
+	struct tally_mac_keys mac;
+};
+
+/* State every worker shares: read-mostly. */
+struct tally_shared {
+	struct tally_params *params; /* epoch-protected */
+	ck_epoch_t epoch;
+	struct tally_dedup *dedup;
+	uint64_t tsc_hz;
+	uint64_t base_tsc, base_ms; /* wall clock at base_tsc */
+	int stop;                   /* ck_pr: workers finish their burst and seal */
+};
+
+struct tally_worker {
+	struct tally_counters ctr; /* single writer: this worker */
+	struct tally_wtab *cur;
+	uint64_t seal_seen;  /* written by the worker */
+	bool seal_deferred;  /* a deferred seal was counted for this request */
+	bool done;           /* final table sealed; worker returned */
+	uint16_t port;
+	uint16_t nqueues;
+	uint16_t queues[TALLY_MAX_QUEUES];
+	unsigned id, lcore;
+	struct tally_shared *sh;
+	ck_epoch_record_t epoch_rec;
+	struct tally_evbuf evb;
+
+	uint64_t seal_req __attribute__((aligned(64))); /* written by the flusher */
+	ck_ring_t sealed __attribute__((aligned(64)));  /* worker -> flusher */
+	ck_ring_buffer_t sealed_buf[TALLY_RING_SIZE];
+	ck_ring_t spare __attribute__((aligned(64))); /* flusher -> worker */
+	ck_ring_buffer_t spare_buf[TALLY_RING_SIZE];
+	struct tally_wtab *tables[TALLY_TABLES_PER_WORKER];
+};
+
+/* Allocate tables and buffers; 0 or a negative errno. */
+int tally_worker_init(struct tally_worker *w, unsigned id, struct tally_shared *sh,
+		      uint32_t table_rows);
+void tally_worker_fini(struct tally_worker *w);
+/* rte_eal_remote_launch entry point; arg is the struct tally_worker. */
+int tally_worker_main(void *arg);
+
+/* Process one burst of frames (already received); exposed for tests. */
+struct rte_mbuf;
+void tally_worker_burst(struct tally_worker *w, const struct tally_params *p,
+			struct rte_mbuf **pkts, uint16_t n, uint64_t now_ms);
+
+#endif

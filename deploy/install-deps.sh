@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package Tally's build, demo, tests, fuzzers and benchmarks
+# need. Idempotent: apt-get skips what is already there. Run as root.
+set -euo pipefail
+
+packages=(
+  # build
+  build-essential meson ninja-build pkg-config clang llvm libclang-rt-14-dev
+  # dataplane and control plane libraries
+  dpdk dpdk-dev libdpdk-dev libhyperscan-dev libbpf-dev libck-dev libsodium-dev
+  libxxhash-dev libinih-dev libjansson-dev libsqlite3-dev libpcap-dev
+  # tests, demo, benchmark driver
+  libcmocka-dev sqlite3 python3 iproute2 procps util-linux
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: run as root (apt-get needs it)" >&2
+  exit 1
+fi
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages already installed"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"

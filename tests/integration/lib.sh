@@ -1,0 +1,36 @@
+# Shared helpers for the integration tests: paths, a scratch dir removed on exit,
+# the tallyd EAL defaults for tests (no hugepages, no PCI, private memory), and
+# assertions on tallyd's exit report ("name value  help" lines).
+set -euo pipefail
+build=${TALLY_BUILD:?TALLY_BUILD is set by meson}
+src=${TALLY_SRC:?TALLY_SRC is set by meson}
+gen=$build/perf/tally-gen
+tallyd=$build/ctrlplane/tallyd
+tallyctl=$build/ctrlplane/tallyctl
+check=$src/perf/tally-check
+work=$(mktemp -d /tmp/tally-it.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+eal_test=(--no-huge --no-pci --in-memory -m 512 --log-level='*:warning')
+now_ms=$(( $(date +%s) * 1000 ))
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# counter LOG NAME: the value of a counter in tallyd's exit report
+counter() { awk -v n="$2" '$1 == n { print $2; exit }' "$1"; }
+
+# expect_counter LOG NAME OP VALUE, e.g. expect_counter log drop_duplicate -gt 0
+expect_counter() {
+  local v; v=$(counter "$1" "$2")
+  [ -n "$v" ] || fail "counter $2 missing from $1"
+  [ "$v" "$3" "$4" ] || fail "counter $2 is $v, expected $3 $4"
+  echo "ok: $2 = $v ($3 $4)"
+}
+
+# gen_summary FILE NAME: a value from tally-gen's printed summary
+gen_summary() { awk -v n="$2" '$1 == n { print $2; exit }' "$1"; }
