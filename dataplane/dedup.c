@@ -1,1 +1,221 @@
-/* placeholder: being written */
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The shared, lock-free event-id dedup table (layout and horizon in dedup.h).
+ *
+ * No false positives. h = fmix64(id) is a bijection. Two distinct h with the same
+ * fingerprint (low 48 bits) differ only in their top 16 bits, by k >= 1, so their
+ * (h >> 32) differ by k * 2^16 and, times nbuckets >= 2^16, by at least 2^32: the
+ * multiply-shift puts them in different buckets. A (bucket, fingerprint) pair
+ * therefore names exactly one id.
+ *
+ * Concurrency. Slots change only by CAS (ck_pr). An insert scans its bucket once:
+ * a live slot with its fingerprint means duplicate; otherwise it claims the first
+ * claimable slot (empty or expired), re-reading that slot when the CAS loses.
+ * Two workers inserting the same id scan the same slots in the same order, so
+ * they meet on the same lowest claimable slot: one CAS wins, the loser re-reads
+ * the slot, sees the fingerprint and reports a duplicate. The residual race: if a
+ * slot below the winner's turns claimable between the two scans (a generation
+ * expires, or an eviction), both may claim. That needs the same id on two workers
+ * within nanoseconds at a generation boundary; duplicates of one flow hash to one
+ * RSS queue, hence one worker, where there is no race.
+ *
+ * Expiry. The control thread advances the generation and sweeps expired slots to
+ * empty, TALLY_DEDUP_SWEEP buckets per tick, so a generation number is never
+ * reused while a slot still carries it (see tally_dedup_tick).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <ck_pr.h>
+
+#include "dedup.h"
+
+#define FP_BITS 48
+#define FP_MASK ((1ULL << FP_BITS) - 1)
+#define GEN_MAX 65535u
+
+struct bucket {
+	uint64_t slot[TALLY_DEDUP_WAYS];
+} __attribute__((aligned(64)));
+
+struct tally_dedup {
+	struct bucket *b;
+	uint64_t nbuckets;
+	uint64_t capacity, horizon_ms;
+	uint16_t gen;            /* written by the control thread only */
+	uint64_t gen_start_ms;   /* control thread only */
+	uint64_t gen_start_ins;  /* control thread only */
+	uint64_t sweep_cursor;   /* control thread only */
+	size_t bytes;
+};
+
+struct tally_dedup *tally_dedup_create(uint64_t capacity, uint64_t horizon_ms)
+{
+	struct tally_dedup *d = calloc(1, sizeof(*d));
+	uint64_t nb = (2 * capacity + TALLY_DEDUP_WAYS - 1) / TALLY_DEDUP_WAYS;
+
+	if (d == NULL)
+		return NULL;
+	d->nbuckets = nb < TALLY_DEDUP_MIN_BUCKETS ? TALLY_DEDUP_MIN_BUCKETS : nb;
+	d->bytes = d->nbuckets * sizeof(struct bucket);
+	d->b = mmap(NULL, d->bytes, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (d->b == MAP_FAILED) {
+		free(d);
+		errno = ENOMEM;
+		return NULL;
+	}
+	madvise(d->b, d->bytes, MADV_HUGEPAGE);
+	d->capacity = capacity;
+	d->horizon_ms = horizon_ms;
+	d->gen = 1;
+	return d;
+}
+
+void tally_dedup_destroy(struct tally_dedup *d)
+{
+	if (d == NULL)
+		return;
+	munmap(d->b, d->bytes);
+	free(d);
+}
+
+size_t tally_dedup_bytes(const struct tally_dedup *d) { return d->bytes; }
+
+uint16_t tally_dedup_gen(const struct tally_dedup *d)
+{
+	return ck_pr_load_16(&d->gen);
+}
+
+static inline struct bucket *bucket_of(const struct tally_dedup *d, uint64_t h)
+{
+	return &d->b[((h >> 32) * d->nbuckets) >> 32];
+}
+
+void tally_dedup_prefetch(const struct tally_dedup *d, uint64_t h)
+{
+	__builtin_prefetch(bucket_of(d, h), 1, 3);
+}
+
+/*
+ * Generations run 1..GEN_MAX and wrap; age of g seen from cur. A worker's
+ * snapshot of cur can be a generation or two behind another worker's, so a g
+ * slightly ahead of cur is age 0, not ancient.
+ */
+#define GEN_AHEAD 16
+static inline unsigned gen_age(uint16_t cur, uint16_t g)
+{
+	unsigned a = cur >= g ? (unsigned)(cur - g) : (unsigned)(cur + GEN_MAX - g);
+
+	return a >= GEN_MAX - GEN_AHEAD ? 0 : a;
+}
+
+static inline int live(uint64_t s, uint16_t cur)
+{
+	return s != 0 && gen_age(cur, (uint16_t)s) <= TALLY_DEDUP_GENS;
+}
+
+/* The live slot with the oldest generation: what a full bucket gives up. */
+static unsigned oldest(const struct bucket *b, uint16_t cur)
+{
+	unsigned best = 0, age = 0;
+
+	for (unsigned i = 0; i < TALLY_DEDUP_WAYS; i++) {
+		uint64_t s = ck_pr_load_64(&b->slot[i]);
+		unsigned a = gen_age(cur, (uint16_t)s);
+
+		if (a >= age) {
+			age = a;
+			best = i;
+		}
+	}
+	return best;
+}
+
+enum tally_dedup_result tally_dedup_insert(struct tally_dedup *d, uint64_t h, uint16_t gen)
+{
+	struct bucket *b = bucket_of(d, h);
+	uint64_t fp = h & FP_MASK, mine = fp << 16 | gen;
+
+	for (int attempt = 0; attempt < 4; attempt++) {
+		for (unsigned i = 0; i < TALLY_DEDUP_WAYS; i++) {
+			uint64_t s = ck_pr_load_64(&b->slot[i]);
+
+			while (!live(s, gen)) {
+				if (ck_pr_cas_64_value(&b->slot[i], s, mine, &s))
+					return TALLY_DEDUP_NEW;
+				/* lost: s is what is there now; look at it again */
+			}
+			if ((s >> 16) == fp)
+				return TALLY_DEDUP_DUP;
+		}
+		/* Every slot live and not ours: the oldest generation goes. */
+		unsigned v = oldest(b, gen);
+		uint64_t s = ck_pr_load_64(&b->slot[v]);
+
+		if ((s >> 16) != fp && ck_pr_cas_64(&b->slot[v], s, mine))
+			return TALLY_DEDUP_NEW_EVICT;
+	}
+	/* Contended beyond reason: treat as new rather than block the worker. */
+	return TALLY_DEDUP_NEW_EVICT;
+}
+
+void tally_dedup_forget(struct tally_dedup *d, uint64_t h, uint16_t gen)
+{
+	struct bucket *b = bucket_of(d, h);
+	uint64_t mine = (h & FP_MASK) << 16 | gen;
+
+	for (unsigned i = 0; i < TALLY_DEDUP_WAYS; i++)
+		if (ck_pr_load_64(&b->slot[i]) == mine && ck_pr_cas_64(&b->slot[i], mine, 0))
+			return;
+}
+
+static void advance(struct tally_dedup *d, uint64_t now_ms, uint64_t inserted)
+{
+	uint16_t next = d->gen == GEN_MAX ? 1 : d->gen + 1;
+
+	ck_pr_store_16(&d->gen, next);
+	d->gen_start_ms = now_ms;
+	d->gen_start_ins = inserted;
+}
+
+/* Clear expired slots; the CAS leaves a slot alone if a worker just reclaimed it. */
+static size_t sweep(struct tally_dedup *d, size_t max_buckets)
+{
+	uint16_t cur = ck_pr_load_16(&d->gen);
+	size_t cleared = 0;
+
+	for (size_t n = 0; n < max_buckets && n < d->nbuckets; n++) {
+		struct bucket *b = &d->b[d->sweep_cursor];
+
+		for (unsigned i = 0; i < TALLY_DEDUP_WAYS; i++) {
+			uint64_t s = ck_pr_load_64(&b->slot[i]);
+
+			if (s != 0 && !live(s, cur) && ck_pr_cas_64(&b->slot[i], s, 0))
+				cleared++;
+		}
+		d->sweep_cursor = d->sweep_cursor + 1 == d->nbuckets ? 0 : d->sweep_cursor + 1;
+	}
+	return cleared;
+}
+
+/*
+ * Sweep rate: a generation lasts at least horizon_ms / GENS or capacity / GENS
+ * inserts. With ticks every ~10 ms and 65536 buckets per tick, a full pass over
+ * a 1G-id table (2^28 buckets) takes ~41 s, far inside the 65535 - GENS - 1
+ * generations after which a stale generation number could look live again.
+ */
+size_t tally_dedup_tick(struct tally_dedup *d, uint64_t now_ms, uint64_t inserted,
+			size_t max_buckets)
+{
+	uint64_t per_gen_ms = d->horizon_ms / TALLY_DEDUP_GENS;
+	uint64_t per_gen_ids = d->capacity / TALLY_DEDUP_GENS;
+
+	if (d->gen_start_ms == 0)
+		d->gen_start_ms = now_ms;
+	if (now_ms - d->gen_start_ms >= per_gen_ms || inserted - d->gen_start_ins >= per_gen_ids)
+		advance(d, now_ms, inserted);
+	return sweep(d, max_buckets);
+}

@@ -1,1 +1,182 @@
-/* placeholder: being written */
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * TLY1 parser. Two passes: validate() walks the header, every event and the
+ * trailer and names the first problem; only a datagram that passes is emitted,
+ * so a bad datagram never adds an event or an event id anywhere.
+ *
+ * Check order (the first failure is the one counted): length >= 24 (short),
+ * magic, reserved flags, count in 1..1024, sender_id != 0, key_id 0 unless MAC;
+ * then per event in order: fixed part and key inside the datagram (truncated),
+ * key_len != 0, key UTF-8 without NUL; then the tail: MAC flag needs >= 16 bytes
+ * left (mac_missing), anything beyond events (+ trailer) is trailing; last the
+ * MAC itself: key configured (mac_no_key), then SipHash-2-4-128 (mac_bad).
+ */
+#include <errno.h>
+
+#include <sodium.h>
+
+#include "counters.h"
+#include "parse_tly1.h"
+
+/* Strict UTF-8 (RFC 3629): no overlongs, no surrogates, nothing above U+10FFFF. */
+static uint32_t utf8_seq(const uint8_t *s, uint32_t left)
+{
+	uint8_t c = s[0];
+	uint32_t n, min, cp;
+
+	if (c >= 0xc2 && c <= 0xdf) { n = 2; min = 0x80; cp = c & 0x1f; }
+	else if (c >= 0xe0 && c <= 0xef) { n = 3; min = 0x800; cp = c & 0x0f; }
+	else if (c >= 0xf0 && c <= 0xf4) { n = 4; min = 0x10000; cp = c & 0x07; }
+	else return 0;
+	if (left < n)
+		return 0;
+	for (uint32_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+bool tally_utf8_valid(const uint8_t *s, uint32_t len)
+{
+	uint32_t i = 0;
+
+	while (i < len) {
+		/* ASCII fast path: 8 bytes with no high bit and no zero byte */
+		if (i + 8 <= len) {
+			uint64_t w;
+
+			memcpy(&w, s + i, 8);
+			if (((w | ((w - 0x0101010101010101ULL) & ~w)) & 0x8080808080808080ULL) == 0) {
+				i += 8;
+				continue;
+			}
+		}
+		if (s[i] == 0)
+			return false;
+		if (s[i] < 0x80) {
+			i++;
+			continue;
+		}
+		uint32_t n = utf8_seq(s + i, len - i);
+		if (n == 0)
+			return false;
+		i += n;
+	}
+	return true;
+}
+
+static int check_header(const uint8_t *p, uint32_t len, struct tally_tly1_hdr *h)
+{
+	if (len < TALLY_TLY1_HDR_LEN)
+		return TALLY_C_TLY1_SHORT;
+	if (memcmp(p, TALLY_TLY1_MAGIC, 4) != 0)
+		return TALLY_C_TLY1_BAD_MAGIC;
+	h->flags = p[TALLY_TLY1_OFF_FLAGS];
+	h->key_id = p[TALLY_TLY1_OFF_KEY_ID];
+	h->count = tally_le16(p + TALLY_TLY1_OFF_COUNT);
+	h->sender_id = tally_le64(p + TALLY_TLY1_OFF_SENDER);
+	h->batch_seq = tally_le64(p + TALLY_TLY1_OFF_SEQ);
+	if (h->flags & TALLY_TLY1_F_RESERVED)
+		return TALLY_C_TLY1_RESERVED_FLAGS;
+	if (h->count == 0 || h->count > TALLY_TLY1_MAX_COUNT)
+		return TALLY_C_TLY1_BAD_COUNT;
+	if (h->sender_id == 0)
+		return TALLY_C_TLY1_ZERO_SENDER;
+	if (h->key_id != 0 && !(h->flags & TALLY_TLY1_F_MAC))
+		return TALLY_C_TLY1_KEYID_NO_MAC;
+	return TALLY_OK;
+}
+
+/* Walk the events; *end is the offset after the last one. */
+static int check_events(const uint8_t *p, uint32_t len, uint16_t count, uint32_t *end)
+{
+	uint32_t off = TALLY_TLY1_HDR_LEN;
+
+	for (uint16_t i = 0; i < count; i++) {
+		uint8_t klen;
+
+		if (len - off < TALLY_TLY1_EVT_FIXED)
+			return TALLY_C_TLY1_TRUNCATED;
+		klen = p[off + TALLY_TLY1_EOFF_KEYLEN];
+		if (len - off - TALLY_TLY1_EVT_FIXED < klen)
+			return TALLY_C_TLY1_TRUNCATED;
+		if (klen == 0)
+			return TALLY_C_TLY1_ZERO_KEY;
+		if (!tally_utf8_valid(p + off + TALLY_TLY1_EOFF_KEY, klen))
+			return TALLY_C_TLY1_BAD_UTF8;
+		off += TALLY_TLY1_EVT_FIXED + klen;
+	}
+	*end = off;
+	return TALLY_OK;
+}
+
+static int check_mac(const uint8_t *p, uint32_t end, const struct tally_tly1_hdr *h,
+		     const struct tally_mac_keys *keys)
+{
+	uint8_t mac[TALLY_TLY1_MAC_LEN];
+
+	if (keys == NULL || !keys->present[h->key_id])
+		return TALLY_C_TLY1_MAC_NO_KEY;
+	crypto_shorthash_siphashx24(mac, p, end, keys->key[h->key_id]);
+	if (sodium_memcmp(mac, p + end, TALLY_TLY1_MAC_LEN) != 0)
+		return TALLY_C_TLY1_MAC_BAD;
+	return TALLY_OK;
+}
+
+static int validate(const uint8_t *p, uint32_t len, const struct tally_mac_keys *keys,
+		    struct tally_tly1_hdr *h)
+{
+	uint32_t end = 0, tail;
+	bool mac;
+	int r = check_header(p, len, h);
+
+	if (r != TALLY_OK)
+		return r;
+	r = check_events(p, len, h->count, &end);
+	if (r != TALLY_OK)
+		return r;
+	mac = h->flags & TALLY_TLY1_F_MAC;
+	tail = mac ? TALLY_TLY1_MAC_LEN : 0;
+	if (len - end < tail)
+		return TALLY_C_TLY1_MAC_MISSING;
+	if (len - end > tail)
+		return TALLY_C_TLY1_TRAILING;
+	return mac ? check_mac(p, end, h, keys) : TALLY_OK;
+}
+
+static void emit(const uint8_t *p, uint16_t count, struct tally_evbuf *out)
+{
+	uint32_t off = TALLY_TLY1_HDR_LEN;
+	struct tally_event *e = out->ev + out->n;
+
+	for (uint16_t i = 0; i < count; i++, e++) {
+		const uint8_t *q = p + off;
+
+		e->event_id = tally_le64(q + TALLY_TLY1_EOFF_ID);
+		e->time_ms = tally_le64(q + TALLY_TLY1_EOFF_TIME);
+		e->value = (double)(int64_t)tally_le64(q + TALLY_TLY1_EOFF_VALUE);
+		e->key_len = q[TALLY_TLY1_EOFF_KEYLEN];
+		e->key = q + TALLY_TLY1_EOFF_KEY;
+		off += TALLY_TLY1_EVT_FIXED + e->key_len;
+	}
+	out->n += count;
+}
+
+int tally_tly1_parse(const uint8_t *p, uint32_t len, const struct tally_mac_keys *keys,
+		     struct tally_evbuf *out, struct tally_tly1_hdr *hdr)
+{
+	struct tally_tly1_hdr local;
+	struct tally_tly1_hdr *h = hdr != NULL ? hdr : &local;
+	int r = validate(p, len, keys, h);
+
+	if (r != TALLY_OK)
+		return r;
+	if (out->cap - out->n < h->count)
+		return -ENOSPC;
+	emit(p, h->count, out);
+	return TALLY_OK;
+}

@@ -1,1 +1,172 @@
-/* placeholder: being written */
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Frame parsing down to the UDP payload: Ethernet II, up to two VLAN tags,
+ * IPv4 (options allowed) or IPv6 (no extension headers), UDP to a Tally port.
+ * Every other frame is dropped under its own reason; none reaches a parser.
+ * Lengths come from the headers: bytes after the IP total length are padding.
+ */
+#include <stdbool.h>
+#include <string.h>
+
+#include "counters.h"
+#include "pkt.h"
+
+#define ETH_HLEN 14
+#define VLAN_HLEN 4
+#define ET_IPV4 0x0800
+#define ET_IPV6 0x86dd
+#define ET_VLAN 0x8100
+#define ET_QINQ 0x88a8
+#define IPV6_HLEN 40
+#define UDP_HLEN 8
+#define PROTO_UDP 17
+
+static inline uint16_t be16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
+
+/* One's-complement sum of 16-bit big-endian words. */
+static uint32_t csum_add(uint32_t sum, const uint8_t *p, uint32_t len)
+{
+	for (; len > 1; p += 2, len -= 2)
+		sum += be16(p);
+	if (len)
+		sum += (uint32_t)p[0] << 8;
+	return sum;
+}
+
+static uint16_t csum_fold(uint32_t sum)
+{
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)sum;
+}
+
+/* True if the UDP checksum (pseudo-header included) verifies. */
+static bool udp_csum_ok(const uint8_t *saddr, const uint8_t *daddr, unsigned alen,
+			const uint8_t *udp, uint16_t ulen)
+{
+	uint32_t sum = csum_add(0, saddr, alen);
+
+	sum = csum_add(sum, daddr, alen);
+	sum += PROTO_UDP + ulen;
+	sum = csum_add(sum, udp, ulen);
+	return csum_fold(sum) == 0xffff;
+}
+
+/* Skip up to two VLAN tags; returns the L3 offset or 0 with *drop set. */
+static uint32_t l2(const uint8_t *f, uint32_t len, uint16_t *et, int *drop)
+{
+	uint32_t off = ETH_HLEN;
+
+	if (len < ETH_HLEN) {
+		*drop = TALLY_C_DROP_RUNT;
+		return 0;
+	}
+	*et = be16(f + 12);
+	for (int tags = 0; *et == ET_VLAN || *et == ET_QINQ; tags++) {
+		if (tags == 2) {
+			*drop = TALLY_C_DROP_VLAN_DEPTH;
+			return 0;
+		}
+		if (len < off + VLAN_HLEN) {
+			*drop = TALLY_C_DROP_RUNT;
+			return 0;
+		}
+		*et = be16(f + off + 2);
+		off += VLAN_HLEN;
+	}
+	return off;
+}
+
+static int udp(const uint8_t *l4, uint32_t avail, const uint8_t *saddr, const uint8_t *daddr,
+	       unsigned alen, enum tally_csum_state l4_csum, const uint16_t *ports,
+	       unsigned nports, struct tally_udp *out)
+{
+	uint16_t ulen, ck;
+	unsigned i;
+
+	if (avail < UDP_HLEN || (ulen = be16(l4 + 4)) < UDP_HLEN || ulen > avail)
+		return TALLY_C_DROP_UDP_LEN;
+	ck = be16(l4 + 6);
+	if (l4_csum == TALLY_CSUM_BAD || (ck == 0 && alen == 16))
+		return TALLY_C_DROP_UDP_CSUM;
+	if (l4_csum == TALLY_CSUM_UNKNOWN && ck != 0 && !udp_csum_ok(saddr, daddr, alen, l4, ulen))
+		return TALLY_C_DROP_UDP_CSUM;
+	out->dport = be16(l4 + 2);
+	for (i = 0; i < nports; i++)
+		if (ports[i] != 0 && ports[i] == out->dport)
+			break;
+	if (i == nports)
+		return TALLY_C_DROP_UDP_PORT;
+	out->sport = be16(l4);
+	out->payload = l4 + UDP_HLEN;
+	out->len = (uint16_t)(ulen - UDP_HLEN);
+	out->saddr = saddr;
+	return TALLY_OK;
+}
+
+static int ipv4(const uint8_t *ip, uint32_t avail, enum tally_csum_state ip_csum,
+		enum tally_csum_state l4_csum, const uint16_t *ports, unsigned nports,
+		struct tally_udp *out)
+{
+	uint32_t ihl, tot;
+
+	if (avail < 20 || (ip[0] >> 4) != 4 || (ihl = (ip[0] & 0xfu) * 4u) < 20 || ihl > avail)
+		return TALLY_C_DROP_IP_HDR;
+	tot = be16(ip + 2);
+	if (tot < ihl || tot > avail)
+		return TALLY_C_DROP_IP_LEN;
+	if (ip_csum == TALLY_CSUM_BAD ||
+	    (ip_csum == TALLY_CSUM_UNKNOWN && csum_fold(csum_add(0, ip, ihl)) != 0xffff))
+		return TALLY_C_DROP_IP_CSUM;
+	if ((be16(ip + 6) & 0x3fff) != 0) /* MF flag or a fragment offset */
+		return TALLY_C_DROP_IP_FRAG;
+	if (ip[9] != PROTO_UDP)
+		return TALLY_C_DROP_IP_PROTO;
+	out->ip_version = 4;
+	return udp(ip + ihl, tot - ihl, ip + 12, ip + 16, 4, l4_csum, ports, nports, out);
+}
+
+static bool ipv6_ext(uint8_t nh)
+{
+	switch (nh) {
+	case 0: case 43: case 44: case 50: case 51: case 60:
+	case 135: case 139: case 140: case 253: case 254:
+		return true;
+	}
+	return false;
+}
+
+static int ipv6(const uint8_t *ip, uint32_t avail, enum tally_csum_state l4_csum,
+		const uint16_t *ports, unsigned nports, struct tally_udp *out)
+{
+	uint32_t plen;
+
+	if (avail < IPV6_HLEN || (ip[0] >> 4) != 6)
+		return TALLY_C_DROP_IP_HDR;
+	plen = be16(ip + 4);
+	if (plen > avail - IPV6_HLEN)
+		return TALLY_C_DROP_IP_LEN;
+	if (ipv6_ext(ip[6]))
+		return ip[6] == 44 ? TALLY_C_DROP_IP_FRAG : TALLY_C_DROP_IPV6_EXT;
+	if (ip[6] != PROTO_UDP)
+		return TALLY_C_DROP_IP_PROTO;
+	out->ip_version = 6;
+	return udp(ip + IPV6_HLEN, plen, ip + 8, ip + 24, 16, l4_csum, ports, nports, out);
+}
+
+int tally_pkt_parse(const uint8_t *frame, uint32_t len, enum tally_csum_state ip_csum,
+		    enum tally_csum_state l4_csum, const uint16_t *ports, unsigned nports,
+		    struct tally_udp *out)
+{
+	uint16_t et = 0;
+	int drop = TALLY_OK;
+	uint32_t off = l2(frame, len, &et, &drop);
+
+	if (off == 0)
+		return drop;
+	if (et == ET_IPV4)
+		return ipv4(frame + off, len - off, ip_csum, l4_csum, ports, nports, out);
+	if (et == ET_IPV6)
+		return ipv6(frame + off, len - off, l4_csum, ports, nports, out);
+	return TALLY_C_DROP_ETHERTYPE;
+}

@@ -50,6 +50,8 @@ void tally_wtab_reset(struct tally_wtab *t);
 size_t tally_wtab_bytes(const struct tally_wtab *t);
 
 void tally_wtab_prefetch(const struct tally_wtab *t, uint64_t h);
+/* Prefetch the row (and key) of h once its index entry is cached. */
+void tally_wtab_prefetch_row(const struct tally_wtab *t, uint64_t h);
 /* Add one value. Returns 1 if a row was created, 0 if updated, -ENOSPC if full. */
 int tally_wtab_add(struct tally_wtab *t, uint64_t h, const uint8_t *key, uint8_t key_len,
 		   int64_t win_start, double v);
