@@ -1,1 +1,425 @@
-/* placeholder: being written */
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The config table and everything derived from it: defaults, the file parser
+ * (inih), command-line overrides, get/set for tallyctl, and the README reference.
+ * Every error names the key, and for files the file and line.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ini.h>
+
+#include "config.h"
+
+#define U64(n, def, lo, hi, rt, help) \
+	{#n, TALLY_CFG_U64, offsetof(struct tally_config, n), \
+	 sizeof(((struct tally_config *)0)->n), def, lo, hi, rt, help, NULL}
+#define STR(n, def, rt, help, chk) \
+	{#n, TALLY_CFG_STR, offsetof(struct tally_config, n), \
+	 sizeof(((struct tally_config *)0)->n), def, 0, 0, rt, help, chk}
+
+static int check_sink(const char *v, char *err, size_t len);
+static int check_mac_keys(const char *v, char *err, size_t len);
+static int check_appliance(const char *v, char *err, size_t len);
+
+const struct tally_cfg_key tally_cfg_keys[] = {
+	STR(port, "", false, "DPDK input device: vdev with args (net_pcap0,rx_pcap=f.pcap) or PCI "
+	    "address; empty = the first port the EAL arguments bring up", NULL),
+	U64(rx_queues, "0", 0, 64, false, "RX queues; 0 = one per worker lcore (RSS spreads flows)"),
+	U64(rx_desc, "1024", 64, 16384, false, "descriptors per RX queue"),
+	U64(mbufs, "16383", 1023, 16777215, false, "mbufs in the RX pool"),
+	U64(tly1_port, "7000", 0, 65535, false, "UDP port for TLY1; 0 = off"),
+	U64(statsd_port, "8125", 0, 65535, false, "UDP port for StatsD; 0 = off; may equal "
+	    "tly1_port (then the magic \"TLY1\" decides)"),
+	U64(window_ms, "10000", 1, 86400000, false, "tumbling event-time window size"),
+	U64(flush_interval_ms, "1000", 10, 3600000, true, "how often worker tables are sealed "
+	    "and written to the sink"),
+	U64(lateness_ms, "3600000", 0, UINT64_MAX / 4, true, "drop events older than this "
+	    "(against arrival time); 0 = off"),
+	U64(future_ms, "60000", 0, UINT64_MAX / 4, true, "drop events further ahead than this; 0 = off"),
+	U64(dedup_capacity, "8388608", 1024, 17179869184ULL, false, "event ids the dedup horizon "
+	    "holds at least (16 bytes each)"),
+	U64(dedup_horizon_ms, "600000", 1000, 604800000, false, "how long an event id is remembered"),
+	U64(table_rows, "1048576", 1024, 2147483647, false, "(key, window) rows per worker table "
+	    "per flush interval (3 tables per worker, ~144 bytes a row)"),
+	STR(sink, "sqlite", false, "where batches go: sqlite (postgres, redis: coming)", check_sink),
+	STR(sqlite_path, "tally.db", false, "SQLite database file (WAL mode)", NULL),
+	STR(appliance_id, "tally", false, "this appliance's name in tally_batches "
+	    "([A-Za-z0-9._-]+)", check_appliance),
+	STR(ctl_socket, "/run/tally/tallyd.sock", false, "control socket for tallyctl", NULL),
+	STR(mac_keys, "", false, "TLY1 MAC keys: comma-separated id:32-hex-digits, id 1..255",
+	    check_mac_keys),
+	U64(run_ms, "0", 0, UINT64_MAX / 4, false, "stop after this long; 0 = until SIGINT/SIGTERM"),
+	U64(stop_after_idle_ms, "0", 0, UINT64_MAX / 4, false, "stop once no frame arrived for "
+	    "this long after the first (pcap replays); 0 = never"),
+};
+const size_t tally_cfg_nkeys = sizeof(tally_cfg_keys) / sizeof(tally_cfg_keys[0]);
+
+static int check_sink(const char *v, char *err, size_t len)
+{
+	if (strcmp(v, "sqlite") == 0)
+		return 0;
+	snprintf(err, len, "sink: \"%s\" is not a sink (this build has: sqlite)", v);
+	return -EINVAL;
+}
+
+static int check_appliance(const char *v, char *err, size_t len)
+{
+	if (v[0] != '\0' && strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				   "0123456789._-") == strlen(v))
+		return 0;
+	snprintf(err, len, "appliance_id: \"%s\" must be non-empty [A-Za-z0-9._-]", v);
+	return -EINVAL;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* One "id:hex32" entry of mac_keys. */
+static int mac_entry(const char *s, size_t n, bool present[256], uint8_t key[256][16],
+		     char *err, size_t len)
+{
+	char *end;
+	unsigned long id = strtoul(s, &end, 10);
+
+	if (end == s || *end != ':' || id < 1 || id > 255 || (size_t)(end - s) + 33 != n) {
+		snprintf(err, len, "mac_keys: \"%.*s\" is not id:32-hex-digits with id 1..255",
+			 (int)n, s);
+		return -EINVAL;
+	}
+	for (int i = 0; i < 16; i++) {
+		int hi = hexval(end[1 + 2 * i]), lo = hexval(end[2 + 2 * i]);
+
+		if (hi < 0 || lo < 0) {
+			snprintf(err, len, "mac_keys: key %lu is not 32 hex digits", id);
+			return -EINVAL;
+		}
+		if (key != NULL)
+			key[id][i] = (uint8_t)(hi << 4 | lo);
+	}
+	if (present != NULL)
+		present[id] = true;
+	return 0;
+}
+
+int tally_config_mac_keys(const char *spec, bool present[256], uint8_t key[256][16],
+			  char *err, size_t errlen)
+{
+	const char *s = spec;
+
+	if (present != NULL)
+		memset(present, 0, 256 * sizeof(bool));
+	while (*s != '\0') {
+		size_t n = strcspn(s, ",");
+		int r = mac_entry(s, n, present, key, err, errlen);
+
+		if (r != 0)
+			return r;
+		s += n + (s[n] == ',');
+	}
+	return 0;
+}
+
+static int check_mac_keys(const char *v, char *err, size_t len)
+{
+	return tally_config_mac_keys(v, NULL, NULL, err, len);
+}
+
+void tally_config_defaults(struct tally_config *c)
+{
+	char err[256];
+
+	memset(c, 0, sizeof(*c));
+	for (size_t i = 0; i < tally_cfg_nkeys; i++)
+		tally_config_set(c, tally_cfg_keys[i].name, tally_cfg_keys[i].def, err, sizeof(err));
+}
+
+/* Levenshtein distance, for "did you mean". Names are short. */
+static size_t distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), prev[64], cur[64];
+
+	if (la >= 63 || lb >= 63)
+		return 99;
+	for (size_t j = 0; j <= lb; j++)
+		prev[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		cur[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+			size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
+
+			cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+		}
+		memcpy(prev, cur, sizeof(size_t) * (lb + 1));
+	}
+	return prev[lb];
+}
+
+const struct tally_cfg_key *tally_config_find(const char *name)
+{
+	for (size_t i = 0; i < tally_cfg_nkeys; i++)
+		if (strcmp(tally_cfg_keys[i].name, name) == 0)
+			return &tally_cfg_keys[i];
+	return NULL;
+}
+
+static void unknown_key(const char *name, char *err, size_t len)
+{
+	const char *best = NULL;
+	size_t bd = 3;
+
+	for (size_t i = 0; i < tally_cfg_nkeys; i++) {
+		size_t d = distance(name, tally_cfg_keys[i].name);
+
+		if (d < bd) {
+			bd = d;
+			best = tally_cfg_keys[i].name;
+		}
+	}
+	if (best != NULL)
+		snprintf(err, len, "unknown key \"%s\" (did you mean \"%s\"?)", name, best);
+	else
+		snprintf(err, len, "unknown key \"%s\" (tallyd --help-config lists them)", name);
+}
+
+static int set_u64(const struct tally_cfg_key *k, uint64_t *dst, const char *v, char *err,
+		   size_t len)
+{
+	char *end;
+	unsigned long long x;
+
+	errno = 0;
+	x = strtoull(v, &end, 10);
+	if (v[0] < '0' || v[0] > '9' || *end != '\0' || errno == ERANGE) {
+		snprintf(err, len, "%s: \"%s\" is not a whole number", k->name, v);
+		return -EINVAL;
+	}
+	if (x < k->min || x > k->max) {
+		snprintf(err, len, "%s: %llu is %s the %s %llu", k->name, x,
+			 x < k->min ? "below" : "above", x < k->min ? "minimum" : "maximum",
+			 (unsigned long long)(x < k->min ? k->min : k->max));
+		return -ERANGE;
+	}
+	*dst = x;
+	return 0;
+}
+
+int tally_config_set(struct tally_config *c, const char *name, const char *value, char *err,
+		     size_t errlen)
+{
+	const struct tally_cfg_key *k = tally_config_find(name);
+	char *field;
+
+	if (k == NULL) {
+		unknown_key(name, err, errlen);
+		return -ENOENT;
+	}
+	field = (char *)c + k->offset;
+	if (k->type == TALLY_CFG_U64)
+		return set_u64(k, (uint64_t *)field, value, err, errlen);
+	if (strlen(value) >= k->size) {
+		snprintf(err, errlen, "%s: value is longer than %zu bytes", k->name, k->size - 1);
+		return -ERANGE;
+	}
+	if (k->check != NULL && k->check(value, err, errlen) != 0)
+		return -EINVAL;
+	memcpy(field, value, strlen(value) + 1);
+	return 0;
+}
+
+int tally_config_get(const struct tally_config *c, const char *name, char *buf, size_t len)
+{
+	const struct tally_cfg_key *k = tally_config_find(name);
+	const char *field;
+
+	if (k == NULL)
+		return -ENOENT;
+	field = (const char *)c + k->offset;
+	if (k->type == TALLY_CFG_U64)
+		snprintf(buf, len, "%llu", (unsigned long long)*(const uint64_t *)field);
+	else
+		snprintf(buf, len, "%s", field);
+	return 0;
+}
+
+int tally_config_validate(const struct tally_config *c, char *err, size_t errlen)
+{
+	if (c->tly1_port == 0 && c->statsd_port == 0) {
+		snprintf(err, errlen, "tly1_port and statsd_port are both 0: nothing to listen on");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* inih reads through us so we know the line of every key (duplicates, errors). */
+struct file_ctx {
+	FILE *f;
+	unsigned line;
+	struct tally_config *c;
+	unsigned seen[64]; /* line where each key was set, 0 = not yet */
+	char msg[384];
+};
+
+static char *read_line(char *buf, int size, void *stream)
+{
+	struct file_ctx *x = stream;
+	char *r = fgets(buf, size, x->f);
+
+	if (r != NULL)
+		x->line++;
+	return r;
+}
+
+static int on_key(void *user, const char *section, const char *name, const char *value)
+{
+	struct file_ctx *x = user;
+	const struct tally_cfg_key *k = tally_config_find(name);
+
+	if (section[0] != '\0') {
+		snprintf(x->msg, sizeof(x->msg), "[%s]: sections are not used; write key = value",
+			 section);
+		return 0;
+	}
+	if (k != NULL && x->seen[k - tally_cfg_keys] != 0) {
+		snprintf(x->msg, sizeof(x->msg), "%s set twice (first on line %u)", name,
+			 x->seen[k - tally_cfg_keys]);
+		return 0;
+	}
+	if (tally_config_set(x->c, name, value, x->msg, sizeof(x->msg)) != 0)
+		return 0;
+	x->seen[k - tally_cfg_keys] = x->line;
+	return 1;
+}
+
+int tally_config_load(struct tally_config *c, const char *path, char *err, size_t errlen)
+{
+	struct file_ctx x = {.c = c};
+	int r;
+
+	x.f = fopen(path, "r");
+	if (x.f == NULL) {
+		r = -errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return r;
+	}
+	r = ini_parse_stream(read_line, &x, on_key, &x);
+	fclose(x.f);
+	if (r == 0)
+		return 0;
+	if (x.msg[0] == '\0')
+		snprintf(x.msg, sizeof(x.msg), "expected key = value");
+	snprintf(err, errlen, "%s:%d: %s", path, r, x.msg);
+	return -EINVAL;
+}
+
+void tally_config_reference(FILE *out)
+{
+	fprintf(out, "| key | default | range | runtime | meaning |\n|---|---|---|---|---|\n");
+	for (size_t i = 0; i < tally_cfg_nkeys; i++) {
+		const struct tally_cfg_key *k = &tally_cfg_keys[i];
+		char range[64] = "text";
+
+		if (k->type == TALLY_CFG_U64)
+			snprintf(range, sizeof(range), "%llu..%llu", (unsigned long long)k->min,
+				 (unsigned long long)k->max);
+		fprintf(out, "| `%s` | `%s` | %s | %s | %s |\n", k->name, k->def, range,
+			k->runtime ? "yes" : "no", k->help);
+	}
+}
+
+/* "--window-ms" and "--window_ms" both name window_ms. */
+static void option_name(const char *arg, char *name, size_t len, const char **value)
+{
+	const char *eq = strchr(arg, '=');
+	size_t n = eq != NULL ? (size_t)(eq - arg) : strlen(arg);
+
+	snprintf(name, len, "%.*s", (int)n, arg);
+	for (char *p = name; *p; p++)
+		if (*p == '-')
+			*p = '_';
+	*value = eq != NULL ? eq + 1 : NULL;
+}
+
+/* First pass: find -c FILE, help, "--"; remember where the overrides are. */
+static int scan_args(int argc, char **argv, const char **file, int *eal_start)
+{
+	*eal_start = argc;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (strcmp(a, "--") == 0) {
+			*eal_start = i + 1;
+			return 0;
+		}
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
+			return 1;
+		if (strcmp(a, "--help-config") == 0)
+			return 2;
+		if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && i + 1 < argc)
+			*file = argv[++i];
+		else if (strncmp(a, "--config=", 9) == 0)
+			*file = a + 9;
+	}
+	return 0;
+}
+
+static int apply_overrides(struct tally_config *c, int argc, char **argv, int end,
+			   char *err, size_t errlen)
+{
+	for (int i = 1; i < end && i < argc; i++) {
+		const char *a = argv[i], *value;
+		char name[128];
+		int r;
+
+		if (strcmp(a, "--") == 0)
+			break;
+		if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
+			i++;
+			continue;
+		}
+		if (strncmp(a, "--config=", 9) == 0)
+			continue;
+		if (strncmp(a, "--", 2) != 0) {
+			snprintf(err, errlen, "unexpected argument \"%s\" (options are --KEY=VALUE; "
+				 "EAL arguments go after --)", a);
+			return -EINVAL;
+		}
+		option_name(a + 2, name, sizeof(name), &value);
+		if (value == NULL) {
+			if (tally_config_find(name) == NULL || i + 1 >= end) {
+				r = tally_config_set(c, name, "", err, errlen);
+				return r != 0 ? r : -EINVAL;
+			}
+			value = argv[++i];
+		}
+		r = tally_config_set(c, name, value, err, errlen);
+		if (r != 0)
+			return r;
+	}
+	return 0;
+}
+
+int tally_config_from_args(struct tally_config *c, int argc, char **argv, int *eal_start,
+			   char *err, size_t errlen)
+{
+	const char *file = NULL;
+	int r = scan_args(argc, argv, &file, eal_start);
+
+	if (r != 0)
+		return r;
+	tally_config_defaults(c);
+	if (file != NULL && (r = tally_config_load(c, file, err, errlen)) != 0)
+		return r;
+	return apply_overrides(c, argc, argv, *eal_start, err, errlen);
+}

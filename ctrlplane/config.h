@@ -64,13 +64,20 @@ int tally_config_set(struct tally_config *c, const char *name, const char *value
 int tally_config_get(const struct tally_config *c, const char *name, char *buf, size_t len);
 /* Load "key = value" lines ('#' comments). Errors name file, line and key. */
 int tally_config_load(struct tally_config *c, const char *path, char *err, size_t errlen);
+/* Checks across keys (e.g. at least one port). 0 or -EINVAL with err. */
+int tally_config_validate(const struct tally_config *c, char *err, size_t errlen);
+/* Parse mac_keys ("id:hex32,...") into the tables of struct tally_mac_keys. */
+int tally_config_mac_keys(const char *spec, bool present[256], uint8_t key[256][16],
+			  char *err, size_t errlen);
 /* Markdown table of every key for the README. */
 void tally_config_reference(FILE *out);
 
 /*
  * tallyd's own arguments: [-c FILE] [--KEY=VALUE | --KEY VALUE]... [-- EAL args].
  * The file is read first, then overrides, whatever their order. On success
- * *eal_start is the index of the first EAL argument (argc if none).
+ * (0) *eal_start is the index of the first EAL argument (argc if none).
+ * Returns 1 for -h/--help and 2 for --help-config (the caller prints them),
+ * or a negative errno with err naming the key.
  */
 int tally_config_from_args(struct tally_config *c, int argc, char **argv, int *eal_start,
 			   char *err, size_t errlen);

@@ -1,1 +1,182 @@
-/* placeholder: being written */
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The SQLite sink, the embedded default. One transaction per batch: insert the
+ * (appliance, seq) row of tally_batches, then upsert every row additively. A
+ * primary-key conflict on tally_batches means the batch was applied before: the
+ * transaction is rolled back and the batch reported skipped, so retries and
+ * replays apply exactly once. WAL mode with synchronous=FULL: a batch reported
+ * committed survives power loss, which the exactly-once rule relies on.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "sink.h"
+#include "window.h"
+
+static const char schema[] =
+	"CREATE TABLE IF NOT EXISTS tally_counts("
+	" key TEXT NOT NULL, window_start_ms BIGINT NOT NULL, window_ms INTEGER NOT NULL,"
+	" count BIGINT NOT NULL, sum DOUBLE NOT NULL, min DOUBLE, max DOUBLE, last DOUBLE,"
+	" PRIMARY KEY (key, window_start_ms, window_ms));"
+	"CREATE TABLE IF NOT EXISTS tally_batches("
+	" appliance TEXT, seq BIGINT, rows INTEGER, committed_ms BIGINT,"
+	" PRIMARY KEY (appliance, seq));";
+
+static const char upsert_sql[] =
+	"INSERT INTO tally_counts(key, window_start_ms, window_ms, count, sum, min, max, last)"
+	" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+	" ON CONFLICT(key, window_start_ms, window_ms) DO UPDATE SET"
+	" count = count + excluded.count, sum = sum + excluded.sum,"
+	" min = min(min, excluded.min), max = max(max, excluded.max), last = excluded.last";
+
+struct sink_sqlite {
+	struct tally_sink base;
+	sqlite3 *db;
+	sqlite3_stmt *begin, *commit, *rollback, *batch, *upsert, *last;
+	char path[256];
+};
+
+static int fail(struct sink_sqlite *s, const char *what)
+{
+	int code = sqlite3_errcode(s->db);
+
+	snprintf(s->base.err, sizeof(s->base.err), "%.120s: %s: %.100s", s->path, what,
+		 sqlite3_errmsg(s->db));
+	return code == SQLITE_BUSY || code == SQLITE_LOCKED ? -EBUSY : -EIO;
+}
+
+static int step(sqlite3_stmt *st)
+{
+	int r = sqlite3_step(st);
+
+	sqlite3_reset(st);
+	return r;
+}
+
+static int upsert_rows(struct sink_sqlite *s, const struct tally_batch *b)
+{
+	const struct tally_wtab *t = b->rows;
+
+	for (uint32_t i = 0; i < tally_wtab_rows(t); i++) {
+		const struct tally_row *r = tally_wtab_row(t, i);
+		sqlite3_stmt *u = s->upsert;
+
+		sqlite3_bind_text(u, 1, (const char *)tally_wtab_key(t, r), r->key_len, SQLITE_STATIC);
+		sqlite3_bind_int64(u, 2, r->win_start);
+		sqlite3_bind_int64(u, 3, b->window_ms);
+		sqlite3_bind_int64(u, 4, (sqlite3_int64)r->count);
+		sqlite3_bind_double(u, 5, r->sum);
+		sqlite3_bind_double(u, 6, r->min);
+		sqlite3_bind_double(u, 7, r->max);
+		sqlite3_bind_double(u, 8, r->last);
+		if (step(u) != SQLITE_DONE)
+			return fail(s, "upsert");
+	}
+	return 0;
+}
+
+/* Insert the batch row; SKIPPED if it exists. */
+static int claim_batch(struct sink_sqlite *s, const struct tally_batch *b)
+{
+	sqlite3_bind_text(s->batch, 1, b->appliance, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s->batch, 2, (sqlite3_int64)b->seq);
+	sqlite3_bind_int64(s->batch, 3, tally_wtab_rows(b->rows));
+	sqlite3_bind_int64(s->batch, 4, b->now_ms);
+	switch (step(s->batch)) {
+	case SQLITE_DONE:
+		return TALLY_SINK_APPLIED;
+	case SQLITE_CONSTRAINT:
+		return TALLY_SINK_SKIPPED;
+	default:
+		return fail(s, "insert batch");
+	}
+}
+
+static int sqlite_write(struct tally_sink *base, const struct tally_batch *b)
+{
+	struct sink_sqlite *s = (struct sink_sqlite *)base;
+	int r;
+
+	if (step(s->begin) != SQLITE_DONE)
+		return fail(s, "begin");
+	r = claim_batch(s, b);
+	if (r == TALLY_SINK_APPLIED)
+		r = upsert_rows(s, b);
+	if (r == 0 && step(s->commit) == SQLITE_DONE)
+		return TALLY_SINK_APPLIED;
+	if (r == 0)
+		r = fail(s, "commit");
+	step(s->rollback);
+	return r;
+}
+
+static int64_t sqlite_last_seq(struct tally_sink *base, const char *appliance)
+{
+	struct sink_sqlite *s = (struct sink_sqlite *)base;
+	int64_t v = -EIO;
+
+	sqlite3_bind_text(s->last, 1, appliance, -1, SQLITE_STATIC);
+	if (sqlite3_step(s->last) == SQLITE_ROW)
+		v = sqlite3_column_int64(s->last, 0);
+	else
+		fail(s, "read last batch");
+	sqlite3_reset(s->last);
+	return v;
+}
+
+static void sqlite_close(struct tally_sink *base)
+{
+	struct sink_sqlite *s = (struct sink_sqlite *)base;
+	sqlite3_stmt *st[] = {s->begin, s->commit, s->rollback, s->batch, s->upsert, s->last};
+
+	for (size_t i = 0; i < sizeof(st) / sizeof(st[0]); i++)
+		sqlite3_finalize(st[i]);
+	sqlite3_close(s->db);
+	free(s);
+}
+
+static const struct tally_sink_ops sqlite_ops = {
+	.name = "sqlite",
+	.write = sqlite_write,
+	.last_seq = sqlite_last_seq,
+	.close = sqlite_close,
+};
+
+static int prepare(struct sink_sqlite *s)
+{
+	return sqlite3_prepare_v2(s->db, "BEGIN IMMEDIATE", -1, &s->begin, NULL) ||
+	       sqlite3_prepare_v2(s->db, "COMMIT", -1, &s->commit, NULL) ||
+	       sqlite3_prepare_v2(s->db, "ROLLBACK", -1, &s->rollback, NULL) ||
+	       sqlite3_prepare_v2(s->db, "INSERT INTO tally_batches(appliance, seq, rows, "
+				  "committed_ms) VALUES(?1, ?2, ?3, ?4)", -1, &s->batch, NULL) ||
+	       sqlite3_prepare_v2(s->db, upsert_sql, -1, &s->upsert, NULL) ||
+	       sqlite3_prepare_v2(s->db, "SELECT coalesce(max(seq), 0) FROM tally_batches "
+				  "WHERE appliance = ?1", -1, &s->last, NULL);
+}
+
+struct tally_sink *tally_sink_sqlite_open(const char *path, char *err, size_t errlen)
+{
+	struct sink_sqlite *s = calloc(1, sizeof(*s));
+
+	if (s == NULL) {
+		snprintf(err, errlen, "sqlite: out of memory");
+		return NULL;
+	}
+	s->base.ops = &sqlite_ops;
+	snprintf(s->path, sizeof(s->path), "%s", path);
+	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) ||
+	    sqlite3_busy_timeout(s->db, 5000) ||
+	    sqlite3_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL,
+			 NULL) ||
+	    sqlite3_exec(s->db, schema, NULL, NULL, NULL) || prepare(s)) {
+		snprintf(err, errlen, "sqlite_path: cannot open \"%s\": %s", path,
+			 s->db ? sqlite3_errmsg(s->db) : "out of memory");
+		sqlite_close(&s->base);
+		return NULL;
+	}
+	return &s->base;
+}

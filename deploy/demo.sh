@@ -32,7 +32,7 @@ build/ctrlplane/tallyd --window_ms 10000 --sqlite_path "$out/tally.db" \
   --ctl_socket "$out/tallyd.sock" --stop_after_idle_ms 1500 --dedup_capacity 1048576 \
   --table_rows 262144 --rx_queues 2 \
   --port "net_pcap0,rx_pcap=$out/tly1.pcap,rx_pcap=$out/statsd.pcap" \
-  -- -l 0-1 --no-huge --no-pci --in-memory -m 256 --log-level=*:warning 2> "$out/tallyd.log" || {
+  -- -l 0-1 --no-huge --no-pci --file-prefix tally-demo -m 256 --log-level=*:warning 2> "$out/tallyd.log" || {
   cat "$out/tallyd.log"; exit 1; }
 grep -E '^(rx_packets|tly1_datagrams|statsd_lines|events_accepted|drop_duplicate|tly1_|statsd_bad|flush_batches|flush_rows) ' \
   "$out/tallyd.log" | awk '$2 != 0'

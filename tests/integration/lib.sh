@@ -16,7 +16,10 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-eal_test=(--no-huge --no-pci --in-memory -m 512 --log-level='*:warning')
+# --no-huge cannot go with --in-memory: each DPDK process gets its own file prefix.
+eal_base=(--no-huge --no-pci -m 512 --log-level='*:warning')
+eal_test=("${eal_base[@]}" --file-prefix "tally-it-$$")
+eal_gen=("${eal_base[@]}" --file-prefix "tally-gen-$$")
 now_ms=$(( $(date +%s) * 1000 ))
 
 fail() { echo "FAIL: $*" >&2; exit 1; }

@@ -20,7 +20,7 @@ for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
   --dup-rate 0.05 --malformed-rate 0.01 --flows 64 --tx-queues "$workers" \
   --time-ms "$now_ms" --time-span-ms 20000 --window-ms 10000 --seed 21 \
   --port "net_memif0,role=client,socket=$sock" --expected "$work/expected.tsv" \
-  -- -l 0 "${eal_test[@]}" > "$work/gen.txt" || { cat "$work/gen.txt"; fail "tally-gen failed"; }
+  -- -l 0 "${eal_gen[@]}" > "$work/gen.txt" || { cat "$work/gen.txt"; fail "tally-gen failed"; }
 cat "$work/gen.txt"
 "$tallyctl" -s "$work/ctl.sock" stats > "$work/live-stats.txt" || true
 wait "$tpid" || { cat "$work/tallyd.log"; fail "tallyd exited with an error"; }
