@@ -78,7 +78,7 @@ static int setup_params(struct tally_daemon *d, char *err, size_t errlen)
 /* Workers take the RX queues round robin: worker i polls queues i, i+n, ... */
 static int setup_workers(struct tally_daemon *d, uint16_t nq, char *err, size_t errlen)
 {
-	unsigned lcore, i = 0;
+	unsigned i;
 	int r;
 
 	d->workers = aligned_alloc(64, sizeof(*d->workers) * d->nworkers);
@@ -98,13 +98,18 @@ static int setup_workers(struct tally_daemon *d, uint16_t nq, char *err, size_t 
 		for (uint16_t q = (uint16_t)i; q < nq; q = (uint16_t)(q + d->nworkers))
 			w->queues[w->nqueues++] = q;
 	}
-	i = 0;
+	return 0;
+}
+
+static void launch_workers(struct tally_daemon *d)
+{
+	unsigned lcore, i = 0;
+
 	RTE_LCORE_FOREACH_WORKER(lcore) {
 		d->workers[i].lcore = lcore;
 		rte_eal_remote_launch(tally_worker_main, &d->workers[i], lcore);
 		i++;
 	}
-	return 0;
 }
 
 static int setup_port(struct tally_daemon *d, char *err, size_t errlen)
@@ -161,6 +166,11 @@ static int setup(struct tally_daemon *d, char *err, size_t errlen)
 	d->ctl_fd = tally_ctl_listen(d->cfg.ctl_socket, err, errlen);
 	if (d->ctl_fd < 0)
 		return d->ctl_fd;
+	r = setup_workers(d, (uint16_t)nq, err, errlen);
+	if (r < 0)
+		return r;
+	d->fl.workers = d->workers;
+	d->fl.nworkers = d->nworkers;
 	d->fl.sink = d->sink;
 	d->fl.appliance = d->cfg.appliance_id;
 	d->fl.window_ms = (int64_t)d->cfg.window_ms;
@@ -170,8 +180,8 @@ static int setup(struct tally_daemon *d, char *err, size_t errlen)
 				err, errlen);
 	if (r < 0)
 		return r;
-	d->fl.workers = d->workers; /* set before workers exist: flusher waits for ticks */
-	return setup_workers(d, (uint16_t)nq, err, errlen);
+	launch_workers(d);
+	return 0;
 }
 
 static uint64_t total(const struct tally_daemon *d, enum tally_counter c)
