@@ -10,7 +10,7 @@ if [ "$workers" -eq 1 ]; then lcores="0@0,1@1"; else lcores="0@0,1@1,2@1"; fi
 
 "$tallyd" --window_ms 10000 --sqlite_path "$work/tally.db" --ctl_socket "$work/ctl.sock" \
   --stop_after_idle_ms 3000 --run_ms 120000 --dedup_capacity 1048576 --table_rows 131072 \
-  --flush_interval_ms 300 --port "net_memif0,role=server,socket=$sock" \
+  --flush_interval_ms 300 --port "net_memif0,role=server,socket=$sock,socket-abstract=no" \
   -- --lcores "$lcores" "${eal_test[@]}" 2> "$work/tallyd.log" &
 tpid=$!; pids+=("$tpid")
 for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
@@ -19,7 +19,7 @@ for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
 "$gen" --proto tly1 --keys 5000 --events-per-dgram 4 --count 40000 --rate 40000 \
   --dup-rate 0.05 --malformed-rate 0.01 --flows 64 --tx-queues "$workers" \
   --time-ms "$now_ms" --time-span-ms 20000 --window-ms 10000 --seed 21 \
-  --port "net_memif0,role=client,socket=$sock" --expected "$work/expected.tsv" \
+  --port "net_memif0,role=client,socket=$sock,socket-abstract=no" --expected "$work/expected.tsv" \
   -- -l 0 "${eal_gen[@]}" > "$work/gen.txt" || { cat "$work/gen.txt"; fail "tally-gen failed"; }
 cat "$work/gen.txt"
 "$tallyctl" -s "$work/ctl.sock" stats > "$work/live-stats.txt" || true
