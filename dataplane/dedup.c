@@ -2,18 +2,25 @@
 /*
  * The shared, lock-free event-id dedup table (layout and horizon in dedup.h).
  *
+ * Two buckets per id: A from h's high bits, B = A + an offset of the fingerprint.
+ * Inserts fill A first, then B, so an 8-way bucket that overflows at load 0.56
+ * (a few percent of buckets would) spills into another line instead of evicting
+ * a live id. Bit 15 of a slot's generation field says A or B, so a match needs
+ * the same fingerprint in the same role.
+ *
  * No false positives. h = fmix64(id) is a bijection. Two distinct h with the same
  * fingerprint (low 48 bits) differ only in their top 16 bits, by k >= 1, so their
  * (h >> 32) differ by k * 2^16 and, times nbuckets >= 2^16, by at least 2^32: the
  * multiply-shift puts them in different buckets. A (bucket, fingerprint) pair
- * therefore names exactly one id.
+ * therefore names exactly one id; and equal fingerprints give equal B offsets,
+ * so a (B bucket, fingerprint, role B) triple names one id too.
  *
- * Concurrency. Slots change only by CAS (ck_pr). An insert scans its bucket once:
- * a live slot with its fingerprint means duplicate; otherwise it claims the first
- * claimable slot (empty or expired), re-reading that slot when the CAS loses.
+ * Concurrency. Slots change only by CAS (ck_pr). An insert scans its whole
+ * bucket: a live slot with its fingerprint means duplicate; otherwise it claims
+ * the first claimable slot (empty or expired), and rescans when the CAS loses.
  * Two workers inserting the same id scan the same slots in the same order, so
- * they meet on the same lowest claimable slot: one CAS wins, the loser re-reads
- * the slot, sees the fingerprint and reports a duplicate. The residual race: if a
+ * they meet on the same lowest claimable slot: one CAS wins, the loser rescans,
+ * sees the fingerprint and reports a duplicate. The residual race: if a
  * slot below the winner's turns claimable between the two scans (a generation
  * expires, or an eviction), both may claim. That needs the same id on two workers
  * within nanoseconds at a generation boundary; duplicates of one flow hash to one
@@ -24,6 +31,7 @@
  * reused while a slot still carries it (see tally_dedup_tick).
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -34,7 +42,8 @@
 
 #define FP_BITS 48
 #define FP_MASK ((1ULL << FP_BITS) - 1)
-#define GEN_MAX 65535u
+#define GEN_MAX 32767u
+#define ROLE_B 0x8000u /* slot lives in its id's second bucket */
 
 struct bucket {
 	uint64_t slot[TALLY_DEDUP_WAYS];
@@ -89,14 +98,26 @@ uint16_t tally_dedup_gen(const struct tally_dedup *d)
 	return ck_pr_load_16(&d->gen);
 }
 
-static inline struct bucket *bucket_of(const struct tally_dedup *d, uint64_t h)
+static inline uint64_t index_a(const struct tally_dedup *d, uint64_t h)
 {
-	return &d->b[((h >> 32) * d->nbuckets) >> 32];
+	return ((h >> 32) * d->nbuckets) >> 32;
+}
+
+/* B = A + an offset that depends on the fingerprint only: two ids with one
+ * fingerprint have different A (see above), hence different B. */
+static inline uint64_t index_b(const struct tally_dedup *d, uint64_t h, uint64_t a)
+{
+	uint64_t b = a + 1 + ((h & FP_MASK) * 0x9e3779b97f4a7c15ULL >> 40) % (d->nbuckets - 1);
+
+	return b >= d->nbuckets ? b - d->nbuckets : b;
 }
 
 void tally_dedup_prefetch(const struct tally_dedup *d, uint64_t h)
 {
-	__builtin_prefetch(bucket_of(d, h), 1, 3);
+	uint64_t a = index_a(d, h);
+
+	__builtin_prefetch(&d->b[a], 1, 3);
+	__builtin_prefetch(&d->b[index_b(d, h, a)], 1, 3);
 }
 
 /*
@@ -114,7 +135,7 @@ static inline unsigned gen_age(uint16_t cur, uint16_t g)
 
 static inline int live(uint64_t s, uint16_t cur)
 {
-	return s != 0 && gen_age(cur, (uint16_t)s) <= TALLY_DEDUP_GENS;
+	return s != 0 && gen_age(cur, (uint16_t)(s & GEN_MAX)) <= TALLY_DEDUP_GENS;
 }
 
 /* The live slot with the oldest generation: what a full bucket gives up. */
@@ -124,7 +145,7 @@ static unsigned oldest(const struct bucket *b, uint16_t cur)
 
 	for (unsigned i = 0; i < TALLY_DEDUP_WAYS; i++) {
 		uint64_t s = ck_pr_load_64(&b->slot[i]);
-		unsigned a = gen_age(cur, (uint16_t)s);
+		unsigned a = gen_age(cur, (uint16_t)(s & GEN_MAX));
 
 		if (a >= age) {
 			age = a;
@@ -134,42 +155,77 @@ static unsigned oldest(const struct bucket *b, uint16_t cur)
 	return best;
 }
 
+/* One pass over a bucket: a live copy of `mine` (fingerprint and role), and the
+ * first claimable slot if none was found before. */
+static int scan(struct bucket *b, uint64_t mine, uint16_t gen, struct bucket **fb,
+		unsigned *fi, uint64_t *fs)
+{
+	for (unsigned i = 0; i < TALLY_DEDUP_WAYS; i++) {
+		uint64_t s = ck_pr_load_64(&b->slot[i]);
+
+		if (live(s, gen)) {
+			if ((s & ~(uint64_t)GEN_MAX) == mine)
+				return 1;
+		} else if (*fb == NULL) {
+			*fb = b;
+			*fi = i;
+			*fs = s;
+		}
+	}
+	return 0;
+}
+
+/* Every slot of both buckets live: the oldest generation goes. */
+static bool evict(struct bucket *a, struct bucket *b, uint64_t ma, uint64_t mb, uint16_t gen)
+{
+	unsigned ia = oldest(a, gen), ib = oldest(b, gen);
+	uint64_t sa = ck_pr_load_64(&a->slot[ia]), sb = ck_pr_load_64(&b->slot[ib]);
+
+	if (gen_age(gen, (uint16_t)(sa & GEN_MAX)) >= gen_age(gen, (uint16_t)(sb & GEN_MAX)))
+		return ck_pr_cas_64(&a->slot[ia], sa, ma | gen);
+	return ck_pr_cas_64(&b->slot[ib], sb, mb | gen);
+}
+
 enum tally_dedup_result tally_dedup_insert(struct tally_dedup *d, uint64_t h, uint16_t gen)
 {
-	struct bucket *b = bucket_of(d, h);
-	uint64_t fp = h & FP_MASK, mine = fp << 16 | gen;
+	uint64_t ia = index_a(d, h), fp = (h & FP_MASK) << 16, s = 0;
+	struct bucket *a = &d->b[ia], *b = &d->b[index_b(d, h, ia)];
+	uint64_t ma = fp, mb = fp | ROLE_B;
 
-	for (int attempt = 0; attempt < 4; attempt++) {
-		for (unsigned i = 0; i < TALLY_DEDUP_WAYS; i++) {
-			uint64_t s = ck_pr_load_64(&b->slot[i]);
+	/* Both buckets are scanned in one order, A then B, and the first claimable
+	 * slot is taken; a lost CAS means a bucket changed under us, so look again
+	 * from the start and the id that won the slot is seen if it is ours. */
+	for (int attempt = 0; attempt < 8; attempt++) {
+		struct bucket *fb = NULL;
+		unsigned fi = 0;
 
-			while (!live(s, gen)) {
-				if (ck_pr_cas_64_value(&b->slot[i], s, mine, &s))
-					return TALLY_DEDUP_NEW;
-				/* lost: s is what is there now; look at it again */
-			}
-			if ((s >> 16) == fp)
-				return TALLY_DEDUP_DUP;
+		if (scan(a, ma, gen, &fb, &fi, &s) || scan(b, mb, gen, &fb, &fi, &s))
+			return TALLY_DEDUP_DUP;
+		if (fb == NULL) {
+			if (evict(a, b, ma, mb, gen))
+				return TALLY_DEDUP_NEW_EVICT;
+			continue;
 		}
-		/* Every slot live and not ours: the oldest generation goes. */
-		unsigned v = oldest(b, gen);
-		uint64_t s = ck_pr_load_64(&b->slot[v]);
-
-		if ((s >> 16) != fp && ck_pr_cas_64(&b->slot[v], s, mine))
-			return TALLY_DEDUP_NEW_EVICT;
+		if (ck_pr_cas_64(&fb->slot[fi], s, (fb == a ? ma : mb) | gen))
+			return TALLY_DEDUP_NEW;
 	}
-	/* Contended beyond reason: treat as new rather than block the worker. */
+	/* Contended beyond reason: count it rather than stall the worker. */
 	return TALLY_DEDUP_NEW_EVICT;
 }
 
 void tally_dedup_forget(struct tally_dedup *d, uint64_t h, uint16_t gen)
 {
-	struct bucket *b = bucket_of(d, h);
-	uint64_t mine = (h & FP_MASK) << 16 | gen;
+	uint64_t ia = index_a(d, h), fp = (h & FP_MASK) << 16;
+	struct bucket *bk[2] = {&d->b[ia], &d->b[index_b(d, h, ia)]};
 
-	for (unsigned i = 0; i < TALLY_DEDUP_WAYS; i++)
-		if (ck_pr_load_64(&b->slot[i]) == mine && ck_pr_cas_64(&b->slot[i], mine, 0))
-			return;
+	for (unsigned k = 0; k < 2; k++) {
+		uint64_t mine = fp | (k ? ROLE_B : 0) | gen;
+
+		for (unsigned i = 0; i < TALLY_DEDUP_WAYS; i++)
+			if (ck_pr_load_64(&bk[k]->slot[i]) == mine &&
+			    ck_pr_cas_64(&bk[k]->slot[i], mine, 0))
+				return;
+	}
 }
 
 static void advance(struct tally_dedup *d, uint64_t now_ms, uint64_t inserted)

@@ -3,10 +3,11 @@
  * Event-id dedup: one lock-free table shared by all workers.
  *
  * Layout: buckets of 8 slots of 8 bytes, one cache line each. A slot holds
- * (fingerprint << 16 | generation); 0 is an empty slot and generation 0 is never
- * used. h = tally_dedup_hash(event_id) is a bijection of the 64-bit id; the bucket
- * comes from h's high 32 bits (multiply-shift range reduction), the fingerprint is
- * h's low 48 bits. With at least 2^16 buckets two ids that share a fingerprint
+ * (fingerprint << 16 | role << 15 | generation); 0 is an empty slot and
+ * generation 0 is never used (15 bits: 1..32767, then wraps). h =
+ * tally_dedup_hash(event_id) is a bijection of the 64-bit id; its first bucket
+ * comes from h's high 32 bits (multiply-shift range reduction), its second from
+ * the first plus an offset of the fingerprint, h's low 48 bits. With at least 2^16 buckets two ids that share a fingerprint
  * differ in h's top 16 bits and so land in different buckets: the table has no
  * false positives at all (the proof is in dedup.c).
  *

@@ -1,1 +1,184 @@
-int main(void){return 0;}
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* StatsD lines: good, bad (each reason), mixed in one datagram, tags, rates. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "counters.h"
+#include "parse_statsd.h"
+
+static struct tally_event evs[4096];
+static uint8_t arena[65536];
+static struct tally_evbuf out;
+static uint64_t ctr[TALLY_C_MAX];
+
+static int parse(const char *s)
+{
+	out = (struct tally_evbuf){evs, 0, 4096, arena, 0, sizeof(arena)};
+	memset(ctr, 0, sizeof(ctr));
+	return tally_statsd_parse((const uint8_t *)s, (uint32_t)strlen(s), &out, ctr);
+}
+
+static void expect_key(unsigned i, const char *key, double v)
+{
+	assert_true(i < out.n);
+	assert_int_equal(evs[i].key_len, strlen(key));
+	assert_memory_equal(evs[i].key, key, strlen(key));
+	assert_true(evs[i].value == v);
+	assert_int_equal(evs[i].event_id, 0);
+}
+
+static void expect_bad(const char *line, int reason)
+{
+	assert_int_equal(parse(line), 0);
+	assert_int_equal(ctr[reason], 1);
+	assert_int_equal(ctr[TALLY_C_STATSD_LINES], 0);
+}
+
+static void test_types(void **st)
+{
+	(void)st;
+	assert_int_equal(parse("a:1|c\nb:2.5|g\nc:3|ms\nd:-4|h\ne:1e3|d"), 5);
+	expect_key(0, "a|c", 1);
+	expect_key(1, "b|g", 2.5);
+	expect_key(2, "c|ms", 3);
+	expect_key(3, "d|h", -4);
+	expect_key(4, "e|d", 1000);
+	assert_int_equal(ctr[TALLY_C_STATSD_LINES], 5);
+}
+
+static void test_design_example(void **st)
+{
+	(void)st;
+	assert_int_equal(parse("api.hits:1|c|#b:2,a:1\napi.hits:3|c|@0.5|#a:1,b:2"), 2);
+	expect_key(0, "api.hits|c|#a:1,b:2", 1);
+	expect_key(1, "api.hits|c|#a:1,b:2", 6);
+}
+
+static void test_rates(void **st)
+{
+	(void)st;
+	assert_int_equal(parse("x:3|c|@0.25\ny:3|ms|@0.5\nz:7|g|@1"), 3);
+	expect_key(0, "x|c", 12);   /* counters are scaled */
+	expect_key(1, "y|ms", 3);   /* others: validated, ignored */
+	expect_key(2, "z|g", 7);
+	expect_bad("x:1|c|@0", TALLY_C_STATSD_BAD_RATE);
+	expect_bad("x:1|c|@1.5", TALLY_C_STATSD_BAD_RATE);
+	expect_bad("x:1|c|@-0.5", TALLY_C_STATSD_BAD_RATE);
+	expect_bad("x:1|c|@abc", TALLY_C_STATSD_BAD_RATE);
+}
+
+static void test_tags(void **st)
+{
+	(void)st;
+	assert_int_equal(parse("m:1|g|#z,b:1,a:2,b:1,,a:10"), 1);
+	expect_key(0, "m|g|#a:10,a:2,b:1,z", 1); /* bytewise, repeats and empties gone */
+	assert_int_equal(parse("m:1|c|#ab,a"), 1);
+	expect_key(0, "m|c|#a,ab", 1);          /* a prefix sorts first */
+	assert_int_equal(parse("m:1|c|#"), 1);
+	expect_key(0, "m|c", 1);
+	assert_int_equal(parse("m:1|c\nm:1|g"), 2); /* same name, two types: two keys */
+	expect_key(1, "m|g", 1);
+}
+
+static void test_fields(void **st)
+{
+	(void)st;
+	assert_int_equal(parse("m:2|c|T1700000000|#a:1|@0.5|c:abc123"), 1);
+	expect_key(0, "m|c|#a:1", 4);
+	assert_int_equal(evs[0].time_ms, 1700000000000ULL);
+	assert_int_equal(parse("m:2|c|#a:1|T1700000000"), 1);
+	assert_int_equal(evs[0].time_ms, 1700000000000ULL);
+	assert_int_equal(parse("m:2|c"), 1);
+	assert_int_equal(evs[0].time_ms, 0);
+	expect_bad("m:1|c|T12x", TALLY_C_STATSD_BAD_TS);
+	expect_bad("m:1|c|T-5", TALLY_C_STATSD_BAD_TS);
+	expect_bad("m:1|c|x:1", TALLY_C_STATSD_BAD_FIELD);
+	expect_bad("m:1|c|#a|#b", TALLY_C_STATSD_BAD_FIELD);
+	expect_bad("m:1|c|@0.5|@0.5", TALLY_C_STATSD_BAD_FIELD);
+	expect_bad("m:1|c|", TALLY_C_STATSD_BAD_FIELD);
+}
+
+static void test_bad_lines(void **st)
+{
+	(void)st;
+	expect_bad("nocolon", TALLY_C_STATSD_BAD_NAME);
+	expect_bad(":1|c", TALLY_C_STATSD_BAD_NAME);
+	expect_bad("a|b:1|c", TALLY_C_STATSD_BAD_NAME);
+	expect_bad("m:1", TALLY_C_STATSD_BAD_TYPE);
+	expect_bad("m:1|x", TALLY_C_STATSD_BAD_TYPE);
+	expect_bad("m:1|", TALLY_C_STATSD_BAD_TYPE);
+	expect_bad("m:u|s", TALLY_C_STATSD_SET);
+	expect_bad("m:+1|g", TALLY_C_STATSD_REL_GAUGE);
+	expect_bad("m:-1|g", TALLY_C_STATSD_REL_GAUGE);
+	expect_bad("m:+1|c", TALLY_C_STATSD_BAD_VALUE);
+	expect_bad("m:0x10|c", TALLY_C_STATSD_BAD_VALUE);
+	expect_bad("m:inf|c", TALLY_C_STATSD_BAD_VALUE);
+	expect_bad("m:nan|c", TALLY_C_STATSD_BAD_VALUE);
+	expect_bad("m: 1|c", TALLY_C_STATSD_BAD_VALUE);
+	expect_bad("m:1.|c", TALLY_C_STATSD_BAD_VALUE);
+	expect_bad("m:1e999|c", TALLY_C_STATSD_BAD_VALUE);
+	expect_bad("m:|c", TALLY_C_STATSD_BAD_VALUE);
+	expect_bad("m\xff:1|c", TALLY_C_STATSD_BAD_UTF8);
+}
+
+static void test_nul(void **st)
+{
+	(void)st;
+	out = (struct tally_evbuf){evs, 0, 4096, arena, 0, sizeof(arena)};
+	memset(ctr, 0, sizeof(ctr));
+	assert_int_equal(tally_statsd_parse((const uint8_t *)"m\0:1|c\nok:1|c", 13, &out, ctr), 1);
+	assert_int_equal(ctr[TALLY_C_STATSD_BAD_UTF8], 1);
+}
+
+static void test_key_too_long(void **st)
+{
+	char line[400];
+
+	(void)st;
+	memset(line, 'n', 252);
+	strcpy(line + 252, ":1|c");         /* "nnn...|c": 254 bytes, fine */
+	assert_int_equal(parse(line), 1);
+	memset(line, 'n', 254);
+	strcpy(line + 254, ":1|ms");        /* 257 bytes */
+	expect_bad(line, TALLY_C_STATSD_KEY_TOO_LONG);
+}
+
+static void test_mixed_datagram(void **st)
+{
+	(void)st;
+	assert_int_equal(parse("good:1|c\r\nbad:x|c\n\n\r\nalso.good:2|ms|#t:1\nm:1|s\nlast:3|g"), 3);
+	expect_key(0, "good|c", 1);
+	expect_key(1, "also.good|ms|#t:1", 2);
+	expect_key(2, "last|g", 3);
+	assert_int_equal(ctr[TALLY_C_STATSD_BAD_VALUE], 1);
+	assert_int_equal(ctr[TALLY_C_STATSD_SET], 1);
+	assert_int_equal(parse("\n\n\r\n"), 0); /* empty lines count as nothing */
+	for (unsigned i = 0; i < TALLY_C_MAX; i++)
+		assert_int_equal(ctr[i], 0);
+}
+
+static void test_enospc(void **st)
+{
+	(void)st;
+	out = (struct tally_evbuf){evs, 4095, 4096, arena, 0, sizeof(arena)};
+	assert_int_equal(tally_statsd_parse((const uint8_t *)"a:1|c\nb:1|c\n", 12, &out, ctr), -ENOSPC);
+	assert_int_equal(out.n, 4095);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_types), cmocka_unit_test(test_design_example),
+		cmocka_unit_test(test_rates), cmocka_unit_test(test_tags),
+		cmocka_unit_test(test_fields), cmocka_unit_test(test_bad_lines),
+		cmocka_unit_test(test_nul), cmocka_unit_test(test_key_too_long),
+		cmocka_unit_test(test_mixed_datagram), cmocka_unit_test(test_enospc),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
