@@ -163,9 +163,6 @@ static int setup(struct tally_daemon *d, char *err, size_t errlen)
 	d->sink = tally_sink_sqlite_open(d->cfg.sqlite_path, err, errlen);
 	if (d->sink == NULL)
 		return -EIO;
-	d->ctl_fd = tally_ctl_listen(d->cfg.ctl_socket, err, errlen);
-	if (d->ctl_fd < 0)
-		return d->ctl_fd;
 	r = setup_workers(d, (uint16_t)nq, err, errlen);
 	if (r < 0)
 		return r;
@@ -180,6 +177,10 @@ static int setup(struct tally_daemon *d, char *err, size_t errlen)
 				err, errlen);
 	if (r < 0)
 		return r;
+	/* Last: a control socket that answers means tallyd is ready for traffic. */
+	d->ctl_fd = tally_ctl_listen(d->cfg.ctl_socket, err, errlen);
+	if (d->ctl_fd < 0)
+		return d->ctl_fd;
 	launch_workers(d);
 	return 0;
 }

@@ -34,11 +34,11 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include <ck_pr.h>
 
 #include "dedup.h"
+#include "mem.h"
 
 #define FP_BITS 48
 #define FP_MASK ((1ULL << FP_BITS) - 1)
@@ -69,14 +69,12 @@ struct tally_dedup *tally_dedup_create(uint64_t capacity, uint64_t horizon_ms)
 		return NULL;
 	d->nbuckets = nb < TALLY_DEDUP_MIN_BUCKETS ? TALLY_DEDUP_MIN_BUCKETS : nb;
 	d->bytes = d->nbuckets * sizeof(struct bucket);
-	d->b = mmap(NULL, d->bytes, PROT_READ | PROT_WRITE,
-		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (d->b == MAP_FAILED) {
+	d->b = tally_mem_map(d->bytes);
+	if (d->b == NULL) {
 		free(d);
 		errno = ENOMEM;
 		return NULL;
 	}
-	madvise(d->b, d->bytes, MADV_HUGEPAGE);
 	d->capacity = capacity;
 	d->horizon_ms = horizon_ms;
 	d->gen = 1;
@@ -87,7 +85,7 @@ void tally_dedup_destroy(struct tally_dedup *d)
 {
 	if (d == NULL)
 		return;
-	munmap(d->b, d->bytes);
+	tally_mem_unmap(d->b, d->bytes);
 	free(d);
 }
 

@@ -5,15 +5,15 @@
  * array of 64-byte rows whose keys live in an arena. The index is a power of two
  * at least twice the rows, so probes stay short (load <= 0.5). Rows are appended
  * in arrival order, which is also the order the flusher and sinks read them.
- * Memory is mmap'd once with MADV_HUGEPAGE and never grows: a full table says so
+ * Memory is mapped and pre-faulted once (mem.c) and never grows: a full table says so
  * (-ENOSPC) and the caller counts it.
  */
 #include <errno.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include <xxhash.h>
 
+#include "mem.h"
 #include "window.h"
 
 #define KEY_ARENA_PER_ROW 64
@@ -50,16 +50,7 @@ uint64_t tally_key_hash(const uint8_t *key, uint32_t len)
 	return XXH3_64bits(key, len);
 }
 
-static void *map(size_t bytes)
-{
-	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-
-	if (p == MAP_FAILED)
-		return NULL;
-	madvise(p, bytes, MADV_HUGEPAGE); /* best effort: THP may be off */
-	return p;
-}
+static void *map(size_t bytes) { return tally_mem_map(bytes); }
 
 struct tally_wtab *tally_wtab_create(uint32_t max_rows)
 {
@@ -92,13 +83,10 @@ void tally_wtab_destroy(struct tally_wtab *t)
 {
 	if (t == NULL)
 		return;
-	if (t->index)
-		munmap(t->index, (t->mask + 1) * 8);
-	if (t->rows)
-		munmap(t->rows, (size_t)t->max_rows * sizeof(struct tally_row));
-	if (t->arena)
-		munmap(t->arena, t->arena_cap);
-	munmap(t, sizeof(*t));
+	tally_mem_unmap(t->index, (t->mask + 1) * 8);
+	tally_mem_unmap(t->rows, (size_t)t->max_rows * sizeof(struct tally_row));
+	tally_mem_unmap(t->arena, t->arena_cap);
+	tally_mem_unmap(t, sizeof(*t));
 }
 
 /*

@@ -30,7 +30,9 @@ struct run {
 	double duration;
 	const char *pcap, *port, *expected, *stats_json;
 	uint16_t txq;
+	double linger;
 	uint64_t sent, tx_failed, tx_retries;
+	int64_t rows;
 	double seconds;
 };
 
@@ -58,6 +60,9 @@ static void usage(FILE *out)
 	"  --dst-port P            (7000 for tly1, 8125 for statsd)\n"
 	"  --flows N               UDP source ports (16); --ipv6-share F, --vlan-share F (0)\n"
 	"  --pool N                pre-rendered datagrams (min(count, 65536))\n"
+	"  --linger S              after sending, keep the port open until the receiver\n"
+	"                          disconnects or S seconds pass (memif: the receiver's PMD\n"
+	"                          must not poll a peer that is tearing down) (0)\n"
 	"  --seed N (1)  --sender-id X (0x7a11)  --mtu N (1500)  --stats-json FILE\n");
 }
 
@@ -72,6 +77,7 @@ static int parse_opts(int argc, char **argv, struct run *r)
 		{"dst-port", 1, 0, 'o'}, {"flows", 1, 0, 'f'}, {"ipv6-share", 1, 0, '6'},
 		{"vlan-share", 1, 0, 'v'}, {"pool", 1, 0, 'l'}, {"seed", 1, 0, 'S'},
 		{"sender-id", 1, 0, 'i'}, {"mtu", 1, 0, 'm'}, {"stats-json", 1, 0, 'j'},
+		{"linger", 1, 0, 'L'},
 		{"help", 0, 0, 'h'}, {0, 0, 0, 0}};
 	struct timespec now;
 	int c;
@@ -117,6 +123,7 @@ static int parse_opts(int argc, char **argv, struct run *r)
 		case 'i': r->o.sender_id = strtoull(optarg, NULL, 0); break;
 		case 'm': r->o.mtu = (uint32_t)strtoul(optarg, NULL, 0); break;
 		case 'j': r->stats_json = optarg; break;
+		case 'L': r->linger = atof(optarg); break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return -1;
 		}
@@ -255,6 +262,20 @@ static uint16_t send_burst(struct run *r, const struct gen_pool *p, uint16_t pid
 	return done;
 }
 
+static void report(struct run *r, const struct gen_pool *p);
+
+/* Wait for the receiver to go first (link down), at most r->linger seconds. */
+static void linger(const struct run *r, uint16_t pid)
+{
+	struct rte_eth_link link;
+
+	for (double t = 0; t < r->linger && !stop; t += 0.05) {
+		if (rte_eth_link_get_nowait(pid, &link) == 0 && !link.link_status)
+			return;
+		rte_delay_ms(50);
+	}
+}
+
 static int send_port(struct run *r, const struct gen_pool *p)
 {
 	struct rte_mempool *mp;
@@ -278,9 +299,24 @@ static int send_port(struct run *r, const struct gen_pool *p)
 	}
 	r->seconds = (double)(rte_rdtsc() - t0) / (double)hz;
 	rte_delay_ms(200); /* let the last bursts leave before the port goes */
+	report(r, p);
+	linger(r, pid);
 	rte_eth_dev_stop(pid);
 	rte_eth_dev_close(pid);
 	return 0;
+}
+
+static void summary(const struct run *r, const struct gen_pool *p, int64_t rows);
+
+/* Expected totals and the summary, written before the port closes (see linger). */
+static void report(struct run *r, const struct gen_pool *p)
+{
+	if (r->expected && (r->rows = gen_expected_write(p, r->sent, r->expected)) < 0) {
+		fprintf(stderr, "tally-gen: cannot write %s: %s\n", r->expected, strerror(errno));
+		exit(1);
+	}
+	summary(r, p, r->rows);
+	fflush(stdout);
 }
 
 static void summary(const struct run *r, const struct gen_pool *p, int64_t rows)
@@ -312,7 +348,6 @@ int main(int argc, char **argv)
 {
 	struct run r = {0};
 	struct gen_pool *p;
-	int64_t rows = -1;
 	int eal = argc;
 
 	for (int i = 1; i < argc; i++)
@@ -337,13 +372,11 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	if ((r.pcap ? write_pcap(&r, p) : send_port(&r, p)) != 0)
+	r.rows = -1;
+	if (r.pcap ? write_pcap(&r, p) : send_port(&r, p))
 		return 1;
-	if (r.expected && (rows = gen_expected_write(p, r.sent, r.expected)) < 0) {
-		fprintf(stderr, "tally-gen: cannot write %s: %s\n", r.expected, strerror(errno));
-		return 1;
-	}
-	summary(&r, p, rows);
+	if (r.pcap)
+		report(&r, p);
 	gen_pool_free(p);
 	return r.tx_failed ? 1 : 0;
 }

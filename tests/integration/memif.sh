@@ -13,17 +13,23 @@ if [ "$workers" -eq 1 ]; then lcores="0@0,1@1"; else lcores="0@0,1@1,2@1"; fi
   --flush_interval_ms 300 --port "net_memif0,role=server,socket=$sock,socket-abstract=no" \
   -- --lcores "$lcores" "${eal_test[@]}" 2> "$work/tallyd.log" &
 tpid=$!; pids+=("$tpid")
-for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
-[ -S "$sock" ] || { cat "$work/tallyd.log"; fail "tallyd did not create $sock"; }
+# The control socket appears once tallyd is ready for traffic.
+for _ in $(seq 300); do [ -S "$work/ctl.sock" ] && break; sleep 0.1; done
+[ -S "$work/ctl.sock" ] || { cat "$work/tallyd.log"; fail "tallyd did not become ready"; }
 
 "$gen" --proto tly1 --keys 5000 --events-per-dgram 4 --count 40000 --rate 40000 \
-  --dup-rate 0.05 --malformed-rate 0.01 --flows 64 --tx-queues "$workers" \
+  --dup-rate 0.05 --malformed-rate 0.01 --flows 64 --tx-queues "$workers" --linger 30 \
   --time-ms "$now_ms" --time-span-ms 20000 --window-ms 10000 --seed 21 \
   --port "net_memif0,role=client,socket=$sock,socket-abstract=no" --expected "$work/expected.tsv" \
-  -- -l 0 "${eal_gen[@]}" > "$work/gen.txt" || { cat "$work/gen.txt"; fail "tally-gen failed"; }
-cat "$work/gen.txt"
+  -- -l 0 "${eal_gen[@]}" > "$work/gen.txt" &
+gpid=$!; pids+=("$gpid")
+# The generator reports when it has sent everything, then lingers until tallyd
+# (idle) closes first: a memif peer must not vanish under a polling receiver.
+for _ in $(seq 600); do grep -q '^events_per_sec' "$work/gen.txt" 2>/dev/null && break; sleep 0.1; done
 "$tallyctl" -s "$work/ctl.sock" stats > "$work/live-stats.txt" || true
 wait "$tpid" || { cat "$work/tallyd.log"; fail "tallyd exited with an error"; }
+wait "$gpid" || { cat "$work/gen.txt"; fail "tally-gen failed"; }
+cat "$work/gen.txt"
 cat "$work/tallyd.log"
 
 [ "$(gen_summary "$work/gen.txt" frames_tx_failed)" = 0 ] || fail "generator could not send everything"
