@@ -105,7 +105,8 @@ static inline uint64_t index_a(const struct tally_dedup *d, uint64_t h)
  * fingerprint have different A (see above), hence different B. */
 static inline uint64_t index_b(const struct tally_dedup *d, uint64_t h, uint64_t a)
 {
-	uint64_t b = a + 1 + ((h & FP_MASK) * 0x9e3779b97f4a7c15ULL >> 40) % (d->nbuckets - 1);
+	uint64_t mix = (h & FP_MASK) * 0x9e3779b97f4a7c15ULL >> 32; /* no division: hot path */
+	uint64_t b = a + 1 + ((mix * (d->nbuckets - 1)) >> 32);
 
 	return b >= d->nbuckets ? b - d->nbuckets : b;
 }

@@ -24,8 +24,10 @@
 #include "pkt.h"
 #include "worker.h"
 
-/* Events ahead whose dedup bucket and table slot are prefetched. */
+/* Events ahead whose dedup buckets and table index slot are prefetched, and
+ * (nearer, once that slot is cached) whose table row and key are prefetched. */
 #define TALLY_PREFETCH 8
+#define TALLY_PREFETCH_ROW 4
 /* Frames ahead whose first data line is prefetched while parsing. */
 #define TALLY_PKT_PREFETCH 4
 
@@ -226,9 +228,13 @@ static void apply_events(struct tally_worker *w, const struct tally_params *p,
 	n = prepare_events(w, p, now_ms);
 	for (i = 0; i < n && i < TALLY_PREFETCH; i++)
 		prefetch_event(w, &ev[i]);
+	for (i = 0; i < n && i < TALLY_PREFETCH_ROW; i++)
+		tally_wtab_prefetch_row(w->cur, ev[i].hash);
 	for (i = 0; i < n; i++) {
 		if (i + TALLY_PREFETCH < n)
 			prefetch_event(w, &ev[i + TALLY_PREFETCH]);
+		if (i + TALLY_PREFETCH_ROW < n)
+			tally_wtab_prefetch_row(w->cur, ev[i + TALLY_PREFETCH_ROW].hash);
 		apply_one(w, &ev[i], gen);
 	}
 	tally_evbuf_clear(&w->evb);
