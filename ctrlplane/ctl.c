@@ -177,10 +177,16 @@ int tally_ctl_listen(const char *path, char *err, size_t errlen)
 		*slash = '\0';
 		mkdir(dir, 0755); /* /run/tally on a fresh boot; EEXIST is fine */
 	}
-	strcpy(sa.sun_path, path);
-	unlink(path);
+	/* Bind a temporary name and rename it once listening: the path appears only
+	 * when it accepts connections, so its existence means "ready". */
+	if (snprintf(sa.sun_path, sizeof(sa.sun_path), "%s.new", path) >= (int)sizeof(sa.sun_path)) {
+		snprintf(err, errlen, "ctl_socket: \"%s\" is too long", path);
+		return -ENAMETOOLONG;
+	}
+	unlink(sa.sun_path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 8) < 0) {
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 8) < 0 ||
+	    rename(sa.sun_path, path) < 0) {
 		snprintf(err, errlen, "ctl_socket: cannot listen on \"%s\": %s", path,
 			 strerror(errno));
 		if (fd >= 0)

@@ -5,6 +5,7 @@
  * --json). stats shows every counter from the one list, zeroes included.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,7 +52,11 @@ static json_t *request(const char *path, const char *cmd)
 			close(fd);
 		return NULL;
 	}
-	if (write(fd, cmd, strlen(cmd)) < 0 || write(fd, "\n", 1) < 0) {
+	char line[600];
+	int len = snprintf(line, sizeof(line), "%s\n", cmd);
+
+	/* One write: tallyd reads one line, answers and closes. */
+	if (write(fd, line, (size_t)len) != len) {
 		fprintf(stderr, "tallyctl: %s: %s\n", path, strerror(errno));
 		close(fd);
 		return NULL;
@@ -202,6 +207,7 @@ int main(int argc, char **argv)
 	char cmd[512];
 	int r = parse(argc, argv, &path, &json, &watch, words);
 
+	signal(SIGPIPE, SIG_IGN); /* a daemon that goes away is an error message, not a kill */
 	if (r != 0) {
 		usage(r == 1 ? stdout : stderr);
 		return r == 1 ? EXIT_SUCCESS : 2;

@@ -294,6 +294,7 @@ int main(int argc, char **argv)
 	}
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
+	signal(SIGPIPE, SIG_IGN); /* a tallyctl that hangs up must not kill the daemon */
 	d.start_ms = clock_ms(CLOCK_MONOTONIC);
 	if (setup(&d, err, sizeof(err)) < 0) {
 		fprintf(stderr, "tallyd: %s\n", err);

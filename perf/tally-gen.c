@@ -23,6 +23,7 @@
 #include <rte_mbuf.h>
 
 #include "gen_traffic.h"
+#include "port.h"
 
 struct run {
 	struct gen_opts o;
@@ -187,21 +188,11 @@ static int port_setup(struct run *r, uint16_t *pid, struct rte_mempool **mp)
 {
 	struct rte_eth_conf conf = {0};
 	uint16_t nb_txd = 1024;
-	char name[128];
-	int e = 0;
+	char err[256];
 
-	if (r->port != NULL) {
-		snprintf(name, sizeof(name), "%.*s", (int)strcspn(r->port, ","), r->port);
-		if (rte_eth_dev_get_port_by_name(name, pid) != 0 &&
-		    ((e = rte_dev_probe(r->port)) < 0 || rte_eth_dev_get_port_by_name(name, pid) != 0)) {
-			fprintf(stderr, "tally-gen: cannot probe %s: %s\n", r->port, strerror(-e));
-			return -1;
-		}
-	} else if (rte_eth_dev_count_avail() == 0) {
-		fprintf(stderr, "tally-gen: no DPDK port: give --port or --pcap\n");
+	if (tally_port_find(r->port ? r->port : "", pid, err, sizeof(err)) != 0) {
+		fprintf(stderr, "tally-gen: %s\n", err);
 		return -1;
-	} else {
-		*pid = 0;
 	}
 	*mp = rte_pktmbuf_pool_create("gen", 8191, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
 				      rte_socket_id());

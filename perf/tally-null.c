@@ -14,6 +14,8 @@
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
 
+#include "port.h"
+
 static volatile sig_atomic_t stop;
 static void on_signal(int s) { (void)s; stop = 1; }
 
@@ -21,17 +23,11 @@ static int setup(const char *devargs, uint16_t *pid)
 {
 	struct rte_eth_conf conf = {0};
 	struct rte_mempool *mp;
-	char name[128];
+	char err[256];
 
-	if (devargs != NULL) {
-		snprintf(name, sizeof(name), "%.*s", (int)strcspn(devargs, ","), devargs);
-		if (rte_eth_dev_get_port_by_name(name, pid) != 0 &&
-		    (rte_dev_probe(devargs) < 0 || rte_eth_dev_get_port_by_name(name, pid) != 0)) {
-			fprintf(stderr, "tally-null: cannot probe %s\n", devargs);
-			return -1;
-		}
-	} else {
-		*pid = 0;
+	if (tally_port_find(devargs ? devargs : "", pid, err, sizeof(err)) != 0) {
+		fprintf(stderr, "tally-null: %s\n", err);
+		return -1;
 	}
 	mp = rte_pktmbuf_pool_create("null", 16383, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
 	if (mp == NULL || rte_eth_dev_configure(*pid, 1, 1, &conf) < 0 ||

@@ -16,6 +16,8 @@ tpid=$!; pids+=("$tpid")
 # The control socket appears once tallyd is ready for traffic.
 for _ in $(seq 300); do [ -S "$work/ctl.sock" ] && break; sleep 0.1; done
 [ -S "$work/ctl.sock" ] || { cat "$work/tallyd.log"; fail "tallyd did not become ready"; }
+"$tallyctl" -s "$work/ctl.sock" stats > "$work/live-stats.txt" || fail "tallyctl stats failed"
+"$tallyctl" -s "$work/ctl.sock" stats --json | grep -q '"counters"' || fail "tallyctl stats --json"
 
 "$gen" --proto tly1 --keys 5000 --events-per-dgram 4 --count 40000 --rate 40000 \
   --dup-rate 0.05 --malformed-rate 0.01 --flows 64 --tx-queues "$workers" --linger 30 \
@@ -23,10 +25,8 @@ for _ in $(seq 300); do [ -S "$work/ctl.sock" ] && break; sleep 0.1; done
   --port "net_memif0,role=client,socket=$sock,socket-abstract=no" --expected "$work/expected.tsv" \
   -- -l 0 "${eal_gen[@]}" > "$work/gen.txt" &
 gpid=$!; pids+=("$gpid")
-# The generator reports when it has sent everything, then lingers until tallyd
-# (idle) closes first: a memif peer must not vanish under a polling receiver.
-for _ in $(seq 600); do grep -q '^events_per_sec' "$work/gen.txt" 2>/dev/null && break; sleep 0.1; done
-"$tallyctl" -s "$work/ctl.sock" stats > "$work/live-stats.txt" || true
+# The generator lingers after sending until tallyd (idle) closes first: a memif
+# peer must not vanish under a polling receiver.
 wait "$tpid" || { cat "$work/tallyd.log"; fail "tallyd exited with an error"; }
 wait "$gpid" || { cat "$work/gen.txt"; fail "tally-gen failed"; }
 cat "$work/gen.txt"
