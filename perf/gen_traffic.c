@@ -255,7 +255,7 @@ static uint32_t statsd_key(char *dst, uint32_t k)
 static uint32_t statsd_good(struct gen_pool *p, char *q, uint32_t k, uint64_t t, double *v)
 {
 	static const double rates[3] = {1, 0.5, 0.25};
-	char tags[3][24], f[3][64];
+	char tags[3][24], f[3][128];
 	unsigned value = (unsigned)(rnd(p) % 100) + 1, r = (unsigned)(rnd(p) % 3), a, b;
 	uint32_t n;
 
