@@ -34,7 +34,7 @@ build/ctrlplane/tallyd --window_ms 10000 --sqlite_path "$out/tally.db" \
   --port "net_pcap0,rx_pcap=$out/tly1.pcap,rx_pcap=$out/statsd.pcap" \
   -- -l 0-1 --no-huge --no-pci --file-prefix tally-demo -m 256 --log-level=*:warning 2> "$out/tallyd.log" || {
   cat "$out/tallyd.log"; exit 1; }
-grep -E '^(rx_packets|tly1_datagrams|statsd_lines|events_accepted|drop_duplicate|tly1_|statsd_bad|flush_batches|flush_rows) ' \
+grep -E '^(rx_packets|tly1_[a-z0-9_]*|statsd_[a-z0-9_]*|events_accepted|drop_[a-z_]*|flush_batches|flush_rows|sink_errors) ' \
   "$out/tallyd.log" | awk '$2 != 0'
 
 echo "== top 10 keys by count (from $out/tally.db)"

@@ -166,7 +166,9 @@ static int write_pcap(struct run *r, const struct gen_pool *p)
 	pcap_t *pc = pcap_open_dead(DLT_EN10MB, 65535);
 	pcap_dumper_t *d = pc ? pcap_dump_open(pc, r->pcap) : NULL;
 	uint8_t frame[10000];
+	struct timespec t0, t1;
 
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (d == NULL) {
 		fprintf(stderr, "tally-gen: cannot write %s: %s\n", r->pcap, pc ? pcap_geterr(pc) : "pcap");
 		return -1;
@@ -181,6 +183,8 @@ static int write_pcap(struct run *r, const struct gen_pool *p)
 	}
 	pcap_dump_close(d);
 	pcap_close(pc);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	r->seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 	return 0;
 }
 
