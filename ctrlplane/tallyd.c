@@ -312,6 +312,10 @@ int main(int argc, char **argv)
 	tally_ctl_close(&d);
 	d.sink->ops->close(d.sink);
 	tally_port_stop(d.port);
+	for (unsigned i = 0; i < d.nworkers; i++)
+		tally_worker_fini(&d.workers[i]);
+	free(d.workers);
+	tally_dedup_destroy(d.sh.dedup);
 	rte_eal_cleanup();
 	return rc;
 }
