@@ -11,6 +11,9 @@ cd "$(dirname "$0")/.."
 fuzz_seconds=${TALLY_FUZZ_SECONDS:-60}
 
 step() { printf '\n==== %s\n' "$*"; }
+# meson test, keeping its summary so the closing line can count every test.
+results=$(mktemp)
+mtest() { meson test "$@" | tee -a "$results"; }
 
 step "install dependencies"
 bash deploy/install-deps.sh
@@ -20,17 +23,17 @@ step "default build"
 ninja -C build
 
 step "unit and integration tests"
-meson test -C build --print-errorlogs --num-processes 2
+mtest -C build --print-errorlogs --num-processes 2
 
 step "ASan+UBSan build"
 [ -f build-asan/build.ninja ] || meson setup build-asan -Db_sanitize=address,undefined \
   -Db_lundef=false -Dbuildtype=debug
 ninja -C build-asan
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-  meson test -C build-asan --print-errorlogs --num-processes 2 --suite unit
+  mtest -C build-asan --print-errorlogs --num-processes 2 --suite unit
 # DPDK's EAL is not leak-clean at exit; the dataplane under ASan is what matters here.
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-  meson test -C build-asan --print-errorlogs pcap
+  mtest -C build-asan --print-errorlogs pcap
 
 step "libFuzzer: ${fuzz_seconds}s per parser"
 [ -f build-fuzz/build.ninja ] || CC=clang meson setup build-fuzz -Dfuzz=true -Ddpdk=disabled \
@@ -47,3 +50,7 @@ step "micro-benchmark smoke run"
 build/perf/tally-micro --quick
 
 step "all suites passed"
+# One plain closing line: every meson test that ran (a failure stopped us above).
+passed=$(awk '$1 == "Ok:" { n += $2 } END { print n + 0 }' "$results")
+rm -f "$results"
+echo "tests: $passed passed, 0 failed"
