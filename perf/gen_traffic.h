@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * tally-gen's traffic model: a pool of pre-rendered frames sent in cycles. Cycle
- * c sends the same keys, times and values with new event ids (id = base + c * E +
- * j + 1 for the pool's j-th fresh event), so the generator core only copies and
- * patches 8 bytes per event, and the expected totals are the pool's totals times
- * the full cycles plus the prefix of the last one.
+ * tally-gen's traffic model, with no DPDK in it: a pool of P pre-rendered frames
+ * sent in cycles. Cycle c sends the pool's frames again with the same keys, times
+ * and values but new event ids (id = base + c * E + j + 1 for the pool's j-th
+ * fresh event, E fresh events per pool), so the sending core only copies a frame
+ * and patches 8 bytes per event, and the expected totals after any number of
+ * datagrams are the pool's totals times the full cycles plus the totals of the
+ * last cycle's prefix.
  */
 #ifndef TALLY_GEN_TRAFFIC_H
 #define TALLY_GEN_TRAFFIC_H
@@ -13,16 +15,23 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "counters.h"
+
 enum gen_proto { GEN_TLY1, GEN_STATSD };
+
+/* The room a frame may need: Ethernet + one VLAN tag + IPv6 + UDP + a datagram. */
+#define GEN_HDR_MAX (14 + 4 + 40 + 8)
+#define GEN_FRAME_MAX (GEN_HDR_MAX + 65535)
+/* The pool holds at most this many events (ids and lookups stay 32-bit). */
+#define GEN_POOL_EVENTS_MAX (1u << 30)
 
 struct gen_opts {
 	enum gen_proto proto;
-	uint32_t keys, per_dgram, pool, flows;
+	uint32_t keys, per_dgram, pool, flows, key_len, mtu;
 	bool zipf;
 	double zipf_s, dup_rate, malformed_rate, ipv6_share, vlan_share;
 	uint64_t time_ms, span_ms, window_ms, seed, sender_id;
 	uint16_t dst_port;
-	uint32_t mtu;
 };
 
 struct gen_frame {
@@ -30,20 +39,24 @@ struct gen_frame {
 	uint32_t len;
 	uint32_t patch_first; /* in gen_pool.patch */
 	uint16_t npatch;
-	uint16_t l4_off;      /* UDP header offset, for the IPv6 checksum */
+	uint16_t l4_off;      /* UDP header offset */
 	uint16_t dups, bad_lines;
 	bool ipv6, bad;
 };
 
 struct gen_patch {
-	uint32_t off; /* of the 8-byte event id, from the frame start */
+	uint32_t off; /* of the 8-byte event id, from the UDP payload start */
 	uint32_t src; /* id = base + cycle * fresh + src + 1 */
 };
 
-struct gen_event { /* one valid event, in send order, for the expected totals */
+/* One valid event, in send order. Values are integers by construction (TLY1
+ * -20..100, StatsD 1..100 divided by a rate of 1, 0.5 or 0.25), so every sum is
+ * exact in a double. */
+struct gen_event {
 	uint32_t key, frame;
-	uint16_t win;
-	double v;
+	int32_t v;
+	uint16_t win; /* window index from gen_pool.win0 */
+	uint16_t pad_;
 };
 
 struct gen_pool {
@@ -65,15 +78,29 @@ struct gen_pool {
 	uint64_t rng;
 };
 
-/* Build the pool; NULL with a message on stderr. */
+/* The TLY1 event size for these options (fixed part + key). */
+uint32_t gen_tly1_event_len(const struct gen_opts *o);
+/* Build the pool. NULL after a message on stderr. */
 struct gen_pool *gen_pool_build(const struct gen_opts *o);
 void gen_pool_free(struct gen_pool *p);
-/* Copy frame i of cycle c into dst (room for frames[i].len) with its ids patched. */
+/*
+ * Copy frame i of cycle c into dst (room for frames[i].len) with its event ids
+ * and batch_seq patched and, over IPv6, its UDP checksum computed.
+ */
 void gen_frame_render(const struct gen_pool *p, uint32_t i, uint64_t cycle, uint8_t *dst);
-/* Counts sent after `sent` datagrams. */
-void gen_sent_counts(const struct gen_pool *p, uint64_t sent, uint64_t *events,
-		     uint64_t *valid, uint64_t *dups, uint64_t *malformed, uint64_t *bad_lines);
-/* Write the expected totals TSV after `sent` datagrams. Returns rows or -1. */
+
+struct gen_sent {
+	uint64_t datagrams, events, valid, dups, malformed, bad_lines;
+	/* what tallyd's counters should read after a clean run of these datagrams:
+	 * each rejection reason, and drop_duplicate */
+	uint64_t by_reason[TALLY_C_MAX];
+};
+/* What the first `sent` datagrams of the sequence hold. */
+void gen_sent_counts(const struct gen_pool *p, uint64_t sent, struct gen_sent *s);
+/*
+ * Expected totals after `sent` datagrams: one TSV row per (key, window), written
+ * to path (NULL: only counted). Returns the number of rows, or -errno.
+ */
 int64_t gen_expected_write(const struct gen_pool *p, uint64_t sent, const char *path);
 
 #endif

@@ -1,9 +1,16 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * tally-null: the null receiver. Polls one RX queue in bursts of 32 and frees the
- * mbufs: the packet-I/O ceiling of the machine, which the benchmark puts next to
- * tallyd's rate. Same conventions as tallyd: own options, then -- and EAL args.
+ * tally-null: the null receiver. One lcore busy-polls one RX queue in bursts of
+ * 32 and frees the mbufs: the packet-I/O ceiling of the machine, which the
+ * benchmark puts next to tallyd's rate. Same conventions as tallyd and tally-gen:
+ * own options, then -- and the EAL args.
+ *
+ * The rate is taken over [first packet, last packet], so neither the wait for
+ * the sender nor the idle tail after it stops counts; the whole polling time
+ * is reported too (seconds_total).
  */
+#include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,93 +18,173 @@
 
 #include <rte_cycles.h>
 #include <rte_eal.h>
+#include <rte_errno.h>
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
 
 #include "port.h"
 
+#define BURST 32
+#define NB_RXD 1024
+#define NB_MBUF 16383
+
+struct null_opts {
+	const char *devargs, *json;
+	double duration;
+};
+
+struct null_stats {
+	uint64_t rx, bytes;
+	double seconds, seconds_total;
+	struct rte_eth_stats eth;
+};
+
 static volatile sig_atomic_t stop;
 static void on_signal(int s) { (void)s; stop = 1; }
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+	"usage: tally-null [options] -- EAL args\n"
+	"  --duration S       stop after S seconds of polling (0 = until SIGINT/SIGTERM) (0)\n"
+	"  --port DEVARGS     DPDK port to probe, e.g. net_memif0,role=server,socket=S\n"
+	"                     (default: the first port of the EAL args)\n"
+	"  --stats-json FILE  write the results as JSON too\n"
+	"prints rx_packets, rx_bytes, seconds (first to last packet), mpps (over those\n"
+	"seconds), seconds_total (all polling), imissed, rx_nombuf\n");
+}
+
+/* Own options up to "--"; returns the index of "--" (argc if none), or -1. */
+static int parse_opts(int argc, char **argv, struct null_opts *o)
+{
+	int i;
+
+	for (i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		char *end = NULL;
+
+		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			usage(stdout);
+			exit(0);
+		} else if (!strcmp(a, "--duration") && v) {
+			o->duration = strtod(v, &end);
+			if (*end != '\0' || end == v || !isfinite(o->duration) || o->duration < 0) {
+				fprintf(stderr, "tally-null: bad value \"%s\" for --duration\n", v);
+				return -1;
+			}
+		} else if (!strcmp(a, "--port") && v) {
+			o->devargs = v;
+		} else if (!strcmp(a, "--stats-json") && v) {
+			o->json = v;
+		} else {
+			fprintf(stderr, "tally-null: unknown option or missing value: \"%s\"\n", a);
+			usage(stderr);
+			return -1;
+		}
+		i++;
+	}
+	return i;
+}
 
 static int setup(const char *devargs, uint16_t *pid)
 {
 	struct rte_eth_conf conf = {0};
 	struct rte_mempool *mp;
 	char err[256];
+	int socket;
 
 	if (tally_port_find(devargs ? devargs : "", pid, err, sizeof(err)) != 0) {
 		fprintf(stderr, "tally-null: %s\n", err);
-		return -1;
+		return -ENODEV;
 	}
-	mp = rte_pktmbuf_pool_create("null", 16383, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
+	socket = rte_eth_dev_socket_id(*pid);
+	mp = rte_pktmbuf_pool_create("null", NB_MBUF, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+				     rte_socket_id());
 	if (mp == NULL || rte_eth_dev_configure(*pid, 1, 1, &conf) < 0 ||
-	    rte_eth_rx_queue_setup(*pid, 0, 1024, 0, NULL, mp) < 0 ||
-	    rte_eth_tx_queue_setup(*pid, 0, 512, 0, NULL) < 0 || rte_eth_dev_start(*pid) < 0) {
-		fprintf(stderr, "tally-null: port setup failed: %s\n", rte_strerror(rte_errno));
-		return -1;
+	    rte_eth_rx_queue_setup(*pid, 0, NB_RXD, socket, NULL, mp) < 0 ||
+	    rte_eth_tx_queue_setup(*pid, 0, 512, socket, NULL) < 0 || rte_eth_dev_start(*pid) < 0) {
+		fprintf(stderr, "tally-null: setting up port %u failed: %s\n", *pid,
+			rte_strerror(rte_errno));
+		return -EIO;
 	}
 	return 0;
 }
 
+/* Busy-poll until the duration ends or a signal comes. */
+static void poll_loop(uint16_t pid, double duration, struct null_stats *s)
+{
+	struct rte_mbuf *m[BURST];
+	uint64_t hz = rte_get_tsc_hz(), t0 = rte_rdtsc(), first = 0, last = 0, now = t0;
+	uint64_t end = duration > 0 ? t0 + (uint64_t)(duration * (double)hz) : UINT64_MAX;
+
+	while (!stop && now < end) {
+		uint16_t n = rte_eth_rx_burst(pid, 0, m, BURST);
+
+		now = rte_rdtsc();
+		if (n == 0)
+			continue;
+		if (first == 0)
+			first = now;
+		last = now;
+		s->rx += n;
+		for (uint16_t k = 0; k < n; k++)
+			s->bytes += m[k]->pkt_len;
+		rte_pktmbuf_free_bulk(m, n);
+	}
+	s->seconds = first ? (double)(last - first) / (double)hz : 0;
+	s->seconds_total = (double)(now - t0) / (double)hz;
+}
+
+static void report(const struct null_stats *s, FILE *out, bool json)
+{
+	double mpps = s->seconds > 0 ? (double)s->rx / s->seconds / 1e6 : 0;
+
+	fprintf(out, json ? "{\"rx_packets\": %llu, \"rx_bytes\": %llu, \"seconds\": %.6f, "
+			    "\"mpps\": %.6f, \"seconds_total\": %.6f, \"imissed\": %llu, "
+			    "\"rx_nombuf\": %llu}\n"
+			  : "rx_packets %llu\nrx_bytes %llu\nseconds %.6f\nmpps %.6f\n"
+			    "seconds_total %.6f\nimissed %llu\nrx_nombuf %llu\n",
+		(unsigned long long)s->rx, (unsigned long long)s->bytes, s->seconds, mpps,
+		s->seconds_total, (unsigned long long)s->eth.imissed,
+		(unsigned long long)s->eth.rx_nombuf);
+}
+
 int main(int argc, char **argv)
 {
-	const char *devargs = NULL, *json = NULL;
-	double duration = 0;
-	uint64_t rx = 0, bytes = 0, first = 0, last = 0, t0, hz;
-	struct rte_eth_stats st = {0};
-	struct rte_mbuf *m[32];
+	struct null_opts o = {0};
+	struct null_stats s = {0};
 	uint16_t pid;
-	int i, eal = argc;
+	int dd = parse_opts(argc, argv, &o);
 
-	for (i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
-		if (!strcmp(argv[i], "--duration") && i + 1 < argc) duration = atof(argv[++i]);
-		else if (!strcmp(argv[i], "--port") && i + 1 < argc) devargs = argv[++i];
-		else if (!strcmp(argv[i], "--stats-json") && i + 1 < argc) json = argv[++i];
-		else {
-			fprintf(stderr, "usage: tally-null [--duration S] [--port DEVARGS] "
-				"[--stats-json FILE] -- EAL args\n");
-			return 2;
-		}
+	if (dd < 0)
+		return 2;
+	/* EAL sees the program name followed by what came after "--". */
+	if (dd < argc)
+		argv[dd] = argv[0];
+	if (rte_eal_init(dd < argc ? argc - dd : 1, dd < argc ? argv + dd : argv) < 0) {
+		fprintf(stderr, "tally-null: EAL init failed: %s\n", rte_strerror(rte_errno));
+		return 1;
 	}
-	eal = i < argc ? i : 0;
-	argv[eal] = argv[0];
-	if (rte_eal_init(eal ? argc - eal : 1, argv + eal) < 0 || setup(devargs, &pid) != 0)
+	if (setup(o.devargs, &pid) != 0)
 		return 1;
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
-	hz = rte_get_tsc_hz();
-	t0 = rte_rdtsc();
-	while (!stop && (duration <= 0 || rte_rdtsc() - t0 < (uint64_t)(duration * (double)hz))) {
-		uint16_t n = rte_eth_rx_burst(pid, 0, m, 32);
+	poll_loop(pid, o.duration, &s);
+	rte_eth_stats_get(pid, &s.eth);
+	report(&s, stdout, false);
+	fflush(stdout);
+	if (o.json != NULL) {
+		FILE *f = fopen(o.json, "w");
 
-		if (n == 0)
-			continue;
-		last = rte_rdtsc();
-		first = first ? first : last;
-		rx += n;
-		for (uint16_t k = 0; k < n; k++)
-			bytes += m[k]->pkt_len;
-		rte_pktmbuf_free_bulk(m, n);
-	}
-	rte_eth_stats_get(pid, &st);
-	double secs = first ? (double)(last - first) / (double)hz : 0;
-	printf("rx_packets %llu\nrx_bytes %llu\nseconds %.3f\nmpps %.3f\nimissed %llu\nrx_nombuf %llu\n",
-	       (unsigned long long)rx, (unsigned long long)bytes, secs,
-	       secs > 0 ? (double)rx / secs / 1e6 : 0, (unsigned long long)st.imissed,
-	       (unsigned long long)st.rx_nombuf);
-	if (json != NULL) {
-		FILE *f = fopen(json, "w");
-
-		if (f != NULL) {
-			fprintf(f, "{\"rx_packets\": %llu, \"rx_bytes\": %llu, \"seconds\": %.6f, "
-				"\"mpps\": %.6f, \"imissed\": %llu, \"rx_nombuf\": %llu}\n",
-				(unsigned long long)rx, (unsigned long long)bytes, secs,
-				secs > 0 ? (double)rx / secs / 1e6 : 0, (unsigned long long)st.imissed,
-				(unsigned long long)st.rx_nombuf);
-			fclose(f);
+		if (f == NULL) {
+			fprintf(stderr, "tally-null: cannot write %s: %s\n", o.json, strerror(errno));
+			return 1;
 		}
+		report(&s, f, true);
+		fclose(f);
 	}
 	rte_eth_dev_stop(pid);
+	rte_eth_dev_close(pid);
 	rte_eal_cleanup();
 	return 0;
 }
