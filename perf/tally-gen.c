@@ -10,7 +10,6 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <math.h>
 #include <pcap/pcap.h>
 #include <signal.h>
 #include <stdio.h>
@@ -27,6 +26,7 @@
 #include <rte_mbuf.h>
 
 #include "counters.h"
+#include "gen_opts.h"
 #include "gen_traffic.h"
 #include "port.h"
 #include "wire.h"
@@ -34,14 +34,12 @@
 #define BURST 32
 #define TXQ_MAX 64
 #define NB_TXD 1024
-#define POOL_DEFAULT (1u << 20)
-#define POOL_DEFAULT_EVENTS (1u << 23) /* keeps the default pool under ~1 GB */
 #define STALL_SECONDS 5.0 /* no TX progress this long: the receiver is gone */
 
 struct run {
 	struct gen_opts o;
 	uint64_t count, rate;
-	bool count_set, key_len_set;
+	bool count_set;
 	double duration, linger, link_timeout;
 	const char *pcap, *port, *expected, *stats_json;
 	uint16_t txq;
@@ -56,29 +54,9 @@ static void on_signal(int s) { (void)s; stop = 1; }
 
 static void usage(FILE *out)
 {
+	fprintf(out, "usage: tally-gen [options] [-- EAL args]\n");
+	gen_opts_usage(out);
 	fprintf(out,
-	"usage: tally-gen [options] [-- EAL args]\n"
-	"traffic:\n"
-	"  --proto tly1|statsd     protocol (tly1)\n"
-	"  --keys N                distinct TLY1 keys / StatsD names (1000)\n"
-	"  --dist uniform|zipf     key distribution (uniform); --zipf-s S exponent (1.1)\n"
-	"  --events-per-dgram N    TLY1 events or StatsD lines per datagram (1)\n"
-	"  --key-len N             TLY1 key length, \"tally.\" + zero-padded index (14,\n"
-	"                          more if --keys needs more digits)\n"
-	"  --dup-rate F            fraction of TLY1 events re-sending an earlier event (0)\n"
-	"  --malformed-rate F      fraction of malformed datagrams; StatsD: datagrams with\n"
-	"                          bad lines among good ones (0)\n"
-	"  --window-ms W           window of the expected totals (10000)\n"
-	"  --time-ms T             base event time, ms (now, rounded down to a second)\n"
-	"  --time-span-ms S        spread event times over [T, T+S) by position (0)\n"
-	"  --dst-port P            UDP port (7000 for tly1, 8125 for statsd)\n"
-	"  --flows N               UDP source ports, for RSS (16)\n"
-	"  --ipv6-share F          fraction of IPv6 frames (0)\n"
-	"  --vlan-share F          fraction of frames with an 802.1Q tag (0)\n"
-	"  --mtu N                 largest IP packet (1500)\n"
-	"  --seed N                (1); --sender-id X  TLY1 sender_id (0x7a11)\n"
-	"  --pool N                pre-rendered datagrams, sent in cycles with new ids\n"
-	"                          (min(count, %u, %u / events-per-dgram))\n"
 	"amount and output:\n"
 	"  --count N               datagrams to send (10000)\n"
 	"  --duration S            send for S seconds instead (port mode; with --count,\n"
@@ -98,126 +76,47 @@ static void usage(FILE *out)
 	"totals cover), frames_tx_failed (of those, never taken by the port: exit status\n"
 	"1, totals not exact), events_sent, events_valid_expected, duplicates_sent,\n"
 	"malformed_datagrams, expected_rows, seconds, mpps, events_per_sec, ..., and\n"
-	"expect_<counter> N: what that tallyd counter reads after this run alone\n",
-	POOL_DEFAULT, POOL_DEFAULT_EVENTS);
+	"expect_<counter> N: what that tallyd counter reads after this run alone\n");
 }
 
 /* ---- options ---- */
 
 enum {
-	O_PROTO = 256, O_KEYS, O_DIST, O_ZIPF_S, O_PER_DGRAM, O_KEY_LEN, O_DUP, O_BAD,
-	O_COUNT, O_DURATION, O_RATE, O_PCAP, O_PORT, O_TXQ, O_EXPECTED, O_WINDOW, O_TIME,
-	O_SPAN, O_DST_PORT, O_FLOWS, O_IPV6, O_VLAN, O_POOL, O_SEED, O_SENDER, O_MTU,
+	O_COUNT = GEN_O_END, O_DURATION, O_RATE, O_PCAP, O_PORT, O_TXQ, O_EXPECTED,
 	O_JSON, O_LINGER, O_LINK_TIMEOUT,
 };
 
 static const struct option long_opts[] = {
-	{"proto", 1, 0, O_PROTO}, {"keys", 1, 0, O_KEYS}, {"dist", 1, 0, O_DIST},
-	{"zipf-s", 1, 0, O_ZIPF_S}, {"events-per-dgram", 1, 0, O_PER_DGRAM},
-	{"key-len", 1, 0, O_KEY_LEN}, {"dup-rate", 1, 0, O_DUP}, {"malformed-rate", 1, 0, O_BAD},
+	GEN_TRAFFIC_LONG_OPTS,
 	{"count", 1, 0, O_COUNT}, {"duration", 1, 0, O_DURATION}, {"rate", 1, 0, O_RATE},
 	{"pcap", 1, 0, O_PCAP}, {"port", 1, 0, O_PORT}, {"tx-queues", 1, 0, O_TXQ},
-	{"expected", 1, 0, O_EXPECTED}, {"window-ms", 1, 0, O_WINDOW}, {"time-ms", 1, 0, O_TIME},
-	{"time-span-ms", 1, 0, O_SPAN}, {"dst-port", 1, 0, O_DST_PORT}, {"flows", 1, 0, O_FLOWS},
-	{"ipv6-share", 1, 0, O_IPV6}, {"vlan-share", 1, 0, O_VLAN}, {"pool", 1, 0, O_POOL},
-	{"seed", 1, 0, O_SEED}, {"sender-id", 1, 0, O_SENDER}, {"mtu", 1, 0, O_MTU},
-	{"stats-json", 1, 0, O_JSON}, {"linger", 1, 0, O_LINGER},
-	{"link-timeout", 1, 0, O_LINK_TIMEOUT}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
-
-static int num_u64(const char *s, uint64_t max, uint64_t *v)
-{
-	char *end;
-	unsigned long long x;
-
-	errno = 0;
-	x = strtoull(s, &end, 0);
-	if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || x > max)
-		return -EINVAL;
-	*v = x;
-	return 0;
-}
-
-static int num_u32(const char *s, uint32_t *v)
-{
-	uint64_t x;
-	int r = num_u64(s, UINT32_MAX, &x);
-
-	*v = r ? *v : (uint32_t)x;
-	return r;
-}
-
-/* A finite number in [lo, hi]. */
-static int num_f(const char *s, double lo, double hi, double *v)
-{
-	char *end;
-	double x = strtod(s, &end);
-
-	if (end == s || *end != '\0' || !isfinite(x) || x < lo || x > hi)
-		return -EINVAL;
-	*v = x;
-	return 0;
-}
-
-static int pick(const char *s, const char *a, const char *b, bool *is_b)
-{
-	if (strcmp(s, a) != 0 && strcmp(s, b) != 0)
-		return -EINVAL;
-	*is_b = strcmp(s, b) == 0;
-	return 0;
-}
+	{"expected", 1, 0, O_EXPECTED}, {"stats-json", 1, 0, O_JSON},
+	{"linger", 1, 0, O_LINGER}, {"link-timeout", 1, 0, O_LINK_TIMEOUT},
+	{"help", 0, 0, 'h'}, {0, 0, 0, 0}};
 
 static int set_opt(struct run *r, int c, const char *a)
 {
-	struct gen_opts *o = &r->o;
 	uint64_t x = 0;
-	bool b;
 
 	switch (c) {
-	case O_PROTO: if (pick(a, "tly1", "statsd", &b)) return -EINVAL;
-		o->proto = b ? GEN_STATSD : GEN_TLY1; return 0;
-	case O_DIST: return pick(a, "uniform", "zipf", &o->zipf);
-	case O_KEYS: return num_u32(a, &o->keys);
-	case O_ZIPF_S: return num_f(a, 0, 100, &o->zipf_s);
-	case O_PER_DGRAM: return num_u32(a, &o->per_dgram);
-	case O_KEY_LEN: r->key_len_set = true; return num_u32(a, &o->key_len);
-	case O_DUP: return num_f(a, 0, 1, &o->dup_rate);
-	case O_BAD: return num_f(a, 0, 1, &o->malformed_rate);
-	case O_COUNT: r->count_set = true; return num_u64(a, UINT64_MAX, &r->count);
-	case O_DURATION: return num_f(a, 0, 1e9, &r->duration);
-	case O_RATE: return num_u64(a, 1000000000000ULL, &r->rate);
+	case O_COUNT: r->count_set = true; return gen_num_u64(a, UINT64_MAX, &r->count);
+	case O_DURATION: return gen_num_f(a, 0, 1e9, &r->duration);
+	case O_RATE: return gen_num_u64(a, 1000000000000ULL, &r->rate);
 	case O_PCAP: r->pcap = a; return 0;
 	case O_PORT: r->port = a; return 0;
-	case O_TXQ: if (num_u64(a, TXQ_MAX, &x)) return -EINVAL;
+	case O_TXQ: if (gen_num_u64(a, TXQ_MAX, &x)) return -EINVAL;
 		r->txq = (uint16_t)x; return 0;
 	case O_EXPECTED: r->expected = a; return 0;
-	case O_WINDOW: return num_u64(a, UINT32_MAX, &o->window_ms);
-	case O_TIME: return num_u64(a, INT64_MAX / 2, &o->time_ms);
-	case O_SPAN: return num_u64(a, INT64_MAX / 4, &o->span_ms);
-	case O_DST_PORT: if (num_u64(a, UINT16_MAX, &x)) return -EINVAL;
-		o->dst_port = (uint16_t)x; return 0;
-	case O_FLOWS: return num_u32(a, &o->flows);
-	case O_IPV6: return num_f(a, 0, 1, &o->ipv6_share);
-	case O_VLAN: return num_f(a, 0, 1, &o->vlan_share);
-	case O_POOL: return num_u32(a, &o->pool);
-	case O_SEED: return num_u64(a, UINT64_MAX, &o->seed);
-	case O_SENDER: return num_u64(a, UINT64_MAX, &o->sender_id);
-	case O_MTU: return num_u32(a, &o->mtu);
 	case O_JSON: r->stats_json = a; return 0;
-	case O_LINGER: return num_f(a, 0, 1e6, &r->linger);
-	case O_LINK_TIMEOUT: return num_f(a, 0, 1e6, &r->link_timeout);
+	case O_LINGER: return gen_num_f(a, 0, 1e6, &r->linger);
+	case O_LINK_TIMEOUT: return gen_num_f(a, 0, 1e6, &r->link_timeout);
 	}
-	return -EINVAL;
+	return gen_opt_set(&r->o, c, a);
 }
 
 static void set_defaults(struct run *r)
 {
-	struct timespec now;
-
-	clock_gettime(CLOCK_REALTIME, &now);
-	r->o = (struct gen_opts){.proto = GEN_TLY1, .keys = 1000, .per_dgram = 1, .flows = 16,
-				 .mtu = 1500, .zipf_s = 1.1, .window_ms = 10000, .seed = 1,
-				 .sender_id = 0x7a11,
-				 .time_ms = (uint64_t)now.tv_sec * 1000};
+	gen_opts_defaults(&r->o);
 	r->count = 10000;
 	r->txq = 1;
 	r->link_timeout = 10;
@@ -252,91 +151,26 @@ static int parse_opts(int argc, char **argv, struct run *r)
 	return 0;
 }
 
-static uint32_t digits(uint32_t v)
+static const char *check_run(const struct run *r)
 {
-	uint32_t d = 1;
-
-	while (v >= 10) {
-		v /= 10;
-		d++;
-	}
-	return d;
-}
-
-/* Fill in what depends on other options (ports, key length, pool size). */
-static const char *derive(struct run *r)
-{
-	struct gen_opts *o = &r->o;
-	uint32_t need = (uint32_t)strlen("tally.") + digits(o->keys ? o->keys - 1 : 0);
-	uint64_t pool = r->count_set || r->duration <= 0 ? r->count : UINT64_MAX;
-
-	if (o->dst_port == 0)
-		o->dst_port = o->proto == GEN_TLY1 ? 7000 : 8125;
-	if (!r->key_len_set)
-		o->key_len = need > 14 ? need : 14;
-	else if (o->key_len < need || o->key_len > TALLY_KEY_MAX)
-		return "--key-len is too short for --keys (\"tally.\" and the zero-padded key "
-		       "index) or above 255";
-	if (pool > POOL_DEFAULT)
-		pool = POOL_DEFAULT;
-	if (o->per_dgram && pool > POOL_DEFAULT_EVENTS / o->per_dgram)
-		pool = POOL_DEFAULT_EVENTS / o->per_dgram;
-	if (o->pool == 0)
-		o->pool = (uint32_t)(pool ? pool : 1);
-	return NULL;
-}
-
-static const char *check_tly1_size(const struct run *r)
-{
-	static char msg[200];
-	const struct gen_opts *o = &r->o;
-	uint32_t ev = gen_tly1_event_len(o), ip = (o->ipv6_share > 0 ? 40 : 20) + 8;
-	uint32_t fit = o->mtu > ip + 24 ? (o->mtu - ip - 24) / ev : 0;
-
-	if (o->proto != GEN_TLY1 || o->per_dgram <= fit)
-		return NULL;
-	snprintf(msg, sizeof(msg), "%u events of %u bytes do not fit in --mtu %u: at most %u "
-		 "per datagram%s", o->per_dgram, ev, o->mtu, fit,
-		 o->ipv6_share > 0 ? " over IPv6" : "");
-	return msg;
-}
-
-static const char *check_values(const struct run *r)
-{
-	const struct gen_opts *o = &r->o;
-
-	if (o->keys == 0) return "--keys must be at least 1";
-	if (o->per_dgram == 0 || o->per_dgram > TALLY_TLY1_MAX_COUNT)
-		return "--events-per-dgram must be 1..1024";
-	if (o->window_ms == 0) return "--window-ms must be at least 1";
-	if (o->proto == GEN_STATSD && o->window_ms % 1000)
-		return "StatsD event times are whole seconds (|T): --window-ms must be a "
-		       "multiple of 1000";
-	if (o->flows == 0 || o->flows > 55536) return "--flows must be 1..55536";
 	if (r->txq == 0) return "--tx-queues must be 1..64";
-	if (o->dup_rate >= 1 || o->malformed_rate >= 1)
-		return "--dup-rate and --malformed-rate must be below 1";
-	if (o->sender_id == 0) return "--sender-id 0 is invalid in TLY1";
-	if (o->mtu < 100 || o->mtu > 65535) return "--mtu must be 100..65535";
-	if (o->zipf && o->zipf_s <= 0) return "--zipf-s must be above 0";
 	if (r->pcap && !r->count_set && r->duration > 0) return "--pcap needs --count";
 	if (!r->pcap && r->count == 0 && r->duration <= 0) return "give --count or --duration";
 	if (r->pcap && (r->port || r->rate)) return "--pcap goes without --port and --rate";
-	return check_tly1_size(r);
+	return NULL;
 }
 
 static int check_opts(struct run *r)
 {
-	const char *e = derive(r);
+	uint64_t datagrams = r->count_set || r->duration <= 0 ? r->count : UINT64_MAX;
+	const char *e = gen_opts_finish(&r->o, datagrams);
 
 	if (e == NULL)
-		e = check_values(r);
+		e = check_run(r);
 	if (e != NULL) {
 		fprintf(stderr, "tally-gen: %s\n", e);
 		return -EINVAL;
 	}
-	if (r->o.proto == GEN_STATSD && r->o.dup_rate > 0)
-		fprintf(stderr, "tally-gen: note: StatsD lines have no ids; --dup-rate ignored\n");
 	return 0;
 }
 

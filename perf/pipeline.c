@@ -1,0 +1,291 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * tally-pipeline: the worker's whole per-packet path (frame parse, TLY1/StatsD
+ * parse, time checks, dedup, window table) on tally-gen's frames, with no port
+ * in between. Frames are rendered into real mbufs outside the timed region; only
+ * tally_worker_burst() is timed, so the figure is what Tally's own code costs a
+ * worker core, apart from packet I/O. perf/bench.py runs it next to the memif
+ * runs so a gap can be split into "Tally's processing" and "packet I/O".
+ *
+ * The run is checked: the worker's counters must equal what the generator says
+ * the datagrams hold (accepted events, duplicates, every rejection reason).
+ *
+ *   tally-pipeline [traffic options] [--seconds S] [--dedup-capacity N]
+ *                  [--table-rows N] [--burst N] [--json FILE] [-- EAL args]
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+
+#include "counters.h"
+#include "gen_opts.h"
+#include "gen_traffic.h"
+#include "worker.h"
+
+#define MAX_BURST 256
+
+struct bench {
+	struct gen_opts o;
+	double seconds;
+	uint64_t dedup_capacity, table_rows;
+	unsigned burst;
+	const char *json;
+	/* results */
+	uint64_t datagrams, cycles, resets;
+	double wall;
+};
+
+enum { O_SECONDS = GEN_O_END, O_DEDUP, O_ROWS, O_BURST, O_JSON };
+
+static const struct option long_opts[] = {
+	GEN_TRAFFIC_LONG_OPTS,
+	{"seconds", 1, 0, O_SECONDS}, {"dedup-capacity", 1, 0, O_DEDUP},
+	{"table-rows", 1, 0, O_ROWS}, {"burst", 1, 0, O_BURST}, {"json", 1, 0, O_JSON},
+	{"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: tally-pipeline [options] [-- EAL args]\n");
+	gen_opts_usage(out);
+	fprintf(out,
+	"run:\n"
+	"  --seconds S             timed processing to run (5)\n"
+	"  --dedup-capacity N      dedup horizon in ids, as tallyd's dedup_capacity (50000000)\n"
+	"  --table-rows N          rows per window table, as tallyd's table_rows (1048576)\n"
+	"  --burst N               frames per burst handed to the worker (32)\n"
+	"  --json FILE             write the results as JSON too\n"
+	"EAL args default to: -l 1 --no-huge --no-pci -m 512\n"
+	"prints datagrams, events, seconds (timed), cycles_per_event, events_per_sec,\n"
+	"datagrams_per_sec, and check OK or the counters that differ from the generator's\n");
+}
+
+static int parse_opts(int argc, char **argv, struct bench *b)
+{
+	uint64_t x;
+	int c, li = 0;
+
+	gen_opts_defaults(&b->o);
+	b->seconds = 5;
+	b->dedup_capacity = 50000000;
+	b->table_rows = 1 << 20;
+	b->burst = 32;
+	while ((c = getopt_long(argc, argv, "h", long_opts, &li)) != -1) {
+		int r = -EINVAL;
+
+		if (c == 'h') {
+			usage(stdout);
+			exit(0);
+		}
+		if (c == '?' || c == ':')
+			return -EINVAL;
+		switch (c) {
+		case O_SECONDS: r = gen_num_f(optarg, 0.01, 1e6, &b->seconds); break;
+		case O_DEDUP: r = gen_num_u64(optarg, 1ULL << 34, &b->dedup_capacity); break;
+		case O_ROWS: r = gen_num_u64(optarg, INT32_MAX, &b->table_rows); break;
+		case O_BURST: r = gen_num_u64(optarg, MAX_BURST, &x);
+			b->burst = (unsigned)x;
+			r = r || x == 0 ? -EINVAL : 0;
+			break;
+		case O_JSON: b->json = optarg; r = 0; break;
+		default: r = gen_opt_set(&b->o, c, optarg);
+		}
+		if (r != 0) {
+			fprintf(stderr, "tally-pipeline: bad value \"%s\" for --%s\n", optarg,
+				long_opts[li].name);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static int eal_init(int argc, char **argv, int dashdash)
+{
+	static char *defaults[] = {"tally-pipeline", "-l", "1", "--no-huge", "--no-pci", "-m",
+				   "512", "--log-level=*:warning", "--no-telemetry", "--file-prefix", "tally-pipe"};
+	char **av = defaults;
+	int ac = (int)(sizeof(defaults) / sizeof(defaults[0]));
+
+	if (dashdash < argc) {
+		av = argv + dashdash;
+		ac = argc - dashdash;
+		av[0] = argv[0];
+	}
+	if (rte_eal_init(ac, av) < 0) {
+		fprintf(stderr, "tally-pipeline: EAL init failed: %s\n", rte_strerror(rte_errno));
+		return -EIO;
+	}
+	return 0;
+}
+
+static uint64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+struct rig {
+	struct tally_shared sh;
+	struct tally_params params;
+	struct tally_worker w;
+	struct rte_mempool *mp;
+};
+
+static int rig_setup(struct rig *g, const struct bench *b)
+{
+	g->params = (struct tally_params){
+		.ports = {b->o.proto == GEN_TLY1 ? b->o.dst_port : 0,
+			  b->o.proto == GEN_STATSD ? b->o.dst_port : 0},
+		.window_ms = (int64_t)b->o.window_ms, .lateness_ms = 0, .future_ms = 0};
+	g->sh.params = &g->params;
+	ck_epoch_init(&g->sh.epoch);
+	g->sh.tsc_hz = rte_get_tsc_hz();
+	g->sh.base_tsc = rte_rdtsc();
+	g->sh.base_ms = wall_ms();
+	g->sh.dedup = tally_dedup_create(b->dedup_capacity, 600000);
+	if (g->sh.dedup != NULL)
+		tally_dedup_set_writers(g->sh.dedup, 1);
+	g->mp = rte_pktmbuf_pool_create("pipe", 4095, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+					rte_socket_id());
+	if (g->sh.dedup == NULL || g->mp == NULL) {
+		fprintf(stderr, "tally-pipeline: cannot allocate the dedup table or mbufs\n");
+		return -ENOMEM;
+	}
+	return tally_worker_init(&g->w, 0, &g->sh, (uint32_t)b->table_rows);
+}
+
+/* What the flusher would do, untimed: a nearly full table is emptied. */
+static void drain_table(struct bench *b, struct tally_worker *w)
+{
+	if (tally_wtab_rows(w->cur) >= tally_wtab_capacity(w->cur) / 8 * 7) {
+		tally_wtab_reset(w->cur);
+		b->resets++;
+	}
+}
+
+static int run(struct bench *b, struct rig *g, const struct gen_pool *p)
+{
+	uint64_t hz = rte_get_tsc_hz(), budget = (uint64_t)(b->seconds * (double)hz);
+	uint64_t next = 0, cycle = 0, t_start = rte_rdtsc();
+	struct rte_mbuf *m[MAX_BURST];
+
+	while (b->cycles < budget) {
+		uint64_t t0;
+
+		if (rte_pktmbuf_alloc_bulk(g->mp, m, b->burst) != 0)
+			return -ENOBUFS;
+		for (unsigned k = 0; k < b->burst; k++) {
+			gen_frame_render(p, (uint32_t)next, cycle, rte_pktmbuf_mtod(m[k], uint8_t *));
+			m[k]->data_len = (uint16_t)p->frames[next].len;
+			m[k]->pkt_len = p->frames[next].len;
+			if (++next == p->nframes) {
+				next = 0;
+				cycle++;
+			}
+		}
+		t0 = rte_rdtsc();
+		tally_worker_burst(&g->w, &g->params, m, (uint16_t)b->burst,
+				   g->sh.base_ms + (t0 - g->sh.base_tsc) * 1000 / hz);
+		b->cycles += rte_rdtsc() - t0;
+		b->datagrams += b->burst;
+		drain_table(b, &g->w);
+		if ((b->datagrams & 0xffff) < b->burst) /* dedup generations, as tallyd's control loop */
+			tally_dedup_tick(g->sh.dedup, wall_ms(), g->w.ctr.v[TALLY_C_DEDUP_INSERTED], 0);
+	}
+	b->wall = (double)(rte_rdtsc() - t_start) / (double)hz;
+	return 0;
+}
+
+/* The worker's counters against what the datagrams hold. */
+static int check(const struct bench *b, const struct gen_pool *p, const uint64_t *c)
+{
+	static struct gen_sent s;
+	int bad = 0;
+
+	gen_sent_counts(p, b->datagrams, &s);
+	s.by_reason[TALLY_C_EVENTS_ACCEPTED] = s.valid;
+	s.by_reason[TALLY_C_RX_PACKETS] = s.datagrams;
+	for (int i = 0; i < TALLY_C_MAX; i++) {
+		bool checked = i == TALLY_C_EVENTS_ACCEPTED || i == TALLY_C_RX_PACKETS ||
+			       s.by_reason[i] != 0 ||
+			       (i >= TALLY_C_DROP_RUNT && i <= TALLY_C_DROP_UDP_PORT) ||
+			       i == TALLY_C_DROP_TABLE_FULL || i == TALLY_C_DROP_LATE ||
+			       i == TALLY_C_DROP_FUTURE || i == TALLY_C_DEDUP_EVICTED;
+
+		if (checked && c[i] != s.by_reason[i]) {
+			printf("check: %s is %llu, the datagrams hold %llu\n", tally_counter_names[i],
+			       (unsigned long long)c[i], (unsigned long long)s.by_reason[i]);
+			bad = 1;
+		}
+	}
+	return bad;
+}
+
+static void report(const struct bench *b, const uint64_t *c, int bad)
+{
+	double secs = (double)b->cycles / (double)rte_get_tsc_hz();
+	uint64_t events = c[TALLY_C_EVENTS_IN];
+	FILE *j = b->json ? fopen(b->json, "w") : NULL;
+
+	printf("datagrams %llu\nevents %llu\nseconds %.3f\ncycles_per_event %.1f\n"
+	       "cycles_per_datagram %.1f\nevents_per_sec %.0f\ndatagrams_per_sec %.0f\n"
+	       "table_resets %llu\ncheck %s\n",
+	       (unsigned long long)b->datagrams, (unsigned long long)events, secs,
+	       (double)b->cycles / (double)events, (double)b->cycles / (double)b->datagrams,
+	       (double)events / secs, (double)b->datagrams / secs,
+	       (unsigned long long)b->resets, bad ? "FAIL" : "OK");
+	if (j != NULL) {
+		fprintf(j, "{\"datagrams\": %llu, \"events\": %llu, \"seconds\": %.3f, "
+			"\"cycles_per_event\": %.2f, \"events_per_sec\": %.0f, \"check\": %s}\n",
+			(unsigned long long)b->datagrams, (unsigned long long)events, secs,
+			(double)b->cycles / (double)events, (double)events / secs,
+			bad ? "false" : "true");
+		fclose(j);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	static struct bench b;
+	static struct rig g;
+	struct gen_pool *p;
+	const char *e;
+	int dashdash = argc, bad;
+
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--") == 0) {
+			dashdash = i;
+			break;
+		}
+	if (parse_opts(dashdash, argv, &b) != 0)
+		return 2;
+	e = gen_opts_finish(&b.o, UINT64_MAX);
+	if (e != NULL) {
+		fprintf(stderr, "tally-pipeline: %s\n", e);
+		return 2;
+	}
+	p = gen_pool_build(&b.o);
+	if (p == NULL || eal_init(argc, argv, dashdash) != 0 || rig_setup(&g, &b) != 0)
+		return 1;
+	if (run(&b, &g, p) != 0) {
+		fprintf(stderr, "tally-pipeline: out of mbufs\n");
+		return 1;
+	}
+	bad = check(&b, p, g.w.ctr.v);
+	report(&b, g.w.ctr.v, bad);
+	tally_worker_fini(&g.w);
+	tally_dedup_destroy(g.sh.dedup);
+	gen_pool_free(p);
+	rte_eal_cleanup();
+	return bad;
+}
