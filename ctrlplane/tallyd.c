@@ -27,7 +27,6 @@
 #include "tallyd.h"
 
 #define CTL_POLL_MS 10
-#define DEDUP_SWEEP_BUCKETS 65536 /* per control tick: a 1G-id table in ~40 s */
 
 static volatile sig_atomic_t signals;
 
@@ -160,6 +159,7 @@ static int setup(struct tally_daemon *d, char *err, size_t errlen)
 			 (unsigned long long)d->cfg.dedup_capacity, strerror(errno));
 		return -ENOMEM;
 	}
+	tally_dedup_set_writers(d->sh.dedup, d->nworkers);
 	d->sink = tally_sink_sqlite_open(d->cfg.sqlite_path, err, errlen);
 	if (d->sink == NULL)
 		return -EIO;
@@ -223,7 +223,7 @@ static void control_loop(struct tally_daemon *d)
 			break;
 		tally_ctl_poll(d, CTL_POLL_MS);
 		tally_dedup_tick(d->sh.dedup, clock_ms(CLOCK_REALTIME),
-				 total(d, TALLY_C_DEDUP_INSERTED), DEDUP_SWEEP_BUCKETS);
+				 total(d, TALLY_C_DEDUP_INSERTED), tally_dedup_sweep_rate(d->sh.dedup));
 	}
 }
 

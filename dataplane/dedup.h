@@ -5,40 +5,85 @@
  * Layout: buckets of 8 slots of 8 bytes, one cache line each. A slot holds
  * (fingerprint << 16 | role << 15 | generation); 0 is an empty slot and
  * generation 0 is never used (15 bits: 1..32767, then wraps). h =
- * tally_dedup_hash(event_id) is a bijection of the 64-bit id; its first bucket
- * comes from h's high 32 bits (multiply-shift range reduction), its second from
- * the first plus an offset of the fingerprint, h's low 48 bits. With at least 2^16 buckets two ids that share a fingerprint
- * differ in h's top 16 bits and so land in different buckets: the table has no
+ * tally_dedup_hash(event_id) is a bijection of the 64-bit id. Each id has two
+ * buckets: A from all of h (128-bit multiply-shift), B = A plus an offset that
+ * depends on the fingerprint only; the fingerprint is h's low 48 bits and the
+ * role bit says which of its buckets a slot is in. With at least 2^16 buckets a
+ * (bucket, role, fingerprint) triple names exactly one id: the table has no
  * false positives at all (the proof is in dedup.c).
  *
  * Horizon: time (horizon_ms) and capacity. The control plane advances the
  * generation every horizon_ms / TALLY_DEDUP_GENS or after capacity /
  * TALLY_DEDUP_GENS inserts, whichever comes first; ids of the last
- * TALLY_DEDUP_GENS + 1 generations are live. Slots: 2 x capacity (16 bytes per id
- * of capacity). A full bucket evicts its oldest-generation slot (counted).
+ * TALLY_DEDUP_GENS + 1 generations are live. Size: 16 bytes per id of capacity
+ * (two slots). When both buckets are full of live ids, the oldest slot of the
+ * two is evicted (counted).
+ *
+ * Writers: with one worker the table has one writer besides the sweeper, and
+ * slots are written with plain stores; with several, every change is a CAS.
+ * Either way the sweeper only clears expired slots by CAS (see dedup.c).
  */
 #ifndef TALLY_DEDUP_H
 #define TALLY_DEDUP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <ck_pr.h>
+#if defined(__SSE4_2__)
+#include <nmmintrin.h>
+#endif
+
+#ifndef likely
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#endif
+
+#include "mem.h"
 
 #define TALLY_DEDUP_GENS 8
 #define TALLY_DEDUP_WAYS 8
 #define TALLY_DEDUP_MIN_BUCKETS 65536u
 
-struct tally_dedup;
+#define TALLY_DEDUP_GEN_MAX 32767u /* generations 1..GEN_MAX */
+#define TALLY_DEDUP_GEN_MASK 0x7fffu
+#define TALLY_DEDUP_ROLE_B 0x8000u /* the slot is in its id's second bucket */
+#define TALLY_DEDUP_GEN_AHEAD 16   /* see tally_dedup_age */
 
 enum tally_dedup_result {
-	TALLY_DEDUP_NEW = 0,     /* first sighting: remembered */
-	TALLY_DEDUP_DUP = 1,     /* seen within the horizon: drop */
+	TALLY_DEDUP_NEW = 0,       /* first sighting: remembered */
+	TALLY_DEDUP_DUP = 1,       /* seen within the horizon: drop */
 	TALLY_DEDUP_NEW_EVICT = 2, /* new; an older live id was evicted to make room */
 };
+
+struct tally_dedup_bucket {
+	uint64_t slot[TALLY_DEDUP_WAYS];
+} __attribute__((aligned(64)));
+
+struct tally_dedup {
+	struct tally_dedup_bucket *b;
+	uint64_t nbuckets;
+	bool single_writer;       /* one worker: plain stores instead of CAS */
+	uint16_t gen;             /* written by the control thread only */
+	uint64_t capacity, horizon_ms;
+	/* control thread only */
+	uint64_t gen_start_ms, gen_start_ins;
+	uint64_t sweep_cursor;
+	uint16_t sweep_pass_gen;  /* generation when the current sweep pass began */
+	uint16_t swept_gen;       /* generation when the last complete pass began */
+	uint64_t held_back;       /* generation advances held back for the sweeper */
+	size_t bytes;
+} __attribute__((aligned(64)));
 
 /* capacity: ids the horizon holds at least. Returns NULL with errno set. */
 struct tally_dedup *tally_dedup_create(uint64_t capacity, uint64_t horizon_ms);
 void tally_dedup_destroy(struct tally_dedup *d);
+/* writers: how many workers insert. One allows plain stores. */
+void tally_dedup_set_writers(struct tally_dedup *d, unsigned writers);
 size_t tally_dedup_bytes(const struct tally_dedup *d);
+/* Buckets the sweeper should visit per control tick for a pass every few seconds. */
+size_t tally_dedup_sweep_rate(const struct tally_dedup *d);
 
 /* murmur3 fmix64: a bijection, so distinct ids never share a hash. */
 static inline uint64_t tally_dedup_hash(uint64_t id)
@@ -51,12 +96,165 @@ static inline uint64_t tally_dedup_hash(uint64_t id)
 	return id;
 }
 
-/* Hot path. gen is tally_dedup_gen() read once per burst. */
-void tally_dedup_prefetch(const struct tally_dedup *d, uint64_t h);
-enum tally_dedup_result tally_dedup_insert(struct tally_dedup *d, uint64_t h, uint16_t gen);
+static inline uint64_t tally_dedup_index_a(const struct tally_dedup *d, uint64_t h)
+{
+	return (uint64_t)(((unsigned __int128)h * d->nbuckets) >> 64);
+}
+
+/* B = A + 1 + an offset of the fingerprint only: two ids with one fingerprint
+ * have different A (see dedup.c), hence different B. No division: hot path. */
+static inline uint64_t tally_dedup_index_b(const struct tally_dedup *d, uint64_t h, uint64_t a)
+{
+	uint64_t mix = ((h & 0xffffffffffffULL) * 0x9e3779b97f4a7c15ULL) >> 32;
+	uint64_t b = a + 1 + ((mix * (d->nbuckets - 1)) >> 32);
+
+	return b >= d->nbuckets ? b - d->nbuckets : b;
+}
+
+static inline uint16_t tally_dedup_gen(const struct tally_dedup *d)
+{
+	return ck_pr_load_16(&d->gen);
+}
+
+/*
+ * Age of generation g seen from cur (1..GEN_MAX, wrapping). A worker's snapshot
+ * of cur can lag another worker's by a generation or two, so a g slightly ahead
+ * of cur is age 0, not ancient.
+ */
+static inline unsigned tally_dedup_age(uint16_t cur, uint16_t g)
+{
+	unsigned a = cur >= g ? (unsigned)(cur - g) : (unsigned)(cur + TALLY_DEDUP_GEN_MAX - g);
+
+	return a >= TALLY_DEDUP_GEN_MAX - TALLY_DEDUP_GEN_AHEAD ? 0 : a;
+}
+
+static inline bool tally_dedup_live(uint64_t s, uint16_t cur)
+{
+	return s != 0 &&
+	       tally_dedup_age(cur, (uint16_t)(s & TALLY_DEDUP_GEN_MASK)) <= TALLY_DEDUP_GENS;
+}
+
+static inline void tally_dedup_prefetch(const struct tally_dedup *d, uint64_t h)
+{
+	uint64_t a = tally_dedup_index_a(d, h);
+
+	tally_prefetch(&d->b[a]);
+	tally_prefetch(&d->b[tally_dedup_index_b(d, h, a)]);
+}
+
+/*
+ * How a worker judges slots during one burst. Live generations are
+ * [gen - GENS, gen + GEN_AHEAD]; while that window does not wrap (all but 24 of
+ * the 32767 generations) a slot is live iff (slot generation - lo) <= span, one
+ * subtraction and compare, and an empty slot (generation 0) is never live.
+ */
+struct tally_dedup_view {
+	uint16_t gen; /* what new slots get */
+	uint16_t lo;  /* oldest live generation */
+	bool simple;  /* the window does not wrap */
+};
+
+#define TALLY_DEDUP_SPAN (TALLY_DEDUP_GENS + TALLY_DEDUP_GEN_AHEAD)
+
+static inline struct tally_dedup_view tally_dedup_view(const struct tally_dedup *d)
+{
+	uint16_t g = tally_dedup_gen(d);
+
+	return (struct tally_dedup_view){
+		g, (uint16_t)(g - TALLY_DEDUP_GENS),
+		g > TALLY_DEDUP_GENS && g <= TALLY_DEDUP_GEN_MAX - TALLY_DEDUP_GEN_AHEAD};
+}
+
+/*
+ * One pass over a bucket: bit i of the result says slot i holds `mine` (same
+ * fingerprint and role) live; bit i of *live says slot i is live. SSE4.2 checks
+ * two slots per instruction (~45 instructions a bucket against ~160 scalar);
+ * each 8-byte half of a 16-byte load is atomic, which is all a slot needs.
+ */
+#if defined(__SSE4_2__)
+static inline uint32_t tally_dedup_scan(const struct tally_dedup_bucket *b, uint64_t mine,
+					uint32_t lo, uint32_t *live)
+{
+	const __m128i gm = _mm_set1_epi64x(TALLY_DEDUP_GEN_MASK);
+	const __m128i vlo = _mm_set1_epi64x(lo), vhi = _mm_set1_epi64x(lo + TALLY_DEDUP_SPAN);
+	const __m128i me = _mm_set1_epi64x((long long)mine);
+	uint32_t hit = 0, dead = 0;
+
+	for (unsigned k = 0; k < TALLY_DEDUP_WAYS; k += 2) {
+		__m128i v = _mm_load_si128((const __m128i *)&b->slot[k]);
+		__m128i g = _mm_and_si128(v, gm);
+		__m128i d = _mm_or_si128(_mm_cmpgt_epi64(vlo, g), _mm_cmpgt_epi64(g, vhi));
+		__m128i m = _mm_cmpeq_epi64(_mm_andnot_si128(gm, v), me);
+
+		hit |= (uint32_t)_mm_movemask_pd(_mm_castsi128_pd(_mm_andnot_si128(d, m))) << k;
+		dead |= (uint32_t)_mm_movemask_pd(_mm_castsi128_pd(d)) << k;
+	}
+	*live = ~dead & 0xff;
+	return hit;
+}
+#else
+static inline uint32_t tally_dedup_scan(const struct tally_dedup_bucket *b, uint64_t mine,
+					uint32_t lo, uint32_t *live)
+{
+	uint32_t hit = 0, lv = 0;
+
+	for (unsigned i = 0; i < TALLY_DEDUP_WAYS; i++) {
+		uint64_t s = ck_pr_load_64(&b->slot[i]);
+		uint32_t l = (uint32_t)(s & TALLY_DEDUP_GEN_MASK) - lo <= TALLY_DEDUP_SPAN;
+
+		lv |= l << i;
+		hit |= (l & ((s & ~(uint64_t)TALLY_DEDUP_GEN_MASK) == mine)) << i;
+	}
+	*live = lv;
+	return hit;
+}
+#endif
+
+/* The cold half: the window wraps, both buckets full, a CAS lost. Exact, slow. */
+enum tally_dedup_result tally_dedup_insert_slow(struct tally_dedup *d, uint64_t h,
+						uint16_t gen);
+
+/*
+ * Hot path: is h's id new within the horizon? If so remember it. The emptier of
+ * the two buckets takes the id (ties: A), at its first claimable slot: two
+ * inserters of one id that see the same buckets make the same choice and meet
+ * on one slot.
+ */
+static inline enum tally_dedup_result tally_dedup_insert(struct tally_dedup *d, uint64_t h,
+							 struct tally_dedup_view v)
+{
+	uint64_t ia = tally_dedup_index_a(d, h), fp = h << 16;
+	struct tally_dedup_bucket *a = &d->b[ia], *b = &d->b[tally_dedup_index_b(d, h, ia)];
+	uint32_t la, lb, fa, fb;
+	bool to_b;
+
+	if (unlikely(!v.simple))
+		return tally_dedup_insert_slow(d, h, v.gen);
+	if (tally_dedup_scan(a, fp, v.lo, &la) | tally_dedup_scan(b, fp | TALLY_DEDUP_ROLE_B, v.lo, &lb))
+		return TALLY_DEDUP_DUP;
+	fa = ~la & 0xff;
+	fb = ~lb & 0xff;
+	if (unlikely((fa | fb) == 0))
+		return tally_dedup_insert_slow(d, h, v.gen); /* both full: evict */
+	to_b = fa == 0 || (fb != 0 && __builtin_popcount(lb) < __builtin_popcount(la));
+	uint64_t *p = to_b ? &b->slot[__builtin_ctz(fb)] : &a->slot[__builtin_ctz(fa)];
+	uint64_t nv = fp | (to_b ? TALLY_DEDUP_ROLE_B : 0) | v.gen;
+
+	if (d->single_writer) {
+		ck_pr_store_64(p, nv);
+		return TALLY_DEDUP_NEW;
+	}
+	/* The slot must still be claimable when the CAS replaces it. */
+	uint64_t old = ck_pr_load_64(p);
+
+	if ((uint32_t)(old & TALLY_DEDUP_GEN_MASK) - v.lo > TALLY_DEDUP_SPAN &&
+	    ck_pr_cas_64(p, old, nv))
+		return TALLY_DEDUP_NEW;
+	return tally_dedup_insert_slow(d, h, v.gen); /* a slot changed under us: look again */
+}
+
 /* Undo an insert whose event could not be applied (window table full). */
 void tally_dedup_forget(struct tally_dedup *d, uint64_t h, uint16_t gen);
-uint16_t tally_dedup_gen(const struct tally_dedup *d);
 
 /*
  * Control plane, one caller: advance the generation when the time or the insert
