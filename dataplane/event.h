@@ -16,9 +16,10 @@ struct tally_event {
 	uint64_t time_ms;  /* event time; 0: arrival time */
 	double value;      /* v: TLY1 value, StatsD value/rate (c) or value */
 	uint64_t hash;     /* filled by the worker: hash of (key, window) */
+	uint64_t id_hash;  /* filled by the worker: dedup hash of event_id */
 	int64_t win_start; /* filled by the worker */
 	uint8_t key_len;   /* 1..255 */
-};
+} __attribute__((aligned(64)));
 
 struct tally_evbuf {
 	struct tally_event *ev;

@@ -2,28 +2,50 @@
 /*
  * Per-worker window table: (key, window_start) -> count, sum, min, max, last.
  * Single writer (its worker) until sealed, then single reader (the flusher).
- * Open addressing index of 8-byte entries (hash tag | row number) over a dense
- * array of 64-byte rows; keys live in an arena. Memory is mmap'd once at start
- * (transparent huge pages requested) and never grows.
+ *
+ * Open addressing, linear probing, directly on 128-byte rows (two cache lines,
+ * 128-aligned): the row hash, the window, the aggregates and up to
+ * TALLY_ROW_KEY_INLINE key bytes sit in the row itself, so an update touches one
+ * pair of adjacent lines and nothing else: no index to read first, no key to
+ * fetch from elsewhere. Longer keys live in an arena. At most half the cells are
+ * used, so probes stay short. A list of used cells, in creation order, is what
+ * the flusher and sinks walk. Memory is mapped and pre-faulted once (mem.c) and
+ * never grows: a full table says so (-ENOSPC) and the caller counts it.
  */
 #ifndef TALLY_WINDOW_H
 #define TALLY_WINDOW_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "mem.h"
+
+#define TALLY_ROW_KEY_INLINE 71
 
 struct tally_row {
-	uint64_t hash;
+	uint64_t hash; /* 0: empty cell (a row hash of 0 is stored as 1) */
 	int64_t win_start;
 	uint64_t count;
 	double sum, min, max, last;
-	uint32_t key_off;
 	uint8_t key_len;
-	uint8_t pad_[3];
-};
-_Static_assert(sizeof(struct tally_row) == 64, "a row is one cache line");
+	uint8_t key[TALLY_ROW_KEY_INLINE]; /* the key, or its uint32 arena offset */
+} __attribute__((aligned(128)));
+_Static_assert(sizeof(struct tally_row) == 128, "a row is two cache lines");
 
-struct tally_wtab;
+struct tally_wtab {
+	struct tally_row *cell;
+	uint32_t *used; /* cell numbers of the rows, in creation order */
+	uint64_t ncells;
+	uint32_t nrows, max_rows;
+	uint8_t *arena; /* keys longer than TALLY_ROW_KEY_INLINE */
+	uint32_t arena_used, arena_cap;
+	size_t bytes;
+};
 
 /*
  * Window containing t: floor(t / w) * w, correct for negative t. Returns 0, or
@@ -32,36 +54,126 @@ struct tally_wtab;
  */
 int tally_window_start(int64_t t, int64_t w, int64_t *start);
 
-uint64_t tally_key_hash(const uint8_t *key, uint32_t len);
-/* Hash of a (key, window) pair from the key's hash. */
+static inline uint64_t tally_key_hash(const uint8_t *key, uint32_t len)
+{
+	return XXH3_64bits(key, len);
+}
+
+/* Hash of a (key, window) pair from the key's hash; never 0 (0 marks empty). */
 static inline uint64_t tally_row_hash(uint64_t key_hash, int64_t win_start)
 {
 	uint64_t h = key_hash ^ ((uint64_t)win_start * 0x9e3779b97f4a7c15ULL);
+
 	h ^= h >> 32;
 	h *= 0xd6e8feb86659fd93ULL;
 	h ^= h >> 32;
-	return h;
+	return h ? h : 1;
 }
 
-/* max_rows rows, keys of mean length up to 64 bytes. NULL with errno on failure. */
+/* max_rows rows (cells: twice that). NULL with errno on failure. */
 struct tally_wtab *tally_wtab_create(uint32_t max_rows);
 void tally_wtab_destroy(struct tally_wtab *t);
 void tally_wtab_reset(struct tally_wtab *t);
 size_t tally_wtab_bytes(const struct tally_wtab *t);
 
-void tally_wtab_prefetch(const struct tally_wtab *t, uint64_t h);
-/* Prefetch the row (and key) of h once its index entry is cached. */
-void tally_wtab_prefetch_row(const struct tally_wtab *t, uint64_t h);
+static inline uint64_t tally_wtab_slot(const struct tally_wtab *t, uint64_t h)
+{
+	return (uint64_t)(((unsigned __int128)h * t->ncells) >> 64);
+}
+
+/* Both lines of h's first cell: where the row is, almost always. */
+static inline void tally_wtab_prefetch(const struct tally_wtab *t, uint64_t h)
+{
+	const uint8_t *c = (const uint8_t *)&t->cell[tally_wtab_slot(t, h)];
+
+	tally_prefetch(c);
+	tally_prefetch(c + 64);
+}
+
+static inline const uint8_t *tally_wtab_key(const struct tally_wtab *t,
+					    const struct tally_row *r)
+{
+	uint32_t off;
+
+	if (r->key_len <= TALLY_ROW_KEY_INLINE)
+		return r->key;
+	memcpy(&off, r->key, sizeof(off));
+	return t->arena + off;
+}
+
+static inline int tally_row_is(const struct tally_wtab *t, const struct tally_row *r,
+			       uint64_t h, const uint8_t *key, uint8_t key_len, int64_t win)
+{
+	return r->hash == h && r->win_start == win && r->key_len == key_len &&
+	       memcmp(tally_wtab_key(t, r), key, key_len) == 0;
+}
+
+/* Claim the empty cell c for a new row; NULL if the table is full. */
+struct tally_row *tally_wtab_insert(struct tally_wtab *t, uint64_t c, uint64_t h,
+				    const uint8_t *key, uint8_t key_len, int64_t win);
+
+/*
+ * Find the row of (h, key, win), or create it; NULL when it is new and the table
+ * is full. *created says which.
+ */
+static inline struct tally_row *tally_wtab_find(struct tally_wtab *t, uint64_t h,
+						const uint8_t *key, uint8_t key_len,
+						int64_t win, int *created)
+{
+	uint64_t c = tally_wtab_slot(t, h);
+
+	for (;;) {
+		struct tally_row *r = &t->cell[c];
+
+		if (r->hash == 0) {
+			*created = 1;
+			return tally_wtab_insert(t, c, h, key, key_len, win);
+		}
+		if (tally_row_is(t, r, h, key, key_len, win)) {
+			*created = 0;
+			return r;
+		}
+		c = c + 1 == t->ncells ? 0 : c + 1;
+	}
+}
+
 /* Add one value. Returns 1 if a row was created, 0 if updated, -ENOSPC if full. */
-int tally_wtab_add(struct tally_wtab *t, uint64_t h, const uint8_t *key, uint8_t key_len,
-		   int64_t win_start, double v);
+static inline int tally_wtab_add(struct tally_wtab *t, uint64_t h, const uint8_t *key,
+				 uint8_t key_len, int64_t win_start, double v)
+{
+	int created;
+	struct tally_row *r = tally_wtab_find(t, h, key, key_len, win_start, &created);
+
+	if (r == NULL)
+		return -ENOSPC;
+	if (created) {
+		r->count = 1;
+		r->sum = r->min = r->max = r->last = v;
+		return 1;
+	}
+	r->count++;
+	r->sum += v;
+	r->min = v < r->min ? v : r->min;
+	r->max = v > r->max ? v : r->max;
+	r->last = v;
+	return 0;
+}
+
 /* Fold a row of another table in: counts and sums add, min/max combine, last from r. */
 int tally_wtab_merge(struct tally_wtab *t, const struct tally_wtab *src,
 		     const struct tally_row *r);
 
-uint32_t tally_wtab_rows(const struct tally_wtab *t);
-uint32_t tally_wtab_capacity(const struct tally_wtab *t);
-const struct tally_row *tally_wtab_row(const struct tally_wtab *t, uint32_t i);
-const uint8_t *tally_wtab_key(const struct tally_wtab *t, const struct tally_row *r);
+static inline uint32_t tally_wtab_rows(const struct tally_wtab *t) { return t->nrows; }
+static inline uint32_t tally_wtab_capacity(const struct tally_wtab *t) { return t->max_rows; }
+/* Rows in creation order. */
+static inline const struct tally_row *tally_wtab_row(const struct tally_wtab *t, uint32_t i)
+{
+	return &t->cell[t->used[i]];
+}
+/* At least 7/8 of the rows or of the long-key arena used: time to seal. */
+static inline int tally_wtab_near_full(const struct tally_wtab *t)
+{
+	return t->nrows >= t->max_rows / 8 * 7 || t->arena_used >= t->arena_cap / 8 * 7;
+}
 
 #endif
