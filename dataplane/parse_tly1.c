@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * TLY1 parser. Two passes: validate() walks the header, every event and the
- * trailer and names the first problem; only a datagram that passes is emitted,
- * so a bad datagram never adds an event or an event id anywhere.
+ * TLY1 parser. One pass: the header, then every event, written into the event
+ * buffer's free slots as it is checked, then the trailer. The events count only
+ * when the whole datagram passed (the fill count moves last), so a bad datagram
+ * never adds an event or an event id anywhere.
  *
  * Check order (the first failure is the one counted): length >= 24 (short),
  * magic, reserved flags, count in 1..1024, sender_id != 0, key_id 0 unless MAC;
@@ -12,6 +13,7 @@
  * MAC itself: key configured (mac_no_key), then SipHash-2-4-128 (mac_bad).
  */
 #include <errno.h>
+#include <string.h>
 
 #include <sodium.h>
 
@@ -40,21 +42,16 @@ static uint32_t utf8_seq(const uint8_t *s, uint32_t left)
 	return n;
 }
 
-bool tally_utf8_valid(const uint8_t *s, uint32_t len)
+/* Some byte of w has its high bit set or is zero. */
+static inline bool word_not_plain(uint64_t w)
 {
-	uint32_t i = 0;
+	return ((w | ((w - 0x0101010101010101ULL) & ~w)) & 0x8080808080808080ULL) != 0;
+}
 
+/* The general case, from byte i on. */
+static bool utf8_valid_from(const uint8_t *s, uint32_t i, uint32_t len)
+{
 	while (i < len) {
-		/* ASCII fast path: 8 bytes with no high bit and no zero byte */
-		if (i + 8 <= len) {
-			uint64_t w;
-
-			memcpy(&w, s + i, 8);
-			if (((w | ((w - 0x0101010101010101ULL) & ~w)) & 0x8080808080808080ULL) == 0) {
-				i += 8;
-				continue;
-			}
-		}
 		if (s[i] == 0)
 			return false;
 		if (s[i] < 0x80) {
@@ -67,6 +64,29 @@ bool tally_utf8_valid(const uint8_t *s, uint32_t len)
 		i += n;
 	}
 	return true;
+}
+
+/*
+ * Keys are nearly always plain ASCII: check 8 bytes at a time, the last 8
+ * overlapping, and fall back to the byte walk at the first word that is not.
+ * Loads stay inside s[0..len).
+ */
+bool tally_utf8_valid(const uint8_t *s, uint32_t len)
+{
+	uint64_t w;
+	uint32_t i = 0;
+
+	if (len < 8)
+		return utf8_valid_from(s, 0, len);
+	for (; i + 8 <= len; i += 8) {
+		memcpy(&w, s + i, 8);
+		if (word_not_plain(w))
+			return utf8_valid_from(s, i, len);
+	}
+	if (i == len)
+		return true;
+	memcpy(&w, s + len - 8, 8);
+	return !word_not_plain(w) || utf8_valid_from(s, i, len);
 }
 
 static int check_header(const uint8_t *p, uint32_t len, struct tally_tly1_hdr *h)
@@ -91,23 +111,34 @@ static int check_header(const uint8_t *p, uint32_t len, struct tally_tly1_hdr *h
 	return TALLY_OK;
 }
 
-/* Walk the events; *end is the offset after the last one. */
-static int check_events(const uint8_t *p, uint32_t len, uint16_t count, uint32_t *end)
+/*
+ * Walk the events, writing each into ev[] as it is checked: the slots past the
+ * buffer's fill count are scratch until the caller commits them, so one pass
+ * both validates and emits. *end is the offset after the last event.
+ */
+static int walk_events(const uint8_t *p, uint32_t len, uint16_t count,
+		       struct tally_event *ev, uint32_t *end)
 {
 	uint32_t off = TALLY_TLY1_HDR_LEN;
 
 	for (uint16_t i = 0; i < count; i++) {
+		const uint8_t *q = p + off;
 		uint8_t klen;
 
 		if (len - off < TALLY_TLY1_EVT_FIXED)
 			return TALLY_C_TLY1_TRUNCATED;
-		klen = p[off + TALLY_TLY1_EOFF_KEYLEN];
+		klen = q[TALLY_TLY1_EOFF_KEYLEN];
 		if (len - off - TALLY_TLY1_EVT_FIXED < klen)
 			return TALLY_C_TLY1_TRUNCATED;
 		if (klen == 0)
 			return TALLY_C_TLY1_ZERO_KEY;
-		if (!tally_utf8_valid(p + off + TALLY_TLY1_EOFF_KEY, klen))
+		if (!tally_utf8_valid(q + TALLY_TLY1_EOFF_KEY, klen))
 			return TALLY_C_TLY1_BAD_UTF8;
+		ev[i].event_id = tally_le64(q + TALLY_TLY1_EOFF_ID);
+		ev[i].time_ms = tally_le64(q + TALLY_TLY1_EOFF_TIME);
+		ev[i].value = (double)(int64_t)tally_le64(q + TALLY_TLY1_EOFF_VALUE);
+		ev[i].key_len = klen;
+		ev[i].key = q + TALLY_TLY1_EOFF_KEY;
 		off += TALLY_TLY1_EVT_FIXED + klen;
 	}
 	*end = off;
@@ -127,20 +158,13 @@ static int check_mac(const uint8_t *p, uint32_t end, const struct tally_tly1_hdr
 	return TALLY_OK;
 }
 
-static int validate(const uint8_t *p, uint32_t len, const struct tally_mac_keys *keys,
-		    struct tally_tly1_hdr *h)
+/* The tail after the events: the trailer, then the MAC itself. */
+static int check_tail(const uint8_t *p, uint32_t len, uint32_t end,
+		      const struct tally_mac_keys *keys, const struct tally_tly1_hdr *h)
 {
-	uint32_t end = 0, tail;
-	bool mac;
-	int r = check_header(p, len, h);
+	bool mac = h->flags & TALLY_TLY1_F_MAC;
+	uint32_t tail = mac ? TALLY_TLY1_MAC_LEN : 0;
 
-	if (r != TALLY_OK)
-		return r;
-	r = check_events(p, len, h->count, &end);
-	if (r != TALLY_OK)
-		return r;
-	mac = h->flags & TALLY_TLY1_F_MAC;
-	tail = mac ? TALLY_TLY1_MAC_LEN : 0;
 	if (len - end < tail)
 		return TALLY_C_TLY1_MAC_MISSING;
 	if (len - end > tail)
@@ -148,35 +172,22 @@ static int validate(const uint8_t *p, uint32_t len, const struct tally_mac_keys 
 	return mac ? check_mac(p, end, h, keys) : TALLY_OK;
 }
 
-static void emit(const uint8_t *p, uint16_t count, struct tally_evbuf *out)
-{
-	uint32_t off = TALLY_TLY1_HDR_LEN;
-	struct tally_event *e = out->ev + out->n;
-
-	for (uint16_t i = 0; i < count; i++, e++) {
-		const uint8_t *q = p + off;
-
-		e->event_id = tally_le64(q + TALLY_TLY1_EOFF_ID);
-		e->time_ms = tally_le64(q + TALLY_TLY1_EOFF_TIME);
-		e->value = (double)(int64_t)tally_le64(q + TALLY_TLY1_EOFF_VALUE);
-		e->key_len = q[TALLY_TLY1_EOFF_KEYLEN];
-		e->key = q + TALLY_TLY1_EOFF_KEY;
-		off += TALLY_TLY1_EVT_FIXED + e->key_len;
-	}
-	out->n += count;
-}
-
 int tally_tly1_parse(const uint8_t *p, uint32_t len, const struct tally_mac_keys *keys,
 		     struct tally_evbuf *out, struct tally_tly1_hdr *hdr)
 {
 	struct tally_tly1_hdr local;
 	struct tally_tly1_hdr *h = hdr != NULL ? hdr : &local;
-	int r = validate(p, len, keys, h);
+	uint32_t end = 0;
+	int r = check_header(p, len, h);
 
 	if (r != TALLY_OK)
 		return r;
 	if (out->cap - out->n < h->count)
 		return -ENOSPC;
-	emit(p, h->count, out);
-	return TALLY_OK;
+	r = walk_events(p, len, h->count, out->ev + out->n, &end);
+	if (r == TALLY_OK)
+		r = check_tail(p, len, end, keys, h);
+	if (r == TALLY_OK)
+		out->n += h->count; /* commit: only a whole, valid datagram */
+	return r;
 }

@@ -28,8 +28,8 @@ struct tally_tly1_hdr {
  * Parse datagram p[0..len). On success append hdr->count events to out (keys
  * point into p) and return TALLY_OK. On failure append nothing and return the
  * drop reason's counter id (TALLY_C_TLY1_*). Returns -ENOSPC, appending nothing,
- * when out has no room for count events. keys may be NULL (no MAC keys). hdr may
- * be NULL.
+ * when out has no room for count events (judged once the header is valid; the
+ * rest is judged on the retry). keys may be NULL (no MAC keys). hdr may be NULL.
  */
 int tally_tly1_parse(const uint8_t *p, uint32_t len, const struct tally_mac_keys *keys,
 		     struct tally_evbuf *out, struct tally_tly1_hdr *hdr);

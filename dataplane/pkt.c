@@ -23,37 +23,93 @@
 
 static inline uint16_t be16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
 
-/* One's-complement sum of 16-bit big-endian words. */
-static uint32_t csum_add(uint32_t sum, const uint8_t *p, uint32_t len)
+/*
+ * One's-complement sum of p[0..len), 8 bytes at a time, in the host's byte
+ * order (RFC 1071: the sum of byte-swapped words is the byte-swapped sum, and a
+ * packet verifies when the folded sum of everything, checksum included, is
+ * 0xffff, which reads the same either way). len must be even except for the
+ * last buffer summed.
+ */
+static inline uint64_t csum_add(uint64_t sum, const uint8_t *p, uint32_t len)
 {
-	for (; len > 1; p += 2, len -= 2)
-		sum += be16(p);
-	if (len)
-		sum += (uint32_t)p[0] << 8;
+	uint64_t w;
+
+	for (; len >= 8; p += 8, len -= 8) {
+		memcpy(&w, p, 8);
+		sum += w;
+		sum += sum < w; /* end-around carry */
+	}
+	if (len >= 4) {
+		uint32_t v;
+
+		memcpy(&v, p, 4);
+		sum += v;
+		sum += sum < v;
+		p += 4;
+		len -= 4;
+	}
+	if (len >= 2) {
+		uint16_t v;
+
+		memcpy(&v, p, 2);
+		sum += v;
+		sum += sum < v;
+		p += 2;
+		len -= 2;
+	}
+	if (len) {
+		sum += p[0]; /* a last odd byte is the high half of a big-endian word */
+		sum += sum < p[0];
+	}
 	return sum;
 }
 
-static uint16_t csum_fold(uint32_t sum)
+static inline uint16_t csum_fold(uint64_t sum)
 {
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
 	return (uint16_t)sum;
+}
+
+static inline uint16_t bswap16(uint16_t v) { return (uint16_t)(v << 8 | v >> 8); }
+
+/* The IPv4 header checksum; the usual 20-byte header is three loads. */
+static inline bool ip4_csum_ok(const uint8_t *ip, uint32_t ihl)
+{
+	uint64_t a, b, sum;
+	uint32_t c;
+
+	if (ihl != 20)
+		return csum_fold(csum_add(0, ip, ihl)) == 0xffff;
+	memcpy(&a, ip, 8);
+	memcpy(&b, ip + 8, 8);
+	memcpy(&c, ip + 16, 4);
+	sum = a + b;
+	sum += sum < b;
+	sum += c;
+	sum += sum < c;
+	return csum_fold(sum) == 0xffff;
 }
 
 /* True if the UDP checksum (pseudo-header included) verifies. */
 static bool udp_csum_ok(const uint8_t *saddr, const uint8_t *daddr, unsigned alen,
 			const uint8_t *udp, uint16_t ulen)
 {
-	uint32_t sum = csum_add(0, saddr, alen);
+	/* protocol and length are big-endian words of the pseudo-header */
+	uint64_t sum = (uint64_t)bswap16(PROTO_UDP) + bswap16(ulen);
 
+	sum = csum_add(sum, saddr, alen);
 	sum = csum_add(sum, daddr, alen);
-	sum += PROTO_UDP + ulen;
 	sum = csum_add(sum, udp, ulen);
 	return csum_fold(sum) == 0xffff;
 }
 
 /* Skip up to two VLAN tags; returns the L3 offset or 0 with *drop set. */
-static uint32_t l2(const uint8_t *f, uint32_t len, uint16_t *et, int *drop)
+#define HOT static inline __attribute__((always_inline))
+
+HOT uint32_t l2(const uint8_t *f, uint32_t len, uint16_t *et, int *drop)
 {
 	uint32_t off = ETH_HLEN;
 
@@ -77,7 +133,7 @@ static uint32_t l2(const uint8_t *f, uint32_t len, uint16_t *et, int *drop)
 	return off;
 }
 
-static int udp(const uint8_t *l4, uint32_t avail, const uint8_t *saddr, const uint8_t *daddr,
+HOT int udp(const uint8_t *l4, uint32_t avail, const uint8_t *saddr, const uint8_t *daddr,
 	       unsigned alen, enum tally_csum_state l4_csum, const uint16_t *ports,
 	       unsigned nports, struct tally_udp *out)
 {
@@ -104,7 +160,7 @@ static int udp(const uint8_t *l4, uint32_t avail, const uint8_t *saddr, const ui
 	return TALLY_OK;
 }
 
-static int ipv4(const uint8_t *ip, uint32_t avail, enum tally_csum_state ip_csum,
+HOT int ipv4(const uint8_t *ip, uint32_t avail, enum tally_csum_state ip_csum,
 		enum tally_csum_state l4_csum, const uint16_t *ports, unsigned nports,
 		struct tally_udp *out)
 {
@@ -116,7 +172,7 @@ static int ipv4(const uint8_t *ip, uint32_t avail, enum tally_csum_state ip_csum
 	if (tot < ihl || tot > avail)
 		return TALLY_C_DROP_IP_LEN;
 	if (ip_csum == TALLY_CSUM_BAD ||
-	    (ip_csum == TALLY_CSUM_UNKNOWN && csum_fold(csum_add(0, ip, ihl)) != 0xffff))
+	    (ip_csum == TALLY_CSUM_UNKNOWN && !ip4_csum_ok(ip, ihl)))
 		return TALLY_C_DROP_IP_CSUM;
 	if ((be16(ip + 6) & 0x3fff) != 0) /* MF flag or a fragment offset */
 		return TALLY_C_DROP_IP_FRAG;
@@ -154,14 +210,52 @@ static int ipv6(const uint8_t *ip, uint32_t avail, enum tally_csum_state l4_csum
 	return udp(ip + IPV6_HLEN, plen, ip + 8, ip + 24, 16, l4_csum, ports, nports, out);
 }
 
+/*
+ * The frame nearly every producer sends: Ethernet, IPv4 without options, UDP,
+ * no fragment. This only ever accepts, with the same rules as the general path
+ * below; a frame it does not accept goes there, which names the reason.
+ * (tests/test_pkt.c checks the two agree.) ~40 instructions against ~140.
+ */
+HOT bool fast_ipv4_udp(const uint8_t *f, uint32_t len, enum tally_csum_state ip_csum,
+		       enum tally_csum_state l4_csum, const uint16_t *ports, unsigned nports,
+		       struct tally_udp *out)
+{
+	const uint8_t *ip = f + ETH_HLEN, *l4 = ip + 20;
+	uint32_t tot, ulen;
+	uint16_t dport;
+
+	if (len < ETH_HLEN + 28 || be16(f + 12) != ET_IPV4 || ip[0] != 0x45 ||
+	    ip[9] != PROTO_UDP || (be16(ip + 6) & 0x3fff) != 0)
+		return false;
+	tot = be16(ip + 2);
+	ulen = be16(l4 + 4);
+	if (tot < 28 || tot > len - ETH_HLEN || ulen < UDP_HLEN || ulen > tot - 20)
+		return false;
+	if (ip_csum != TALLY_CSUM_GOOD && (ip_csum == TALLY_CSUM_BAD || !ip4_csum_ok(ip, 20)))
+		return false;
+	if (l4_csum != TALLY_CSUM_GOOD && be16(l4 + 6) != 0 &&
+	    (l4_csum == TALLY_CSUM_BAD || !udp_csum_ok(ip + 12, ip + 16, 4, l4, (uint16_t)ulen)))
+		return false;
+	dport = be16(l4 + 2);
+	if (!((nports > 0 && ports[0] != 0 && ports[0] == dport) ||
+	      (nports > 1 && ports[1] != 0 && ports[1] == dport)))
+		return false;
+	*out = (struct tally_udp){l4 + UDP_HLEN, (uint16_t)(ulen - UDP_HLEN), be16(l4), dport,
+				  4, ip + 12};
+	return true;
+}
+
 int tally_pkt_parse(const uint8_t *frame, uint32_t len, enum tally_csum_state ip_csum,
 		    enum tally_csum_state l4_csum, const uint16_t *ports, unsigned nports,
 		    struct tally_udp *out)
 {
 	uint16_t et = 0;
 	int drop = TALLY_OK;
-	uint32_t off = l2(frame, len, &et, &drop);
+	uint32_t off;
 
+	if (fast_ipv4_udp(frame, len, ip_csum, l4_csum, ports, nports, out))
+		return TALLY_OK;
+	off = l2(frame, len, &et, &drop);
 	if (off == 0)
 		return drop;
 	if (et == ET_IPV4)
