@@ -51,7 +51,7 @@ struct tally_dedup *tally_dedup_create(uint64_t capacity, uint64_t horizon_ms)
 	struct tally_dedup *d = aligned_alloc(64, sizeof(*d));
 	uint64_t nb = (2 * capacity + WAYS - 1) / WAYS; /* two slots an id */
 
-	if (d == NULL || capacity == 0 || horizon_ms == 0) {
+	if (d == NULL || capacity == 0 || capacity > 1ULL << 34 || horizon_ms == 0) {
 		free(d);
 		errno = d == NULL ? ENOMEM : EINVAL;
 		return NULL;

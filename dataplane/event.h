@@ -10,16 +10,24 @@
 
 #include <stdint.h>
 
+#include "dedup.h"
+
+/* The parsers fill key, key_len, event_id, time_ms and value; the worker's
+ * prepare pass turns time_ms into the window start in place and adds the
+ * hashes the apply pass needs, so an event stays one cache line. */
 struct tally_event {
 	const uint8_t *key;
 	uint64_t event_id; /* 0: never deduplicated (all StatsD lines) */
-	uint64_t time_ms;  /* event time; 0: arrival time */
 	double value;      /* v: TLY1 value, StatsD value/rate (c) or value */
-	uint64_t hash;     /* filled by the worker: hash of (key, window) */
-	uint64_t id_hash;  /* filled by the worker: dedup hash of event_id */
-	int64_t win_start; /* filled by the worker */
-	uint8_t key_len;   /* 1..255 */
+	union {
+		uint64_t time_ms;  /* event time; 0: arrival time */
+		int64_t win_start; /* after prepare */
+	};
+	uint64_t hash;              /* after prepare: hash of (key, window) */
+	struct tally_dedup_ref dd;  /* after prepare: where event_id lives in dedup */
+	uint8_t key_len;            /* 1..255 */
 } __attribute__((aligned(64)));
+_Static_assert(sizeof(struct tally_event) == 64, "an event is one cache line");
 
 struct tally_evbuf {
 	struct tally_event *ev;

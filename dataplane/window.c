@@ -10,7 +10,7 @@
 #include "mem.h"
 #include "window.h"
 
-#define KEY_ARENA_PER_ROW 64 /* room for long keys: a 64-byte overflow per row */
+#define KEY_ARENA_PER_ROW 64 /* room for long keys: 64 bytes a row on average */
 
 int tally_window_start(int64_t t, int64_t w, int64_t *start)
 {
@@ -74,15 +74,15 @@ void tally_wtab_destroy(struct tally_wtab *t)
 void tally_wtab_reset(struct tally_wtab *t)
 {
 	for (uint32_t i = 0; i < t->nrows; i++)
-		t->cell[t->used[i]].hash = 0;
+		t->cell[t->used[i]].key_len = 0;
 	t->nrows = 0;
 	t->arena_used = 0;
 }
 
 size_t tally_wtab_bytes(const struct tally_wtab *t) { return t->bytes; }
 
-struct tally_row *tally_wtab_insert(struct tally_wtab *t, uint64_t c, uint64_t h,
-				    const uint8_t *key, uint8_t key_len, int64_t win)
+struct tally_row *tally_wtab_insert(struct tally_wtab *t, uint64_t c, const uint8_t *key,
+				    uint8_t key_len, int64_t win)
 {
 	struct tally_row *r = &t->cell[c];
 
@@ -92,12 +92,12 @@ struct tally_row *tally_wtab_insert(struct tally_wtab *t, uint64_t c, uint64_t h
 		if (t->arena_cap - t->arena_used < key_len)
 			return NULL;
 		memcpy(t->arena + t->arena_used, key, key_len);
-		memcpy(r->key, &t->arena_used, sizeof(t->arena_used));
+		memcpy(r->key, key, TALLY_ROW_KEY_PREFIX);
+		memcpy(r->key + TALLY_ROW_KEY_PREFIX, &t->arena_used, sizeof(t->arena_used));
 		t->arena_used += key_len;
 	} else {
 		memcpy(r->key, key, key_len);
 	}
-	r->hash = h;
 	r->win_start = win;
 	r->key_len = key_len;
 	t->used[t->nrows++] = (uint32_t)c;
@@ -107,9 +107,10 @@ struct tally_row *tally_wtab_insert(struct tally_wtab *t, uint64_t c, uint64_t h
 int tally_wtab_merge(struct tally_wtab *t, const struct tally_wtab *src,
 		     const struct tally_row *in)
 {
-	int created;
-	struct tally_row *r = tally_wtab_find(t, in->hash, tally_wtab_key(src, in), in->key_len,
-					      in->win_start, &created);
+	const uint8_t *key = tally_wtab_key(src, in);
+	uint64_t h = tally_row_hash(tally_key_hash(key, in->key_len), in->win_start);
+	bool created;
+	struct tally_row *r = tally_wtab_find(t, h, key, in->key_len, in->win_start, &created);
 
 	if (r == NULL)
 		return -ENOSPC;

@@ -3,19 +3,22 @@
  * Per-worker window table: (key, window_start) -> count, sum, min, max, last.
  * Single writer (its worker) until sealed, then single reader (the flusher).
  *
- * Open addressing, linear probing, directly on 128-byte rows (two cache lines,
- * 128-aligned): the row hash, the window, the aggregates and up to
- * TALLY_ROW_KEY_INLINE key bytes sit in the row itself, so an update touches one
- * pair of adjacent lines and nothing else: no index to read first, no key to
- * fetch from elsewhere. Longer keys live in an arena. At most half the cells are
- * used, so probes stay short. A list of used cells, in creation order, is what
- * the flusher and sinks walk. Memory is mapped and pre-faulted once (mem.c) and
- * never grows: a full table says so (-ENOSPC) and the caller counts it.
+ * Open addressing, linear probing, directly on 64-byte rows, one cache line
+ * each: the window, the aggregates and the key (up to TALLY_ROW_KEY_INLINE
+ * bytes; longer keys keep a prefix and an offset into an arena) sit in the row
+ * itself, so an update with a short key touches one line and nothing else: no
+ * index to read first, no key to fetch from elsewhere. A row is found by its
+ * window, key length and key, compared a word at a time. At most half the
+ * cells are used, so probes
+ * stay short. A list of used cells, in creation order, is what the flusher and
+ * sinks walk. Memory is mapped and pre-faulted once (mem.c) and never grows: a
+ * full table says so (-ENOSPC) and the caller counts it.
  */
 #ifndef TALLY_WINDOW_H
 #define TALLY_WINDOW_H
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -25,17 +28,17 @@
 
 #include "mem.h"
 
-#define TALLY_ROW_KEY_INLINE 71
+#define TALLY_ROW_KEY_INLINE 15 /* longer keys: 11 bytes inline, the rest in the arena */
+#define TALLY_ROW_KEY_PREFIX 11
 
 struct tally_row {
-	uint64_t hash; /* 0: empty cell (a row hash of 0 is stored as 1) */
 	int64_t win_start;
 	uint64_t count;
 	double sum, min, max, last;
-	uint8_t key_len;
-	uint8_t key[TALLY_ROW_KEY_INLINE]; /* the key, or its uint32 arena offset */
-} __attribute__((aligned(128)));
-_Static_assert(sizeof(struct tally_row) == 128, "a row is two cache lines");
+	uint8_t key_len; /* 0: empty cell */
+	uint8_t key[TALLY_ROW_KEY_INLINE]; /* the key; or its first 11 bytes and uint32 arena offset */
+} __attribute__((aligned(64)));
+_Static_assert(sizeof(struct tally_row) == 64, "a row is one cache line");
 
 struct tally_wtab {
 	struct tally_row *cell;
@@ -59,7 +62,7 @@ static inline uint64_t tally_key_hash(const uint8_t *key, uint32_t len)
 	return XXH3_64bits(key, len);
 }
 
-/* Hash of a (key, window) pair from the key's hash; never 0 (0 marks empty). */
+/* Hash of a (key, window) pair from the key's hash. */
 static inline uint64_t tally_row_hash(uint64_t key_hash, int64_t win_start)
 {
 	uint64_t h = key_hash ^ ((uint64_t)win_start * 0x9e3779b97f4a7c15ULL);
@@ -67,7 +70,7 @@ static inline uint64_t tally_row_hash(uint64_t key_hash, int64_t win_start)
 	h ^= h >> 32;
 	h *= 0xd6e8feb86659fd93ULL;
 	h ^= h >> 32;
-	return h ? h : 1;
+	return h;
 }
 
 /* max_rows rows (cells: twice that). NULL with errno on failure. */
@@ -81,56 +84,80 @@ static inline uint64_t tally_wtab_slot(const struct tally_wtab *t, uint64_t h)
 	return (uint64_t)(((unsigned __int128)h * t->ncells) >> 64);
 }
 
-/* Both lines of h's first cell: where the row is, almost always. */
+/* h's first cell: where the row is, almost always. */
 static inline void tally_wtab_prefetch(const struct tally_wtab *t, uint64_t h)
 {
-	const uint8_t *c = (const uint8_t *)&t->cell[tally_wtab_slot(t, h)];
+	tally_prefetch(&t->cell[tally_wtab_slot(t, h)]);
+}
 
-	tally_prefetch(c);
-	tally_prefetch(c + 64);
+static inline uint32_t tally_row_arena_off(const struct tally_row *r)
+{
+	uint32_t off;
+
+	memcpy(&off, r->key + TALLY_ROW_KEY_PREFIX, sizeof(off));
+	return off;
 }
 
 static inline const uint8_t *tally_wtab_key(const struct tally_wtab *t,
 					    const struct tally_row *r)
 {
-	uint32_t off;
-
-	if (r->key_len <= TALLY_ROW_KEY_INLINE)
-		return r->key;
-	memcpy(&off, r->key, sizeof(off));
-	return t->arena + off;
+	return r->key_len <= TALLY_ROW_KEY_INLINE ? r->key : t->arena + tally_row_arena_off(r);
 }
 
-static inline int tally_row_is(const struct tally_wtab *t, const struct tally_row *r,
-			       uint64_t h, const uint8_t *key, uint8_t key_len, int64_t win)
+/* a[0..n) == b[0..n) for n <= 15, with overlapping word loads inside both. */
+static inline bool tally_short_eq(const uint8_t *a, const uint8_t *b, uint32_t n)
 {
-	return r->hash == h && r->win_start == win && r->key_len == key_len &&
-	       memcmp(tally_wtab_key(t, r), key, key_len) == 0;
+	uint64_t x, y, u, v;
+
+	if (n >= 8) {
+		memcpy(&x, a, 8), memcpy(&y, b, 8);
+		memcpy(&u, a + n - 8, 8), memcpy(&v, b + n - 8, 8);
+		return ((x ^ y) | (u ^ v)) == 0;
+	}
+	if (n >= 4) {
+		uint32_t p, q, r, t;
+
+		memcpy(&p, a, 4), memcpy(&q, b, 4);
+		memcpy(&r, a + n - 4, 4), memcpy(&t, b + n - 4, 4);
+		return ((p ^ q) | (r ^ t)) == 0;
+	}
+	return n == 0 || (a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1]);
+}
+
+static inline bool tally_row_is(const struct tally_wtab *t, const struct tally_row *r,
+				const uint8_t *key, uint8_t key_len, int64_t win)
+{
+	if (r->win_start != win || r->key_len != key_len)
+		return false;
+	if (key_len <= TALLY_ROW_KEY_INLINE)
+		return tally_short_eq(r->key, key, key_len);
+	return tally_short_eq(r->key, key, TALLY_ROW_KEY_PREFIX) &&
+	       memcmp(t->arena + tally_row_arena_off(r), key, key_len) == 0;
 }
 
 /* Claim the empty cell c for a new row; NULL if the table is full. */
-struct tally_row *tally_wtab_insert(struct tally_wtab *t, uint64_t c, uint64_t h,
-				    const uint8_t *key, uint8_t key_len, int64_t win);
+struct tally_row *tally_wtab_insert(struct tally_wtab *t, uint64_t c, const uint8_t *key,
+				    uint8_t key_len, int64_t win);
 
 /*
- * Find the row of (h, key, win), or create it; NULL when it is new and the table
- * is full. *created says which.
+ * Find the row of (key, win), whose row hash is h, or create it; NULL when it
+ * is new and the table is full. *created says which.
  */
 static inline struct tally_row *tally_wtab_find(struct tally_wtab *t, uint64_t h,
 						const uint8_t *key, uint8_t key_len,
-						int64_t win, int *created)
+						int64_t win, bool *created)
 {
 	uint64_t c = tally_wtab_slot(t, h);
 
 	for (;;) {
 		struct tally_row *r = &t->cell[c];
 
-		if (r->hash == 0) {
-			*created = 1;
-			return tally_wtab_insert(t, c, h, key, key_len, win);
+		if (r->key_len == 0) {
+			*created = true;
+			return tally_wtab_insert(t, c, key, key_len, win);
 		}
-		if (tally_row_is(t, r, h, key, key_len, win)) {
-			*created = 0;
+		if (tally_row_is(t, r, key, key_len, win)) {
+			*created = false;
 			return r;
 		}
 		c = c + 1 == t->ncells ? 0 : c + 1;
@@ -141,7 +168,7 @@ static inline struct tally_row *tally_wtab_find(struct tally_wtab *t, uint64_t h
 static inline int tally_wtab_add(struct tally_wtab *t, uint64_t h, const uint8_t *key,
 				 uint8_t key_len, int64_t win_start, double v)
 {
-	int created;
+	bool created;
 	struct tally_row *r = tally_wtab_find(t, h, key, key_len, win_start, &created);
 
 	if (r == NULL)
@@ -171,7 +198,7 @@ static inline const struct tally_row *tally_wtab_row(const struct tally_wtab *t,
 	return &t->cell[t->used[i]];
 }
 /* At least 7/8 of the rows or of the long-key arena used: time to seal. */
-static inline int tally_wtab_near_full(const struct tally_wtab *t)
+static inline bool tally_wtab_near_full(const struct tally_wtab *t)
 {
 	return t->nrows >= t->max_rows / 8 * 7 || t->arena_used >= t->arena_cap / 8 * 7;
 }

@@ -160,7 +160,7 @@ static int event_window(const struct tally_params *p, uint64_t now_ms, struct wi
 static inline void prefetch_event(const struct tally_worker *w, const struct tally_event *e)
 {
 	if (e->event_id)
-		tally_dedup_prefetch(w->sh->dedup, e->id_hash);
+		tally_dedup_prefetch(w->sh->dedup, e->dd);
 	tally_wtab_prefetch(w->cur, e->hash);
 }
 
@@ -176,7 +176,7 @@ static inline void apply_one(struct tally_worker *w, const struct tally_event *e
 	int r;
 
 	if (e->event_id) {
-		r = tally_dedup_insert(d, e->id_hash, v);
+		r = tally_dedup_insert(d, e->dd, v);
 		if (r == TALLY_DEDUP_DUP) {
 			s->dups++;
 			return;
@@ -188,7 +188,7 @@ static inline void apply_one(struct tally_worker *w, const struct tally_event *e
 	if (unlikely(r < 0)) {
 		/* Not applied, so not remembered: a resend must count. */
 		if (e->event_id)
-			tally_dedup_forget(d, e->id_hash, v.gen);
+			tally_dedup_forget(d, e->dd.h, v.gen);
 		s->full++;
 		return;
 	}
@@ -214,7 +214,7 @@ static uint32_t prepare_events(struct tally_worker *w, const struct tally_params
 		}
 		ev[i].hash = tally_row_hash(tally_key_hash(ev[i].key, ev[i].key_len),
 					    ev[i].win_start);
-		ev[i].id_hash = tally_dedup_hash(ev[i].event_id);
+		ev[i].dd = tally_dedup_ref(w->sh->dedup, ev[i].event_id);
 		if (k != i)
 			ev[k] = ev[i];
 		if (k < TALLY_PREFETCH)

@@ -154,12 +154,12 @@ static void bench_dedup(uint64_t cap, uint64_t ops, bool ahead)
 		abort();
 	/* warm: fill to the load the horizon keeps (9/16) */
 	for (uint64_t i = 0; i < cap; i++)
-		tally_dedup_insert(d, tally_dedup_hash(base - i - 1), tally_dedup_view(d));
+		tally_dedup_insert(d, tally_dedup_ref(d, base - i - 1), tally_dedup_view(d));
 	c0 = __rdtsc();
 	for (uint64_t i = 0; i < ops; i++) {
 		if (ahead)
-			tally_dedup_prefetch(d, tally_dedup_hash(base + i + AHEAD));
-		tally_dedup_insert(d, tally_dedup_hash(base + i), tally_dedup_view(d));
+			tally_dedup_prefetch(d, tally_dedup_ref(d, base + i + AHEAD));
+		tally_dedup_insert(d, tally_dedup_ref(d, base + i), tally_dedup_view(d));
 	}
 	snprintf(cas, sizeof(cas), "insert new ids, capacity %lluM%s",
 		 (unsigned long long)(cap >> 20), ahead ? ", prefetch 8 ahead" : "");
@@ -167,8 +167,8 @@ static void bench_dedup(uint64_t cap, uint64_t ops, bool ahead)
 	c0 = __rdtsc();
 	for (uint64_t i = 0; i < ops; i++) {
 		if (ahead)
-			tally_dedup_prefetch(d, tally_dedup_hash(base + i + AHEAD));
-		if (tally_dedup_insert(d, tally_dedup_hash(base + i), tally_dedup_view(d)) != TALLY_DEDUP_DUP)
+			tally_dedup_prefetch(d, tally_dedup_ref(d, base + i + AHEAD));
+		if (tally_dedup_insert(d, tally_dedup_ref(d, base + i), tally_dedup_view(d)) != TALLY_DEDUP_DUP)
 			abort();
 	}
 	snprintf(cas, sizeof(cas), "probe duplicates, capacity %lluM%s",

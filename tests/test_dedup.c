@@ -14,7 +14,7 @@
 
 static int ins(struct tally_dedup *d, uint64_t id)
 {
-	return tally_dedup_insert(d, tally_dedup_hash(id), tally_dedup_view(d));
+	return tally_dedup_insert(d, tally_dedup_ref(d, id), tally_dedup_view(d));
 }
 
 static void test_new_then_dup(void **st)
