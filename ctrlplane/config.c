@@ -46,6 +46,8 @@ const struct tally_cfg_key tally_cfg_keys[] = {
 	    "per flush interval (3 tables per worker, ~144 bytes a row)"),
 	STR(sink, "sqlite", false, "where batches go: sqlite (postgres, redis: coming)", check_sink),
 	STR(sqlite_path, "tally.db", false, "SQLite database file (WAL mode)", NULL),
+	U64(sqlite_cache_mb, "256", 1, 65536, false, "SQLite page cache in MiB; hold the "
+	    "tally_counts rows a flush touches, or upserts go to disk"),
 	STR(appliance_id, "tally", false, "this appliance's name in tally_batches "
 	    "([A-Za-z0-9._-]+)", check_appliance),
 	STR(ctl_socket, "/run/tally/tallyd.sock", false, "control socket for tallyctl", NULL),

@@ -31,6 +31,7 @@ struct tally_config {
 	uint64_t table_rows;
 	char sink[TALLY_CFG_STR_MAX];
 	char sqlite_path[TALLY_CFG_STR_MAX];
+	uint64_t sqlite_cache_mb;
 	char appliance_id[TALLY_CFG_STR_MAX];
 	char ctl_socket[TALLY_CFG_STR_MAX];
 	char mac_keys[TALLY_CFG_STR_MAX * 4];

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/resource.h>
 
 #include <ck_pr.h>
 
@@ -18,6 +19,7 @@
 #include "window.h"
 
 #define SEAL_WAIT_MS 2000 /* a worker that does not answer by then is stalled */
+#define FLUSH_NICE 10
 
 static uint64_t mono_ms(void)
 {
@@ -152,6 +154,11 @@ static void *flusher_main(void *arg)
 {
 	struct tally_flusher *f = arg;
 	uint64_t next = mono_ms() + f->interval_ms;
+
+	/* Batches can wait; packets cannot. On a CPU it shares (the main lcore's,
+	 * and on small machines a generator's), the flusher gives way: it catches
+	 * up when the CPU is free, and worker tables hold the rows meanwhile. */
+	setpriority(PRIO_PROCESS, (id_t)gettid(), FLUSH_NICE);
 
 	while (!ck_pr_load_int(&f->stop)) {
 		wait_tick(f, next);

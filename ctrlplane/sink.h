@@ -42,7 +42,8 @@ struct tally_sink {
 	char err[256]; /* last error, for logs and tallyctl */
 };
 
-/* NULL on failure with err filled (path and SQLite's message). */
-struct tally_sink *tally_sink_sqlite_open(const char *path, char *err, size_t errlen);
+/* cache_mb: SQLite's page cache. NULL on failure with err filled (path and SQLite's message). */
+struct tally_sink *tally_sink_sqlite_open(const char *path, unsigned cache_mb, char *err,
+					  size_t errlen);
 
 #endif

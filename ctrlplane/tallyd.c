@@ -160,7 +160,8 @@ static int setup(struct tally_daemon *d, char *err, size_t errlen)
 		return -ENOMEM;
 	}
 	tally_dedup_set_writers(d->sh.dedup, d->nworkers);
-	d->sink = tally_sink_sqlite_open(d->cfg.sqlite_path, err, errlen);
+	d->sink = tally_sink_sqlite_open(d->cfg.sqlite_path, (unsigned)d->cfg.sqlite_cache_mb, err,
+					 errlen);
 	if (d->sink == NULL)
 		return -EIO;
 	r = setup_workers(d, (uint16_t)nq, err, errlen);

@@ -13,8 +13,8 @@
 #include "dedup.h"
 
 /* The parsers fill key, key_len, event_id, time_ms and value; the worker's
- * prepare pass turns time_ms into the window start in place and adds the
- * hashes the apply pass needs, so an event stays one cache line. */
+ * prepare stage turns time_ms into the window start in
+ * place and adds what the apply stage needs, so an event stays one cache line. */
 struct tally_event {
 	const uint8_t *key;
 	uint64_t event_id; /* 0: never deduplicated (all StatsD lines) */
@@ -25,6 +25,7 @@ struct tally_event {
 	};
 	uint64_t hash;              /* after prepare: hash of (key, window) */
 	struct tally_dedup_ref dd;  /* after prepare: where event_id lives in dedup */
+	uint32_t cell;              /* after prepare: the table cell its row starts at */
 	uint8_t key_len;            /* 1..255 */
 } __attribute__((aligned(64)));
 _Static_assert(sizeof(struct tally_event) == 64, "an event is one cache line");

@@ -110,7 +110,8 @@ int tally_wtab_merge(struct tally_wtab *t, const struct tally_wtab *src,
 	const uint8_t *key = tally_wtab_key(src, in);
 	uint64_t h = tally_row_hash(tally_key_hash(key, in->key_len), in->win_start);
 	bool created;
-	struct tally_row *r = tally_wtab_find(t, h, key, in->key_len, in->win_start, &created);
+	struct tally_row *r = tally_wtab_find(t, tally_wtab_slot(t, h), key, in->key_len,
+					      in->win_start, &created);
 
 	if (r == NULL)
 		return -ENOSPC;

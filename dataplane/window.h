@@ -140,15 +140,14 @@ struct tally_row *tally_wtab_insert(struct tally_wtab *t, uint64_t c, const uint
 				    uint8_t key_len, int64_t win);
 
 /*
- * Find the row of (key, win), whose row hash is h, or create it; NULL when it
- * is new and the table is full. *created says which.
+ * Find the row of (key, win) from its first cell c (tally_wtab_slot of its row
+ * hash), or create it; NULL when it is new and the table is full. *created
+ * says which.
  */
-static inline struct tally_row *tally_wtab_find(struct tally_wtab *t, uint64_t h,
+static inline struct tally_row *tally_wtab_find(struct tally_wtab *t, uint64_t c,
 						const uint8_t *key, uint8_t key_len,
 						int64_t win, bool *created)
 {
-	uint64_t c = tally_wtab_slot(t, h);
-
 	for (;;) {
 		struct tally_row *r = &t->cell[c];
 
@@ -164,12 +163,15 @@ static inline struct tally_row *tally_wtab_find(struct tally_wtab *t, uint64_t h
 	}
 }
 
-/* Add one value. Returns 1 if a row was created, 0 if updated, -ENOSPC if full. */
-static inline int tally_wtab_add(struct tally_wtab *t, uint64_t h, const uint8_t *key,
-				 uint8_t key_len, int64_t win_start, double v)
+/*
+ * Add one value to the row whose first cell is c. Returns 1 if a row was
+ * created, 0 if updated, -ENOSPC if full.
+ */
+static inline int tally_wtab_add_at(struct tally_wtab *t, uint64_t c, const uint8_t *key,
+				    uint8_t key_len, int64_t win_start, double v)
 {
 	bool created;
-	struct tally_row *r = tally_wtab_find(t, h, key, key_len, win_start, &created);
+	struct tally_row *r = tally_wtab_find(t, c, key, key_len, win_start, &created);
 
 	if (r == NULL)
 		return -ENOSPC;
@@ -184,6 +186,13 @@ static inline int tally_wtab_add(struct tally_wtab *t, uint64_t h, const uint8_t
 	r->max = v > r->max ? v : r->max;
 	r->last = v;
 	return 0;
+}
+
+/* The same, from the row hash h. */
+static inline int tally_wtab_add(struct tally_wtab *t, uint64_t h, const uint8_t *key,
+				 uint8_t key_len, int64_t win_start, double v)
+{
+	return tally_wtab_add_at(t, tally_wtab_slot(t, h), key, key_len, win_start, v);
 }
 
 /* Fold a row of another table in: counts and sums add, min/max combine, last from r. */

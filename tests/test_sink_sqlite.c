@@ -72,7 +72,7 @@ static void row(const char *key, int64_t win, int64_t wms, char *out, size_t len
 static void test_upsert_idempotent(void **st)
 {
 	char err[256], r[128];
-	struct tally_sink *s = tally_sink_sqlite_open(path, err, sizeof(err));
+	struct tally_sink *s = tally_sink_sqlite_open(path, 16, err, sizeof(err));
 	struct tally_wtab *t = tally_wtab_create(1024);
 	struct tally_batch b = {"app1", 1, 10000, t, 1};
 
@@ -116,7 +116,7 @@ static void test_upsert_idempotent(void **st)
 static void test_wal(void **st)
 {
 	char err[256];
-	struct tally_sink *s = tally_sink_sqlite_open(path, err, sizeof(err));
+	struct tally_sink *s = tally_sink_sqlite_open(path, 16, err, sizeof(err));
 	sqlite3 *db;
 	sqlite3_stmt *q;
 
@@ -136,7 +136,7 @@ static void test_bad_path(void **st)
 	char err[256] = "";
 
 	(void)st;
-	assert_null(tally_sink_sqlite_open("/nonexistent/dir/x.db", err, sizeof(err)));
+	assert_null(tally_sink_sqlite_open("/nonexistent/dir/x.db", 16, err, sizeof(err)));
 	assert_non_null(strstr(err, "/nonexistent/dir/x.db"));
 }
 
@@ -144,7 +144,7 @@ static void test_bad_path(void **st)
 static void test_locked_rollback(void **st)
 {
 	char err[256], r[128];
-	struct tally_sink *s = tally_sink_sqlite_open(path, err, sizeof(err));
+	struct tally_sink *s = tally_sink_sqlite_open(path, 16, err, sizeof(err));
 	struct tally_wtab *t = tally_wtab_create(1024);
 	struct tally_batch b = {"app", 1, 10000, t, 1};
 	sqlite3 *other;
