@@ -37,9 +37,8 @@ static int64_t wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void account(struct tally_flusher *f, int r)
+static void account(struct tally_flusher *f, const struct tally_wtab *t, int r)
 {
-	const struct tally_wtab *t = f->merge;
 	uint64_t events = 0;
 
 	if (r == TALLY_SINK_SKIPPED) {
@@ -53,13 +52,13 @@ static void account(struct tally_flusher *f, int r)
 	f->ctr.v[TALLY_C_FLUSH_EVENTS] += events;
 }
 
-/* Write the merge table as one batch; retry until it lands or give_up is set. */
-static void write_batch(struct tally_flusher *f)
+/* Write t as one batch; retry until it lands or give_up is set. */
+static void write_batch(struct tally_flusher *f, const struct tally_wtab *t)
 {
-	struct tally_batch b = {f->appliance, f->seq, f->window_ms, f->merge, 0};
+	struct tally_batch b = {f->appliance, f->seq, f->window_ms, t, 0};
 	unsigned backoff_ms = 100;
 
-	if (tally_wtab_rows(f->merge) == 0)
+	if (tally_wtab_rows(t) == 0)
 		return;
 	ck_pr_store_64(&f->ctr.v[TALLY_C_FLUSH_PENDING], 1);
 	for (;;) {
@@ -67,16 +66,15 @@ static void write_batch(struct tally_flusher *f)
 		int r = f->sink->ops->write(f->sink, &b);
 
 		if (r >= 0) {
-			account(f, r);
+			account(f, t, r);
 			break;
 		}
 		f->ctr.v[TALLY_C_SINK_ERRORS]++;
 		snprintf(f->last_err, sizeof(f->last_err), "%s", f->sink->err);
 		fprintf(stderr, "tallyd: flush batch %llu (%u rows) failed: %s; retrying in %u ms\n",
-			(unsigned long long)f->seq, tally_wtab_rows(f->merge), f->sink->err,
-			backoff_ms);
+			(unsigned long long)f->seq, tally_wtab_rows(t), f->sink->err, backoff_ms);
 		if (ck_pr_load_int(&f->give_up)) {
-			f->rows_lost += tally_wtab_rows(f->merge);
+			f->rows_lost += tally_wtab_rows(t);
 			break;
 		}
 		usleep(backoff_ms * 1000);
@@ -84,7 +82,6 @@ static void write_batch(struct tally_flusher *f)
 	}
 	f->seq++;
 	ck_pr_store_64(&f->ctr.v[TALLY_C_FLUSH_PENDING], 0);
-	tally_wtab_reset(f->merge);
 }
 
 static void merge_table(struct tally_flusher *f, struct tally_wtab *t)
@@ -94,10 +91,17 @@ static void merge_table(struct tally_flusher *f, struct tally_wtab *t)
 
 		if (tally_wtab_merge(f->merge, t, r) == -ENOSPC) {
 			/* Merge table full: what is merged goes out as its own batch. */
-			write_batch(f);
+			write_batch(f, f->merge);
+			tally_wtab_reset(f->merge);
 			tally_wtab_merge(f->merge, t, r);
 		}
 	}
+}
+
+static void give_back(struct tally_worker *w, struct tally_wtab *t)
+{
+	tally_wtab_reset(t);
+	ck_ring_enqueue_spsc(&w->spare, w->spare_buf, t);
 }
 
 /* Ask every live worker to seal; wait until each answered, is done, or stalls. */
@@ -124,22 +128,35 @@ static void request_seal(struct tally_flusher *f)
 	} while (mono_ms() < deadline);
 }
 
-/* Collect every sealed table in worker order, merge, give the tables back. */
+/*
+ * Collect every sealed table in worker order. One worker: each table is a batch
+ * of its own, written straight from the worker's table (no merge pass, no
+ * merge table) and given back after. Several: merged into one batch, so a key
+ * seen by many workers is one upsert, and the tables go back at once.
+ */
 static void collect(struct tally_flusher *f)
 {
+	bool any = false;
+
 	for (unsigned i = 0; i < f->nworkers; i++) {
 		struct tally_worker *w = &f->workers[i];
 		struct tally_wtab *t;
 
 		while (ck_ring_dequeue_spsc(&w->sealed, w->sealed_buf, &t)) {
-			merge_table(f, t);
-			tally_wtab_reset(t);
-			ck_ring_enqueue_spsc(&w->spare, w->spare_buf, t);
+			any |= tally_wtab_rows(t) > 0;
+			if (f->merge == NULL)
+				write_batch(f, t);
+			else
+				merge_table(f, t);
+			give_back(w, t);
 		}
 	}
-	if (tally_wtab_rows(f->merge) == 0)
+	if (!any)
 		f->ctr.v[TALLY_C_FLUSH_EMPTY]++;
-	write_batch(f);
+	if (f->merge != NULL) {
+		write_batch(f, f->merge);
+		tally_wtab_reset(f->merge);
+	}
 }
 
 /* Sleep until the next tick, an explicit flush or stop. */
@@ -185,8 +202,8 @@ int tally_flusher_start(struct tally_flusher *f, uint32_t merge_rows, char *err,
 		return (int)last;
 	}
 	f->seq = (uint64_t)last + 1;
-	f->merge = tally_wtab_create(merge_rows);
-	if (f->merge == NULL) {
+	f->merge = f->nworkers > 1 ? tally_wtab_create(merge_rows) : NULL;
+	if (f->nworkers > 1 && f->merge == NULL) {
 		snprintf(err, errlen, "flusher: cannot allocate a merge table of %u rows: %s",
 			 merge_rows, strerror(errno));
 		return -errno;

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The flusher thread: at every flush tick it asks each worker to seal its
- * window table, merges the sealed tables in worker order into one batch and
- * writes it to the sink as (appliance, seq). Runs off the worker cores.
+ * window table, merges the sealed tables in worker order into one batch (with
+ * one worker, writes its table as it is) and writes it to the sink as
+ * (appliance, seq). Runs off the worker cores.
  */
 #ifndef TALLY_FLUSH_H
 #define TALLY_FLUSH_H
@@ -34,7 +35,8 @@ struct tally_flusher {
 	pthread_t thread;
 };
 
-/* merge_rows: capacity of the merge table. 0 or a negative errno (err filled). */
+/* merge_rows: capacity of the merge table (several workers only). 0 or a negative
+ * errno (err filled). */
 int tally_flusher_start(struct tally_flusher *f, uint32_t merge_rows, char *err,
 			size_t errlen);
 /* Call after every worker returned: the flusher drains what they sealed. */

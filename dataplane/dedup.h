@@ -255,6 +255,8 @@ static inline enum tally_dedup_result tally_dedup_insert(struct tally_dedup *d,
 	uint32_t la, lb, fa, fb;
 	bool to_b;
 
+	_Static_assert(TALLY_DEDUP_ROLE_B == 1u << 15, "role bit");
+
 	bool maybe_a, maybe_b;
 
 	if (unlikely(!v.simple))
@@ -267,9 +269,10 @@ static inline enum tally_dedup_result tally_dedup_insert(struct tally_dedup *d,
 	fb = ~lb & 0xff;
 	if (unlikely((fa | fb) == 0))
 		return tally_dedup_insert_slow(d, h, v.gen); /* both full: evict */
-	to_b = fa == 0 || (fb != 0 && __builtin_popcount(lb) < __builtin_popcount(la));
-	uint64_t *p = to_b ? &b->slot[__builtin_ctz(fb)] : &a->slot[__builtin_ctz(fa)];
-	uint64_t nv = fp | (to_b ? TALLY_DEDUP_ROLE_B : 0) | v.gen;
+	/* more free slots in B (a full A has none): B, else A */
+	to_b = __builtin_popcount(fb) > __builtin_popcount(fa);
+	uint64_t *p = (to_b ? b : a)->slot + __builtin_ctz(to_b ? fb : fa);
+	uint64_t nv = fp | (uint64_t)to_b << 15 | v.gen;
 
 	if (d->single_writer) {
 		ck_pr_store_64(p, nv);

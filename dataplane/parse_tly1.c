@@ -48,6 +48,27 @@ static inline bool word_not_plain(uint64_t w)
 	return ((w | ((w - 0x0101010101010101ULL) & ~w)) & 0x8080808080808080ULL) != 0;
 }
 
+/* Keys of 4..16 bytes that are plain ASCII without NUL, the common case, in two
+ * overlapping loads and no call; anything else is false and gets the full check. */
+static inline bool key_plain(const uint8_t *k, uint32_t n)
+{
+	uint64_t a, b;
+
+	if (n >= 8 && n <= 16) {
+		memcpy(&a, k, 8);
+		memcpy(&b, k + n - 8, 8);
+		return !word_not_plain(a) && !word_not_plain(b);
+	}
+	if (n >= 4 && n < 8) {
+		uint32_t x, y;
+
+		memcpy(&x, k, 4);
+		memcpy(&y, k + n - 4, 4);
+		return !word_not_plain((uint64_t)x << 32 | y);
+	}
+	return false;
+}
+
 /* The general case, from byte i on. */
 static bool utf8_valid_from(const uint8_t *s, uint32_t i, uint32_t len)
 {
@@ -132,7 +153,8 @@ static int walk_events(const uint8_t *p, uint32_t len, uint16_t count,
 			return TALLY_C_TLY1_TRUNCATED;
 		if (klen == 0)
 			return TALLY_C_TLY1_ZERO_KEY;
-		if (!tally_utf8_valid(q + TALLY_TLY1_EOFF_KEY, klen))
+		if (!key_plain(q + TALLY_TLY1_EOFF_KEY, klen) &&
+		    !tally_utf8_valid(q + TALLY_TLY1_EOFF_KEY, klen))
 			return TALLY_C_TLY1_BAD_UTF8;
 		ev[i].event_id = tally_le64(q + TALLY_TLY1_EOFF_ID);
 		ev[i].time_ms = tally_le64(q + TALLY_TLY1_EOFF_TIME);

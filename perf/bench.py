@@ -1,38 +1,46 @@
 #!/usr/bin/env python3
-"""Tally benchmark driver: tally-gen -> net_memif -> tallyd (or tally-null, the
-packet-I/O ceiling), scenarios A-D of issue 4, runs alternating Tally and the null
-receiver, median and range of each. Prints a table, writes JSON and CSV to --out
-and perf/RESULTS.md with the machine description.
+"""Tally benchmark driver: tally-gen -> net_memif -> tallyd, against the null
+receiver (tally-null, which only frees mbufs: the packet-I/O ceiling of the
+machine) in alternating runs, for scenarios A-D of issue 4; then the same
+scenario through tally-pipeline (Tally's per-packet code without packet I/O),
+and one long run at 90% of the measured rate that must lose nothing.
 
   perf/bench.py [--scenarios A,B,C,D] [--runs 3] [--seconds 10] [--loss-seconds 30]
-                [--no-loss-run] [--quick] [--out DIR] [--build DIR]
+                [--no-loss-run] [--no-hugepages] [--quick] [--out DIR] [--build DIR]
 
-Generator on cpu 0; receiver worker on cpu 1 (tallyd's main lcore and flusher share
-cpu 0 with the generator). Memif moves packets by copy, and the generator retries
-a full ring, so the offered rate follows what the receiver takes: loss shows as
-generator tx failures, NIC-style drops as imissed/rx_nombuf.
+Generator on cpu 0, receiver worker on cpu 1 (tallyd's main lcore and flusher
+share cpu 0 with the generator). Memif moves packets by copy and the generator
+retries a full ring, so the offered rate follows what the receiver takes; frames
+the port drops show as imissed/rx_nombuf, frames never taken as tx failures.
+As root, 2 MiB huge pages are reserved for DPDK's memory (deploy/hugepages.sh);
+otherwise every DPDK process runs with --no-huge. Prints a table, writes JSON and
+CSV to --out and the table to perf/RESULTS.md with the machine description.
 """
 import argparse, csv, datetime, json, os, platform, re, shutil, signal, statistics
 import subprocess, sys, tempfile, time
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COMMON = ["--dup-rate", "0.05", "--malformed-rate", "0.01"]
+COMMON = ["--dup-rate", "0.05", "--malformed-rate", "0.01", "--window-ms", "10000",
+          "--flows", "64"]
+# rows: table_rows, room for every (key, window) one flush can see (a sink that
+# falls behind makes flushes cover more). Pools: enough datagrams that the pool
+# draws nearly every key.
 SCENARIOS = {
     "A": dict(desc="TLY1, 1 event/datagram, 1M keys uniform", unit="Mpps",
               gen=["--proto", "tly1", "--events-per-dgram", "1", "--keys", "1000000",
-                   "--pool", "1048576"], rows=4194304, target=("mpps", 8.0)),
+                   "--pool", "4194304"], rows=1310720, target=("mpps", 8.0)),
     "B": dict(desc="TLY1, 32 events/datagram, 1M keys Zipf(1.1)", unit="events/s",
               gen=["--proto", "tly1", "--events-per-dgram", "32", "--keys", "1000000",
-                   "--dist", "zipf", "--zipf-s", "1.1", "--pool", "65536"],
-              rows=4194304, target=("events", 20e6)),
+                   "--dist", "zipf", "--zipf-s", "1.1", "--pool", "131072"],
+              rows=1310720, target=("events", 20e6)),
     "C": dict(desc="TLY1, 32 events/datagram, 10M keys uniform", unit="events/s",
               gen=["--proto", "tly1", "--events-per-dgram", "32", "--keys", "10000000",
-                   "--pool", "524288"], rows=8388608, target=("events", 10e6)),
+                   "--pool", "1048576"], rows=10485760, target=("events", 10e6)),
     "D": dict(desc="StatsD, 20 lines/datagram, 100k names with tags", unit="lines/s",
               gen=["--proto", "statsd", "--events-per-dgram", "20", "--keys", "100000",
-                   "--pool", "65536"], rows=1048576, target=("events", 10e6)),
+                   "--pool", "65536"], rows=262144, target=("events", 10e6)),
 }
-EAL = ["--no-huge", "--no-pci", "--log-level=*:warning"]
+DEDUP_IDS = "50000000"
 procs = []
 
 
@@ -82,49 +90,59 @@ def peak_rss_mb(pid):
     return 0.0
 
 
+def eal(a, prefix, lcores):
+    mem = ["--huge-unlink"] if a.huge else ["--no-huge"]
+    return ["--", *lcores, "-m", "512", "--file-prefix", prefix, "--no-pci",
+            "--log-level=*:warning", *mem]
+
+
 def gen_cmd(a, sc, tmp, sock, seconds, rate, expected):
     cmd = [f"{a.build}/perf/tally-gen"] + sc["gen"] + COMMON + [
-        "--duration", str(seconds), "--rate", str(int(rate)), "--linger", "120",
-        "--window-ms", "10000", "--flows", "64",
+        "--duration", str(seconds), "--rate", str(int(rate)), "--linger", "300",
         "--port", f"net_memif0,role=client,socket={sock},socket-abstract=no"]
     if expected:
         cmd += ["--expected", f"{tmp}/expected.tsv"]
-    return cmd + ["--", "-l", "0", "-m", "4096", "--file-prefix", "bgen"] + EAL
+    return cmd + eal(a, "bgen", ["-l", "0"])
+
+
+def start_receiver(a, name, sc, tmp, seconds, log):
+    sock, ctl = f"{tmp}/memif.sock", f"{tmp}/ctl.sock"
+    dev = f"net_memif0,role=server,socket={sock},socket-abstract=no"
+    if name == "tally":
+        recv = spawn([f"{a.build}/ctrlplane/tallyd", "--port", dev, "--sqlite_path",
+                      f"{tmp}/tally.db", "--ctl_socket", ctl, "--dedup_capacity", DEDUP_IDS,
+                      "--table_rows", str(sc["rows"]), "--stop_after_idle_ms", "2000"]
+                     + eal(a, "brecv", ["--lcores", "0@0,1@1"]), log)
+        ready = lambda: os.path.exists(ctl)
+    else:
+        recv = spawn([f"{a.build}/perf/tally-null", "--duration", str(seconds + 4), "--port", dev]
+                     + eal(a, "brecv", ["-l", "1"]), log)
+        ready = lambda: os.path.exists(sock)
+    wait_for(lambda: ready() or recv.poll() is not None, 300, name)
+    if recv.poll() is not None:
+        raise RuntimeError(f"{name} exited early")
+    return recv
 
 
 def run_receiver(a, name, sc, seconds, rate=0, check=True):
     tmp = tempfile.mkdtemp(prefix="tally-bench.")
-    sock, ctl = f"{tmp}/memif.sock", f"{tmp}/ctl.sock"
     rlog, glog = open(f"{tmp}/recv.txt", "w+"), open(f"{tmp}/gen.txt", "w+")
-    dev = f"net_memif0,role=server,socket={sock},socket-abstract=no"
     try:
-        if name == "tally":
-            recv = spawn([f"{a.build}/ctrlplane/tallyd", "--port", dev, "--sqlite_path",
-                          f"{tmp}/tally.db", "--ctl_socket", ctl, "--dedup_capacity", "50000000",
-                          "--table_rows", str(sc["rows"]), "--stop_after_idle_ms", "2000",
-                          "--", "--lcores", "0@0,1@1", "-m", "1024", "--file-prefix", "brecv"]
-                         + EAL, rlog)
-            wait_for(lambda: os.path.exists(ctl) or recv.poll() is not None, 120, "tallyd")
-        else:
-            recv = spawn([f"{a.build}/perf/tally-null", "--duration", str(seconds + 4),
-                          "--port", dev, "--", "-l", "1", "-m", "1024", "--file-prefix", "brecv"]
-                         + EAL, rlog)
-            wait_for(lambda: os.path.exists(sock) or recv.poll() is not None, 60, "tally-null")
-        if recv.poll() is not None:
-            raise RuntimeError(f"{name} exited early")
-        gen = spawn(gen_cmd(a, sc, tmp, sock, seconds, rate, name == "tally" and check), glog)
+        recv = start_receiver(a, name, sc, tmp, seconds, rlog)
+        gen = spawn(gen_cmd(a, sc, tmp, f"{tmp}/memif.sock", seconds, rate,
+                            name == "tally" and check), glog)
         wait_for(lambda: "events_per_sec" in open(f"{tmp}/gen.txt").read() or gen.poll() is not None,
-                 seconds + 600, "the generator's report")
+                 seconds + 900, "the generator's report")
         rss = peak_rss_mb(recv.pid)
-        recv.wait(timeout=600)
-        gen.wait(timeout=130)
+        recv.wait(timeout=1800)
+        gen.wait(timeout=310)
         g, r = kv(open(f"{tmp}/gen.txt").read()), kv(open(f"{tmp}/recv.txt").read())
         res = dict(receiver=name, gen=g, recv=r, rss_mb=rss, exact=None)
         if name == "tally" and check:
             c = subprocess.run([f"{TOP}/perf/tally-check", f"{tmp}/expected.tsv", f"{tmp}/tally.db"],
-                               capture_output=True, text=True, timeout=1200)
+                               capture_output=True, text=True, timeout=1800)
             res["exact"] = c.returncode == 0
-            res["check"] = c.stdout.strip().splitlines()[-1:] if c.stdout else c.stderr.strip()
+            res["check"] = (c.stdout.strip().splitlines() or [c.stderr.strip()])[-1]
         return res
     except Exception as e:  # keep the other runs going; say what broke
         kill_all()
@@ -135,9 +153,22 @@ def run_receiver(a, name, sc, seconds, rate=0, check=True):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def metrics(res, seconds):
+def run_pipeline(a, sc, seconds):
+    """Tally's per-packet code on the same frames, without packet I/O."""
+    cmd = ([f"{a.build}/perf/tally-pipeline"] + sc["gen"] + COMMON +
+           ["--table-rows", str(sc["rows"]), "--dedup-capacity", DEDUP_IDS,
+            "--seconds", str(seconds)] + eal(a, "bpipe", ["-l", "1"]))
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 600)
+    r = kv(p.stdout)
+    if p.returncode != 0 or "events_per_sec" not in r:
+        return dict(error=(p.stdout + p.stderr)[-500:])
+    return dict(events_per_s=r["events_per_sec"], cycles_per_event=r["cycles_per_event"],
+                huge_mb=r.get("huge_pages_mb", 0), check="check OK" in p.stdout)
+
+
+def metrics(res):
     g, r = res["gen"], res["recv"]
-    secs = g.get("seconds", seconds) or seconds
+    secs = g.get("seconds") or 1
     if res["receiver"] == "null":
         return dict(offered_mpps=g["datagrams_sent"] / secs / 1e6, rx_mpps=r.get("mpps", 0),
                     imissed=r.get("imissed", 0), nombuf=r.get("rx_nombuf", 0))
@@ -159,24 +190,27 @@ def med(vals):
     return (statistics.median(vals), min(vals), max(vals)) if vals else (0, 0, 0)
 
 
-def machine():
+def machine(a):
     model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
                   if l.startswith("model name")), platform.processor())
     mem = next(l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal"))
     dpdk = subprocess.run(["pkg-config", "--modversion", "libdpdk"], capture_output=True,
                           text=True).stdout.strip()
     thp = open("/sys/kernel/mm/transparent_hugepage/enabled").read().strip()
+    pages = "2 MiB huge pages" if a.huge else "--no-huge (4 KiB pages)"
     return (f"{model}, {os.cpu_count()} cores, {int(mem) // 1024 // 1024} GiB, kernel "
-            f"{platform.release()}, DPDK {dpdk}, --no-huge (THP for tallyd's tables: {thp})")
+            f"{platform.release()}, DPDK {dpdk}; DPDK memory: {pages}; tallyd's tables: "
+            f"transparent huge pages ({thp})")
 
 
-def fmt(t):
-    return f"{t[0]:.2f} [{t[1]:.2f}-{t[2]:.2f}]"
+def fmt(t, scale=1):
+    return f"{t[0] * scale:.2f} [{t[1] * scale:.2f}-{t[2] * scale:.2f}]"
 
 
-def summarize(name, sc, tally, null, loss):
-    tm = [metrics(r, 0) for r in tally if "error" not in r]
-    nm = [metrics(r, 0) for r in null if "error" not in r]
+def summarize(name, sc, tally, null, pipe, loss):
+    tm = [metrics(r) for r in tally if "error" not in r]
+    nm = [metrics(r) for r in null if "error" not in r]
+    pm = [p for p in pipe if "error" not in p]
     rx, ceil = med([m["rx_mpps"] for m in tm]), med([m["rx_mpps"] for m in nm])
     key = "lines_per_s" if name == "D" else "events_per_s"
     ev = med([m[key] / 1e6 for m in tm])
@@ -184,14 +218,18 @@ def summarize(name, sc, tally, null, loss):
              offered_mpps=med([m["offered_mpps"] for m in tm]), rx_mpps=rx,
              mevents_per_s=ev, null_mpps=ceil, ratio=rx[0] / ceil[0] if ceil[0] else 0,
              cycles_per_event=med([m["cycles_per_event"] for m in tm]),
+             pipe_mevents=med([p["events_per_s"] / 1e6 for p in pm]),
+             pipe_cycles=med([p["cycles_per_event"] for p in pm]),
+             pipe_check=all(p["check"] for p in pm) if pm else False,
              imissed=sum(m["imissed"] for m in tm), nombuf=sum(m["nombuf"] for m in tm),
              table_full=sum(m["table_full"] for m in tm), rss_mb=max([m["rss_mb"] for m in tm] or [0]),
              exact=all(m["exact"] for m in tm) if tm else False,
-             errors=[r["error"] for r in tally + null if "error" in r])
+             errors=[r["error"] for r in tally + null + pipe if "error" in r])
     if loss:
-        lm = metrics(loss, 0) if "error" not in loss else None
+        lm = metrics(loss) if "error" not in loss else None
         s["loss_run"] = dict(rate_mpps=loss.get("rate", 0) / 1e6, loss=lm and lm["loss"],
-                             exact=lm and lm["exact"], error=loss.get("error"))
+                             imissed=lm and lm["imissed"], exact=lm and lm["exact"],
+                             error=loss.get("error"))
     kind, goal = sc["target"]
     got = rx[0] if kind == "mpps" else ev[0] * 1e6
     if kind == "mpps":
@@ -202,20 +240,95 @@ def summarize(name, sc, tally, null, loss):
 
 
 def table(summary):
-    hdr = ("| scen | offered Mpps | received Mpps | M events/s (per worker core) | null ceiling Mpps "
-           "| ratio | cycles/event | imissed | nombuf | table_full | peak RSS MB | exact | 90% run | target |")
-    lines = [hdr, "|" + "---|" * 14]
+    hdr = ("| scen | offered Mpps | received Mpps | M events/s per worker core | null ceiling Mpps "
+           "| ratio | cycles/event | Tally alone: M events/s (cycles/event) | imissed | nombuf "
+           "| table full | peak RSS MB | exact | 90% run, 30 s | target |")
+    lines = [hdr, "|" + "---|" * 15]
     for s in summary:
         lr = s.get("loss_run")
         lrt = (f"{lr['rate_mpps']:.2f} Mpps: loss {lr['loss']:.0f}, exact {lr['exact']}"
                if lr and lr.get("error") is None and lr["loss"] is not None else "-")
         t = s["target"]
-        tt = "met" if t["met"] else f"missed by {t['short_by_pct']:.0f}%"
+        unit = "Mpps" if s["scenario"] == "A" else "M/s"
+        tt = (f"met ({t['got'] / 1e6 if unit != 'Mpps' else t['got']:.2f} >= "
+              f"{t['goal'] / 1e6 if unit != 'Mpps' else t['goal']:.2f} {unit})" if t["met"] else
+              f"missed by {t['short_by_pct']:.0f}% (goal {t['goal'] / 1e6 if unit != 'Mpps' else t['goal']:.2f} {unit})")
         lines.append(f"| {s['scenario']} | {fmt(s['offered_mpps'])} | {fmt(s['rx_mpps'])} | "
                      f"{fmt(s['mevents_per_s'])} | {fmt(s['null_mpps'])} | {s['ratio']:.2f} | "
-                     f"{s['cycles_per_event'][0]:.0f} | {s['imissed']:.0f} | {s['nombuf']:.0f} | "
+                     f"{s['cycles_per_event'][0]:.0f} | {fmt(s['pipe_mevents'])} "
+                     f"({s['pipe_cycles'][0]:.0f}) | {s['imissed']:.0f} | {s['nombuf']:.0f} | "
                      f"{s['table_full']:.0f} | {s['rss_mb']:.0f} | {s['exact']} | {lrt} | {tt} |")
     return "\n".join(lines)
+
+
+def setup_hugepages(a):
+    if a.no_hugepages:
+        return False
+    r = subprocess.run(["bash", f"{TOP}/deploy/hugepages.sh", "768"], capture_output=True, text=True)
+    print((r.stdout + r.stderr).strip())
+    return r.returncode == 0
+
+
+def run_scenario(a, name, sc, raw):
+    print(f"== scenario {name}: {sc['desc']}", flush=True)
+    tally, null, pipe = [], [], []
+    for i in range(a.runs):
+        for recv, acc in (("tally", tally), ("null", null)):
+            r = run_receiver(a, recv, sc, a.seconds)
+            acc.append(r)
+            raw.append(dict(scenario=name, run=i, **r))
+            m = metrics(r) if "error" not in r else r
+            print(f"   {recv:5} run {i}: {json.dumps(m, default=str)[:300]}", flush=True)
+    for i in range(a.runs):
+        p = run_pipeline(a, sc, min(a.seconds, 5))
+        pipe.append(p)
+        raw.append(dict(scenario=name, run=i, receiver="pipeline", **p))
+        print(f"   pipeline run {i}: {json.dumps(p)[:300]}", flush=True)
+    loss = None
+    good = [metrics(r)["rx_mpps"] for r in tally if "error" not in r]
+    if not a.no_loss_run and good:
+        rate = 0.9 * statistics.median(good) * 1e6
+        loss = run_receiver(a, "tally", sc, a.loss_seconds, rate=rate)
+        loss["rate"] = rate
+        raw.append(dict(scenario=name, run="loss90", **loss))
+        print(f"   90% run at {rate / 1e6:.2f} Mpps: "
+              f"{json.dumps(metrics(loss) if 'error' not in loss else loss, default=str)[:300]}")
+    return summarize(name, sc, tally, null, pipe, loss)
+
+
+def write_outputs(a, summary, raw, t):
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    with open(f"{a.out}/bench-{stamp}.json", "w") as f:
+        json.dump(dict(machine=machine(a), args=vars(a), summary=summary, runs=raw), f,
+                  indent=1, default=str)
+    with open(f"{a.out}/bench-{stamp}.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["scenario", "run", "receiver", "offered_mpps", "rx_mpps", "events_per_s",
+                    "cycles_per_event", "loss", "exact", "error"])
+        for r in raw:
+            if r.get("receiver") == "pipeline":
+                w.writerow([r["scenario"], r["run"], "pipeline", "", "", r.get("events_per_s"),
+                            r.get("cycles_per_event"), "", r.get("check"), r.get("error")])
+                continue
+            m = metrics(r) if "error" not in r else {}
+            w.writerow([r["scenario"], r["run"], r["receiver"], m.get("offered_mpps"),
+                        m.get("rx_mpps"), m.get("events_per_s", m.get("lines_per_s")),
+                        m.get("cycles_per_event"), m.get("loss"), m.get("exact"), r.get("error")])
+    if not a.quick:
+        with open(a.results_md, "w") as f:
+            f.write(f"# Benchmark results\n\nMeasured {datetime.datetime.now():%Y-%m-%d %H:%M} with\n"
+                    f"`{' '.join(sys.argv)}` ({a.runs} runs per case, {a.seconds:.0f} s each, "
+                    f"alternating tallyd and the null receiver; median [min-max]).\n\n"
+                    f"Machine: {machine(a)}.\n\n{t}\n\n"
+                    "Columns: received Mpps and events/s are what tallyd took from the port "
+                    "(equal to what the generator offered, which retries a full ring); the null "
+                    "ceiling is tally-null on the same generator; ratio = Tally / ceiling; "
+                    "cycles/event are TSC cycles inside tallyd's worker per event parsed; "
+                    "\"Tally alone\" is tally-pipeline, the same frames through the worker's code "
+                    "without packet I/O; exact = SQLite totals equal the generator's expected "
+                    "totals for every key and window.\n\n"
+                    f"Raw runs: `perf/out/bench-{stamp}.json` (not committed).\n")
+    print(f"\nresults: {a.out}/bench-{stamp}.json, .csv" + ("" if a.quick else f", {a.results_md}"))
 
 
 def main():
@@ -225,68 +338,38 @@ def main():
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--loss-seconds", type=float, default=30)
     ap.add_argument("--no-loss-run", action="store_true")
+    ap.add_argument("--no-hugepages", action="store_true", help="run DPDK with --no-huge")
     ap.add_argument("--quick", action="store_true", help="10x fewer keys, 3 s, 1 run, no loss run")
     ap.add_argument("--out", default=f"{TOP}/perf/out")
     ap.add_argument("--build", default=f"{TOP}/build")
     ap.add_argument("--results-md", default=f"{TOP}/perf/RESULTS.md")
     a = ap.parse_args()
-    for b in ("ctrlplane/tallyd", "perf/tally-gen", "perf/tally-null"):
+    for b in ("ctrlplane/tallyd", "perf/tally-gen", "perf/tally-null", "perf/tally-pipeline"):
         if not os.access(f"{a.build}/{b}", os.X_OK):
             die(f"{a.build}/{b} missing: build first (ninja -C build)")
+    names = a.scenarios.split(",")
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        die(f"unknown scenario(s) {','.join(unknown)}: choose from {','.join(SCENARIOS)}")
     if a.quick:
         a.runs, a.seconds, a.no_loss_run = 1, 3, True
         for sc in SCENARIOS.values():
-            i = sc["gen"].index("--keys")
-            sc["gen"][i + 1] = str(int(sc["gen"][i + 1]) // 10)
+            for flag, div in (("--keys", 10), ("--pool", 16)):
+                i = sc["gen"].index(flag)
+                sc["gen"][i + 1] = str(max(1024, int(sc["gen"][i + 1]) // div))
+            sc["rows"] //= 8
+    a.huge = setup_hugepages(a)
     os.makedirs(a.out, exist_ok=True)
     summary, raw = [], []
     signal.signal(signal.SIGTERM, lambda *_: (kill_all(), sys.exit(1)))
     try:
-        for name in a.scenarios.split(","):
-            sc = SCENARIOS[name]
-            print(f"== scenario {name}: {sc['desc']}", flush=True)
-            tally, null = [], []
-            for i in range(a.runs):
-                for recv, acc in (("tally", tally), ("null", null)):
-                    r = run_receiver(a, recv, sc, a.seconds)
-                    acc.append(r)
-                    raw.append(dict(scenario=name, run=i, **r))
-                    m = metrics(r, a.seconds) if "error" not in r else r
-                    print(f"   {recv:5} run {i}: {json.dumps(m, default=str)[:300]}", flush=True)
-            loss = None
-            good = [metrics(r, 0)["rx_mpps"] for r in tally if "error" not in r]
-            if not a.no_loss_run and good:
-                rate = 0.9 * statistics.median(good) * 1e6
-                loss = run_receiver(a, "tally", sc, a.loss_seconds, rate=rate)
-                loss["rate"] = rate
-                raw.append(dict(scenario=name, run="loss90", **loss))
-                print(f"   90% run at {rate / 1e6:.2f} Mpps: "
-                      f"{json.dumps(metrics(loss, 0) if 'error' not in loss else loss, default=str)[:300]}")
-            summary.append(summarize(name, sc, tally, null, loss))
+        for name in names:
+            summary.append(run_scenario(a, name, SCENARIOS[name], raw))
     finally:
         kill_all()
     t = table(summary)
     print("\n" + t)
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    with open(f"{a.out}/bench-{stamp}.json", "w") as f:
-        json.dump(dict(machine=machine(), args=vars(a), summary=summary, runs=raw), f, indent=1,
-                  default=str)
-    with open(f"{a.out}/bench-{stamp}.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["scenario", "run", "receiver", "offered_mpps", "rx_mpps", "events_per_s",
-                    "cycles_per_event", "loss", "exact", "error"])
-        for r in raw:
-            m = metrics(r, a.seconds) if "error" not in r else {}
-            w.writerow([r["scenario"], r["run"], r["receiver"], m.get("offered_mpps"),
-                        m.get("rx_mpps"), m.get("events_per_s", m.get("lines_per_s")),
-                        m.get("cycles_per_event"), m.get("loss"), m.get("exact"), r.get("error")])
-    if not a.quick:
-        with open(a.results_md, "w") as f:
-            f.write(f"# Benchmark results\n\nMeasured {datetime.datetime.now():%Y-%m-%d %H:%M} with\n"
-                    f"`{' '.join(sys.argv)}` ({a.runs} runs per case, {a.seconds:.0f} s each, "
-                    f"alternating tallyd and the null receiver; median [min-max]).\n\n"
-                    f"Machine: {machine()}.\n\n{t}\n\nRaw runs: `{a.out}/bench-{stamp}.json`.\n")
-    print(f"\nresults: {a.out}/bench-{stamp}.json, .csv" + ("" if a.quick else f", {a.results_md}"))
+    write_outputs(a, summary, raw, t)
 
 
 if __name__ == "__main__":

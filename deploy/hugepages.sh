@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Reserve 2 MiB huge pages for DPDK and mount hugetlbfs, as root:
+#   deploy/hugepages.sh [PAGES]      (default 512 = 1 GiB)
+# Idempotent: never lowers a reservation that is already larger. Prints
+# "hugepages: N free of M at MOUNT" and exits 0 when DPDK can use them, 1 when
+# not (not root, or the kernel could not find PAGES free pages), so callers
+# can fall back to --no-huge. tallyd's own tables do not need this: they use
+# transparent huge pages (see dataplane/mem.c).
+set -u
+pages=${1:-512}
+sys=/proc/sys/vm/nr_hugepages
+mnt=/dev/hugepages
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "hugepages: not root; DPDK will run with --no-huge" >&2
+  exit 1
+fi
+have=$(cat "$sys")
+if [ "$have" -lt "$pages" ]; then
+  echo "$pages" > "$sys" 2>/dev/null || true
+fi
+if ! grep -q " $mnt hugetlbfs " /proc/mounts; then
+  mkdir -p "$mnt"
+  mount -t hugetlbfs nodev "$mnt" 2>/dev/null || {
+    echo "hugepages: cannot mount hugetlbfs at $mnt" >&2; exit 1; }
+fi
+total=$(awk '/^HugePages_Total/ {print $2}' /proc/meminfo)
+free=$(awk '/^HugePages_Free/ {print $2}' /proc/meminfo)
+echo "hugepages: $free free of $total at $mnt"
+[ "$free" -ge "$pages" ] || {
+  echo "hugepages: only $free of the $pages pages asked for are free (memory fragmented?)" >&2
+  exit 1; }
