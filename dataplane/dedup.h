@@ -178,16 +178,26 @@ static inline struct tally_dedup_view tally_dedup_view(const struct tally_dedup 
 }
 
 /*
- * One pass over a bucket for the fast path: bit i of the result says slot i is
- * live; *maybe says some slot holds the fingerprint and role `mine` (live or
- * not: the exact path decides). With SSE4.2 the eight 16-bit generation fields
- * are gathered into one register and judged together (~30 instructions a
- * bucket, against ~140 for a slot at a time); each 8-byte half of a 16-byte load
- * is atomic, which is all a slot needs.
+ * One pass over a bucket for the fast path: which slots are live, and whether
+ * any holds the fingerprint and role `mine` (live or not); which ones is worked
+ * out only then (duplicates are the rare case). With SSE4.2 the eight 16-bit
+ * generation fields are gathered into one register and judged together (~30
+ * instructions a bucket, against ~140 for a slot at a time); each 8-byte half of
+ * a 16-byte load is atomic, which is all a slot needs.
  */
+struct tally_dedup_scan {
+	uint32_t live; /* bit i: slot i is live */
+	bool maybe;    /* some slot holds `mine` */
 #if defined(__SSE4_2__)
-static inline uint32_t tally_dedup_scan(const struct tally_dedup_bucket *b, uint64_t mine,
-					uint16_t lo, bool *maybe)
+	__m128i m[4];  /* slots 2k, 2k+1 hold `mine` */
+#else
+	uint32_t match;
+#endif
+};
+
+#if defined(__SSE4_2__)
+static inline void tally_dedup_scan(const struct tally_dedup_bucket *b, uint64_t mine,
+				    uint16_t lo, struct tally_dedup_scan *r)
 {
 	const __m128i gm = _mm_set1_epi64x(TALLY_DEDUP_GEN_MASK);
 	const __m128i me = _mm_set1_epi64x((long long)mine);
@@ -196,11 +206,12 @@ static inline uint32_t tally_dedup_scan(const struct tally_dedup_bucket *b, uint
 	 * load into pandn and reload for the shuffle, seeing two moments) */
 	const volatile __m128i *q = (const volatile __m128i *)b->slot;
 	__m128i v0 = q[0], v1 = q[1], v2 = q[2], v3 = q[3];
-	__m128i m = _mm_or_si128(
-		_mm_or_si128(_mm_cmpeq_epi64(_mm_andnot_si128(gm, v0), me),
-			     _mm_cmpeq_epi64(_mm_andnot_si128(gm, v1), me)),
-		_mm_or_si128(_mm_cmpeq_epi64(_mm_andnot_si128(gm, v2), me),
-			     _mm_cmpeq_epi64(_mm_andnot_si128(gm, v3), me)));
+
+	r->m[0] = _mm_cmpeq_epi64(_mm_andnot_si128(gm, v0), me);
+	r->m[1] = _mm_cmpeq_epi64(_mm_andnot_si128(gm, v1), me);
+	r->m[2] = _mm_cmpeq_epi64(_mm_andnot_si128(gm, v2), me);
+	r->m[3] = _mm_cmpeq_epi64(_mm_andnot_si128(gm, v3), me);
+	__m128i any = _mm_or_si128(_mm_or_si128(r->m[0], r->m[1]), _mm_or_si128(r->m[2], r->m[3]));
 	/* low 16 bits of slot i -> 16-bit lane i */
 	__m128i g = _mm_or_si128(
 		_mm_or_si128(_mm_shuffle_epi8(v0, _mm_setr_epi8(0, 1, 8, 9, -1, -1, -1, -1, -1, -1,
@@ -216,24 +227,33 @@ static inline uint32_t tally_dedup_scan(const struct tally_dedup_bucket *b, uint
 				  _mm_set1_epi16((short)lo));
 	__m128i live = _mm_cmpeq_epi16(_mm_min_epu16(d, _mm_set1_epi16(TALLY_DEDUP_SPAN)), d);
 
-	*maybe = !_mm_testz_si128(m, m);
-	return (uint32_t)_mm_movemask_epi8(_mm_packs_epi16(live, _mm_setzero_si128())) & 0xff;
+	r->maybe = !_mm_testz_si128(any, any);
+	r->live = (uint32_t)_mm_movemask_epi8(_mm_packs_epi16(live, _mm_setzero_si128())) & 0xff;
+}
+
+static inline uint32_t tally_dedup_match(const struct tally_dedup_scan *r)
+{
+	return (uint32_t)(_mm_movemask_pd(_mm_castsi128_pd(r->m[0])) |
+			  _mm_movemask_pd(_mm_castsi128_pd(r->m[1])) << 2 |
+			  _mm_movemask_pd(_mm_castsi128_pd(r->m[2])) << 4 |
+			  _mm_movemask_pd(_mm_castsi128_pd(r->m[3])) << 6);
 }
 #else
-static inline uint32_t tally_dedup_scan(const struct tally_dedup_bucket *b, uint64_t mine,
-					uint16_t lo, bool *maybe)
+static inline void tally_dedup_scan(const struct tally_dedup_bucket *b, uint64_t mine,
+				    uint16_t lo, struct tally_dedup_scan *r)
 {
-	uint32_t lv = 0;
-
-	*maybe = false;
+	r->live = r->match = 0;
 	for (unsigned i = 0; i < TALLY_DEDUP_WAYS; i++) {
 		uint64_t s = ck_pr_load_64(&b->slot[i]);
 
-		lv |= (uint32_t)((uint16_t)((s & TALLY_DEDUP_GEN_MASK) - lo) <= TALLY_DEDUP_SPAN) << i;
-		*maybe |= (s & ~(uint64_t)TALLY_DEDUP_GEN_MASK) == mine;
+		r->live |= (uint32_t)((uint16_t)((s & TALLY_DEDUP_GEN_MASK) - lo) <=
+				      TALLY_DEDUP_SPAN) << i;
+		r->match |= (uint32_t)((s & ~(uint64_t)TALLY_DEDUP_GEN_MASK) == mine) << i;
 	}
-	return lv;
+	r->maybe = r->match != 0;
 }
+
+static inline uint32_t tally_dedup_match(const struct tally_dedup_scan *r) { return r->match; }
 #endif
 
 /* The cold half: the window wraps, both buckets full, a CAS lost. Exact, slow. */
@@ -252,19 +272,22 @@ static inline enum tally_dedup_result tally_dedup_insert(struct tally_dedup *d,
 {
 	uint64_t h = r.h, fp = h << 16;
 	struct tally_dedup_bucket *a = &d->b[r.a], *b = &d->b[r.b];
+	struct tally_dedup_scan sa, sb;
 	uint32_t la, lb, fa, fb;
 	bool to_b;
 
 	_Static_assert(TALLY_DEDUP_ROLE_B == 1u << 15, "role bit");
-
-	bool maybe_a, maybe_b;
-
 	if (unlikely(!v.simple))
 		return tally_dedup_insert_slow(d, h, v.gen);
-	la = tally_dedup_scan(a, fp, v.lo, &maybe_a);
-	lb = tally_dedup_scan(b, fp | TALLY_DEDUP_ROLE_B, v.lo, &maybe_b);
-	if (maybe_a | maybe_b) /* a duplicate, almost surely: the exact path says */
-		return tally_dedup_insert_slow(d, h, v.gen);
+	tally_dedup_scan(a, fp, v.lo, &sa);
+	tally_dedup_scan(b, fp | TALLY_DEDUP_ROLE_B, v.lo, &sb);
+	la = sa.live;
+	lb = sb.live;
+	if (unlikely(sa.maybe | sb.maybe)) {
+		if ((tally_dedup_match(&sa) & la) | (tally_dedup_match(&sb) & lb))
+			return TALLY_DEDUP_DUP;
+		return tally_dedup_insert_slow(d, h, v.gen); /* its expired slot: the exact path */
+	}
 	fa = ~la & 0xff;
 	fb = ~lb & 0xff;
 	if (unlikely((fa | fb) == 0))
