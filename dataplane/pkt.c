@@ -245,17 +245,14 @@ HOT bool fast_ipv4_udp(const uint8_t *f, uint32_t len, enum tally_csum_state ip_
 	return true;
 }
 
-int tally_pkt_parse(const uint8_t *frame, uint32_t len, enum tally_csum_state ip_csum,
-		    enum tally_csum_state l4_csum, const uint16_t *ports, unsigned nports,
-		    struct tally_udp *out)
+int tally_pkt_parse_general(const uint8_t *frame, uint32_t len, enum tally_csum_state ip_csum,
+			    enum tally_csum_state l4_csum, const uint16_t *ports, unsigned nports,
+			    struct tally_udp *out)
 {
 	uint16_t et = 0;
 	int drop = TALLY_OK;
-	uint32_t off;
+	uint32_t off = l2(frame, len, &et, &drop);
 
-	if (fast_ipv4_udp(frame, len, ip_csum, l4_csum, ports, nports, out))
-		return TALLY_OK;
-	off = l2(frame, len, &et, &drop);
 	if (off == 0)
 		return drop;
 	if (et == ET_IPV4)
@@ -263,4 +260,13 @@ int tally_pkt_parse(const uint8_t *frame, uint32_t len, enum tally_csum_state ip
 	if (et == ET_IPV6)
 		return ipv6(frame + off, len - off, l4_csum, ports, nports, out);
 	return TALLY_C_DROP_ETHERTYPE;
+}
+
+int tally_pkt_parse(const uint8_t *frame, uint32_t len, enum tally_csum_state ip_csum,
+		    enum tally_csum_state l4_csum, const uint16_t *ports, unsigned nports,
+		    struct tally_udp *out)
+{
+	if (fast_ipv4_udp(frame, len, ip_csum, l4_csum, ports, nports, out))
+		return TALLY_OK;
+	return tally_pkt_parse_general(frame, len, ip_csum, l4_csum, ports, nports, out);
 }

@@ -32,5 +32,10 @@ struct tally_udp {
 int tally_pkt_parse(const uint8_t *frame, uint32_t len, enum tally_csum_state ip_csum,
 		    enum tally_csum_state l4_csum, const uint16_t *ports, unsigned nports,
 		    struct tally_udp *out);
+/* The same without the fast path for plain IPv4/UDP frames; for tests, which
+ * check that the two agree. */
+int tally_pkt_parse_general(const uint8_t *frame, uint32_t len, enum tally_csum_state ip_csum,
+			    enum tally_csum_state l4_csum, const uint16_t *ports, unsigned nports,
+			    struct tally_udp *out);
 
 #endif
