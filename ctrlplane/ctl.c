@@ -32,6 +32,7 @@ void tally_daemon_counters(const struct tally_daemon *d, uint64_t out[TALLY_C_MA
 			out[c] += ck_pr_load_64((uint64_t *)&d->workers[i].ctr.v[c]);
 	for (unsigned c = 0; c < TALLY_C_MAX; c++)
 		out[c] += ck_pr_load_64((uint64_t *)&d->fl.ctr.v[c]);
+	out[TALLY_C_DEDUP_GEN_HELD] = ck_pr_load_64((uint64_t *)&d->sh.dedup->held_back);
 	if (rte_eth_stats_get(d->port, &ps) == 0) {
 		out[TALLY_C_PORT_IMISSED] = ps.imissed;
 		out[TALLY_C_PORT_NOMBUF] = ps.rx_nombuf;

@@ -67,6 +67,7 @@
 	_(DROP_TABLE_FULL, "drop_table_full", "window table full and no spare table") \
 	_(DEDUP_INSERTED, "dedup_inserted", "event ids remembered") \
 	_(DEDUP_EVICTED, "dedup_evicted", "live ids evicted early because their bucket was full") \
+	_(DEDUP_GEN_HELD, "dedup_gen_held", "dedup generation changes held back: the sweeper was behind") \
 	_(WINDOW_ROWS, "window_rows", "(key, window) rows created in worker tables") \
 	_(TABLES_SEALED, "tables_sealed", "window tables handed to the flusher") \
 	_(SEAL_DEFERRED, "seal_deferred", "flush ticks skipped because no spare table was free") \

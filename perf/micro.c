@@ -5,7 +5,8 @@
  * hashing, dedup insert of new ids and probe of duplicates, window-table
  * updates and row creation, at table sizes in and far beyond the caches, with
  * and without the prefetch-ahead the worker uses; and, off the per-packet path,
- * SQLite sink upserts per second. Every case checks its results, so a figure is
+ * SQLite sink upserts per second; and the dedup design choice with two workers
+ * (micro_steer.c). Every case checks its results, so a figure is
  * never for work that went wrong. TSC ticks are reference cycles at the TSC
  * frequency printed in the header, not core cycles under turbo.
  *
@@ -20,6 +21,7 @@
 #include <x86intrin.h>
 
 #include "counters.h"
+#include "micro.h"
 #include "dedup.h"
 #include "parse_statsd.h"
 #include "parse_tly1.h"
@@ -51,7 +53,7 @@ static void calibrate(void)
 	tsc_hz = (double)(__rdtsc() - c0) / (now_s() - t0);
 }
 
-static void report(const char *stage, const char *cas, uint64_t ops, uint64_t cycles, size_t bytes)
+void micro_report(const char *stage, const char *cas, uint64_t ops, uint64_t cycles, size_t bytes)
 {
 	double cpo = (double)cycles / (double)ops;
 
@@ -65,7 +67,7 @@ static void report(const char *stage, const char *cas, uint64_t ops, uint64_t cy
 	first_row = false;
 }
 
-static void fail(const char *what)
+void micro_fail(const char *what)
 {
 	fprintf(stderr, "tally-micro: %s\n", what);
 	exit(1);
@@ -120,9 +122,9 @@ static void bench_frame(uint64_t reps)
 		f[50] = (uint8_t)r; /* a payload byte: keep the loop honest */
 		if (tally_pkt_parse(f, len, TALLY_CSUM_UNKNOWN, TALLY_CSUM_UNKNOWN, ports, 2, &u) !=
 		    TALLY_OK)
-			fail("frame parse failed");
+			micro_fail("frame parse failed");
 	}
-	report("frame", "Ethernet/IPv4/UDP, IP checksum in software", reps, __rdtsc() - c0, 0);
+	micro_report("frame", "Ethernet/IPv4/UDP, IP checksum in software", reps, __rdtsc() - c0, 0);
 }
 
 /* A TLY1 datagram of n events with keys of klen bytes. */
@@ -158,10 +160,10 @@ static void bench_tly1(unsigned n, unsigned klen, uint64_t reps)
 	for (uint64_t r = 0; r < reps; r++) {
 		b.n = 0;
 		if (tally_tly1_parse(d, len, NULL, &b, NULL) != TALLY_OK)
-			fail("TLY1 parse failed");
+			micro_fail("TLY1 parse failed");
 	}
 	snprintf(cas, sizeof(cas), "TLY1, %u event(s) of %u-byte keys (per event)", n, klen);
-	report("parse", cas, reps * n, __rdtsc() - c0, 0);
+	micro_report("parse", cas, reps * n, __rdtsc() - c0, 0);
 }
 
 static void bench_statsd(uint64_t reps)
@@ -183,9 +185,9 @@ static void bench_statsd(uint64_t reps)
 		b.n = 0;
 		b.arena_used = 0;
 		if (tally_statsd_parse((const uint8_t *)d, len, &b, ctr) != 20)
-			fail("StatsD parse failed");
+			micro_fail("StatsD parse failed");
 	}
-	report("parse", "StatsD, 20 lines of 3 tags, |T, rates (per line)", reps * 20,
+	micro_report("parse", "StatsD, 20 lines of 3 tags, |T, rates (per line)", reps * 20,
 	       __rdtsc() - c0, 0);
 }
 
@@ -196,19 +198,19 @@ static void bench_hash(uint64_t reps)
 
 	for (uint64_t r = 0; r < reps; r++)
 		acc += tally_key_hash(key + (r & 7), 14);
-	report("hash", "XXH3 of a 14-byte key", reps, __rdtsc() - c0, acc & 1);
+	micro_report("hash", "XXH3 of a 14-byte key", reps, __rdtsc() - c0, acc & 1);
 	c0 = __rdtsc();
 	for (uint64_t r = 0; r < reps; r++)
 		acc += tally_dedup_hash(acc + r);
-	report("hash", "fmix64 of an event id", reps, __rdtsc() - c0, acc & 1);
+	micro_report("hash", "fmix64 of an event id", reps, __rdtsc() - c0, acc & 1);
 	c0 = __rdtsc();
 	for (uint64_t r = 0; r < reps; r++)
 		acc += tally_utf8_valid(key + (r & 7), 14);
-	report("utf8", "14-byte ASCII key", reps, __rdtsc() - c0, acc & 1);
+	micro_report("utf8", "14-byte ASCII key", reps, __rdtsc() - c0, acc & 1);
 	c0 = __rdtsc();
 	for (uint64_t r = 0; r < reps; r++)
 		acc += tally_utf8_valid((const uint8_t *)"r\xc3\xa9gion.caf\xc3\xa9.\xe2\x82\xac.total", 24);
-	report("utf8", "24-byte key with 2- and 3-byte characters", reps, __rdtsc() - c0, acc & 1);
+	micro_report("utf8", "24-byte key with 2- and 3-byte characters", reps, __rdtsc() - c0, acc & 1);
 }
 
 /* ---- dedup ---- */
@@ -235,8 +237,8 @@ static void dedup_run(struct tally_dedup *d, uint64_t *inserted, uint64_t first,
 		*inserted += expect == TALLY_DEDUP_NEW;
 	}
 	if (bad)
-		fail("dedup gave a wrong answer (or evicted a live id early)");
-	report("dedup", cas, ops, __rdtsc() - c0, tally_dedup_bytes(d));
+		micro_fail("dedup gave a wrong answer (or evicted a live id early)");
+	micro_report("dedup", cas, ops, __rdtsc() - c0, tally_dedup_bytes(d));
 }
 
 /*
@@ -252,7 +254,7 @@ static void bench_dedup(uint64_t cap, uint64_t ops, bool ahead)
 	char cas[96];
 
 	if (d == NULL)
-		fail("cannot allocate the dedup table");
+		micro_fail("cannot allocate the dedup table");
 	tally_dedup_set_writers(d, 1);
 	for (; inserted < fill; inserted++, id++) {
 		if ((inserted & 1023) == 0)
@@ -281,7 +283,7 @@ static struct wkeys make_keys(uint32_t n)
 	struct wkeys w = {malloc((size_t)n * 16), n};
 
 	if (w.k == NULL)
-		fail("out of memory");
+		micro_fail("out of memory");
 	for (uint32_t i = 0; i < n; i++)
 		snprintf((char *)w.k[i], 16, "tally.%08u", i);
 	return w;
@@ -322,20 +324,20 @@ static void bench_window(uint32_t keys, uint64_t ops, bool ahead)
 	int created;
 
 	if (t == NULL)
-		fail("cannot allocate the window table");
+		micro_fail("cannot allocate the window table");
 	c0 = __rdtsc();
 	for (uint32_t i = 0; i < keys; i++)
 		tally_wtab_add(t, tally_row_hash(tally_key_hash(k.k[i], 14), 0), k.k[i], 14, 0, 1);
 	if (!ahead && keys >= 1000000) {
 		snprintf(cas, sizeof(cas), "create %u rows (14-byte keys, in key order)", keys);
-		report("window", cas, keys, __rdtsc() - c0, tally_wtab_bytes(t));
+		micro_report("window", cas, keys, __rdtsc() - c0, tally_wtab_bytes(t));
 	}
 	cycles = window_adds(t, &k, ops, ahead, &created);
 	if (created != 0)
-		fail("window: an update created a row");
+		micro_fail("window: an update created a row");
 	snprintf(cas, sizeof(cas), "update, %u keys uniform%s", keys,
 		 ahead ? ", batch of 32 prefetched" : "");
-	report("window", cas, ops, cycles, tally_wtab_bytes(t));
+	micro_report("window", cas, ops, cycles, tally_wtab_bytes(t));
 	tally_wtab_destroy(t);
 	free(k.k);
 }
@@ -351,7 +353,7 @@ static void bench_sink(uint32_t rows)
 	int fd = mkstemp(path);
 
 	if (fd < 0 || t == NULL)
-		fail("sink bench: cannot set up");
+		micro_fail("sink bench: cannot set up");
 	close(fd);
 	unlink(path);
 	snprintf(db, sizeof(db), "%s.db", path);
@@ -362,14 +364,14 @@ static void bench_sink(uint32_t rows)
 	}
 	s = tally_sink_sqlite_open(db, 256, err, sizeof(err));
 	if (s == NULL)
-		fail(err);
+		micro_fail(err);
 	for (int b = 1; b <= 2; b++) {
 		struct tally_batch bt = {"micro", (uint64_t)b, 10000, t, 0};
 		uint64_t c0 = __rdtsc();
 
 		if (s->ops->write(s, &bt) != TALLY_SINK_APPLIED)
-			fail(s->err);
-		report("sink", b == 1 ? "SQLite batch inserting new rows (per row)"
+			micro_fail(s->err);
+		micro_report("sink", b == 1 ? "SQLite batch inserting new rows (per row)"
 				      : "SQLite batch adding to existing rows (per row)",
 		       rows, __rdtsc() - c0, 0);
 	}
@@ -420,6 +422,7 @@ int main(int argc, char **argv)
 		if (!quick)
 			bench_window(10000000, n, a);
 	}
+	micro_dedup_two_workers(quick ? 8000000 : 50000000, n);
 	bench_sink(quick ? 20000 : 200000);
 	if (json) {
 		fprintf(json, "\n]\n");
