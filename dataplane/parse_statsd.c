@@ -12,6 +12,7 @@
  * ignored. At most TALLY_STATSD_MAX_TAGS tags per line.
  */
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,40 +43,99 @@ static bool span_is(struct span s, const char *lit)
 	return s.n == strlen(lit) && memcmp(s.p, lit, s.n) == 0;
 }
 
+/* A number's decimal digits as the grammar walk collects them. */
+struct num {
+	uint64_t m;   /* the first 19 digits, as an integer */
+	uint32_t nd;  /* digits before and after the point */
+	int32_t frac; /* digits after the point */
+	int32_t exp;  /* explicit exponent, saturated at EXP_CAP */
+	bool neg, eneg;
+};
+
+#define EXP_CAP 100000 /* beyond any finite double: saturating keeps it in range */
+
+static uint32_t num_digits(const uint8_t *s, uint32_t n, uint32_t i, struct num *x)
+{
+	for (; i < n && (uint8_t)(s[i] - '0') <= 9; i++, x->nd++)
+		if (x->nd < 19)
+			x->m = x->m * 10 + (s[i] - '0');
+	return i;
+}
+
+static uint32_t exp_digits(const uint8_t *s, uint32_t n, uint32_t i, struct num *x)
+{
+	for (; i < n && (uint8_t)(s[i] - '0') <= 9; i++)
+		if (x->exp < EXP_CAP)
+			x->exp = x->exp * 10 + (s[i] - '0');
+	return i;
+}
+
 /* [-]digits[.digits][e[+-]digits], the whole span; sign only if allowed. */
-static bool number_grammar(struct span s, bool sign)
+static bool num_scan(const uint8_t *s, uint32_t n, bool sign, struct num *x)
 {
 	uint32_t i = 0, d;
 
-	if (sign && i < s.n && s.p[i] == '-')
+	*x = (struct num){0};
+	if (sign && s[0] == '-') {
+		x->neg = true;
 		i++;
-	for (d = i; i < s.n && s.p[i] >= '0' && s.p[i] <= '9'; i++)
-		;
-	if (i == d)
+	}
+	d = i;
+	if ((i = num_digits(s, n, i, x)) == d)
 		return false;
-	if (i < s.n && s.p[i] == '.') {
-		for (d = ++i; i < s.n && s.p[i] >= '0' && s.p[i] <= '9'; i++)
-			;
-		if (i == d)
+	if (i < n && s[i] == '.') {
+		d = ++i;
+		if ((i = num_digits(s, n, i, x)) == d)
+			return false;
+		x->frac = (int32_t)(i - d);
+	}
+	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+		if (++i < n && (s[i] == '+' || s[i] == '-'))
+			x->eneg = s[i++] == '-';
+		d = i;
+		if ((i = exp_digits(s, n, i, x)) == d)
 			return false;
 	}
-	if (i < s.n && (s.p[i] == 'e' || s.p[i] == 'E')) {
-		if (++i < s.n && (s.p[i] == '+' || s.p[i] == '-'))
-			i++;
-		for (d = i; i < s.n && s.p[i] >= '0' && s.p[i] <= '9'; i++)
-			;
-		if (i == d)
-			return false;
-	}
-	return i == s.n;
+	return i == n;
 }
 
+/*
+ * Clinger's fast path: an integer below 2^53 is an exact double and so is 10^k
+ * for k <= 22, and IEEE multiplication and division round correctly, so one of
+ * them gives exactly the double strtod would (round to nearest even). Zero is
+ * zero, with its sign, whatever the exponent. Needs double arithmetic without
+ * excess precision.
+ */
+static bool num_fast(const struct num *x, double *out)
+{
+	static const double pow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+					 1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+					 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+	int32_t e = (x->eneg ? -x->exp : x->exp) - x->frac;
+	double d;
+
+	if (FLT_EVAL_METHOD != 0 || x->nd > 19)
+		return false;
+	if (x->m == 0)
+		d = 0;
+	else if (x->m > (1ULL << 53) || e < -22 || e > 22)
+		return false;
+	else
+		d = e < 0 ? (double)x->m / pow10[-e] : (double)x->m * pow10[e];
+	*out = x->neg ? -d : d;
+	return true;
+}
+
+/* The value of a number span: exact fast path, else strtod on a bounded copy. */
 static bool to_double(struct span s, bool sign, double *out)
 {
 	char buf[NUM_MAX + 1];
+	struct num x;
 
-	if (s.n == 0 || s.n > NUM_MAX || !number_grammar(s, sign))
+	if (s.n == 0 || s.n > NUM_MAX || !num_scan(s.p, s.n, sign, &x))
 		return false;
+	if (num_fast(&x, out))
+		return true;
 	memcpy(buf, s.p, s.n);
 	buf[s.n] = '\0';
 	*out = strtod(buf, NULL);
