@@ -31,14 +31,16 @@
  *   strtod on a bounded copy. |T digits are converted 16 at a time (SIMD).
  * - Each tag carries its first 8 bytes as a big-endian integer, its head.
  *   Comparing heads is memcmp order, and as a line holds no NUL the zero padding
- *   puts a tag before any longer one it begins. Up to four tags are ordered by a
- *   sorting network on the heads; equal heads of short tags are exact repeats,
- *   anything else (more tags, heads that tie) takes an insertion sort that reads
- *   on past the head.
+ *   puts a tag before any longer one it begins. Two to four tags are ordered by
+ *   a branch-free sorting network on the heads (tag orders are random, so
+ *   branches would mispredict); equal heads of tags with the same bytes are an
+ *   exact repeat, written once. Any other tie, and more tags, take an insertion
+ *   sort that reads on past the head.
  * - The key is written straight into the arena: 16-byte moves when the line
  *   has 16 bytes of slack in the datagram and the arena, else exact moves.
- * Positions are pointers, the cursor a local of the line's walk: both keep the
- * hot state in registers.
+ * Positions are pointers, and the cursor and the evbuf's fill counts are locals
+ * of the datagram's loop: stores of key bytes could alias them otherwise, and
+ * the hot state stays in registers.
  */
 #include <errno.h>
 #include <float.h>
@@ -482,16 +484,16 @@ static uint32_t sort_unique(const uint8_t *p, uint32_t len, struct tag *t, uint3
 	return k;
 }
 
-/* Order a pair by head with conditional moves, no branch. */
+/*
+ * Order a pair by head. A mask and XORs, not a conditional: tag orders are
+ * random, and a compiler given a choice branches on them (16-byte swaps).
+ */
 static inline void cswap(struct tag *a, struct tag *b)
 {
-	struct tag x = *a, y = *b;
-	bool sw = y.head < x.head;
+	uint64_t m = -(uint64_t)(b->head < a->head);
+	uint64_t dh = (a->head ^ b->head) & m, da = (a->at ^ b->at) & m;
 
-	a->head = sw ? y.head : x.head;
-	a->at = sw ? y.at : x.at;
-	b->head = sw ? x.head : y.head;
-	b->at = sw ? x.at : y.at;
+	a->head ^= dh, b->head ^= dh, a->at ^= da, b->at ^= da;
 }
 
 /*
