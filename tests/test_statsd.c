@@ -1,10 +1,17 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* StatsD lines: good, bad (each reason), mixed in one datagram, tags, rates. */
+/*
+ * StatsD lines: good, bad (each reason), mixed in one datagram, tags, rates;
+ * and the places where the parser's fast paths have edges: 64-byte blocks,
+ * short datagrams, tags that share 8-byte heads, numbers at the exact fast
+ * path's limits, UTF-8 next to plain lines, the tag limit, field order.
+ */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -171,6 +178,151 @@ static void test_enospc(void **st)
 	assert_int_equal(out.n, 4095);
 }
 
+/* Lines whose separators fall on both sides of 64-byte block edges. */
+static void test_block_edges(void **st)
+{
+	static char d[4096];
+	char name[128], key[160];
+	uint32_t len = 0;
+
+	(void)st;
+	for (unsigned i = 0; i < 80; i++) {
+		memset(name, 'a' + i % 26, 1 + i % 70);
+		name[1 + i % 70] = '\0';
+		len += (uint32_t)sprintf(d + len, "%s:%u|c|#t%u,s\n", name, i, i % 7);
+	}
+	assert_int_equal(parse(d), 80);
+	for (unsigned i = 0; i < 80; i++) {
+		memset(name, 'a' + i % 26, 1 + i % 70);
+		name[1 + i % 70] = '\0';
+		sprintf(key, "%s|c|#s,t%u", name, i % 7);
+		expect_key(i, key, i);
+	}
+}
+
+/* Datagrams shorter than a 16-byte load and than a block, and just longer. */
+static void test_short_datagrams(void **st)
+{
+	char line[80];
+
+	(void)st;
+	assert_int_equal(parse("a:1|c"), 1);
+	expect_key(0, "a|c", 1);
+	assert_int_equal(parse("a"), 0);
+	assert_int_equal(ctr[TALLY_C_STATSD_BAD_NAME], 1);
+	for (unsigned n = 14; n < 70; n++) {
+		memset(line, 'n', n);
+		strcpy(line + n - 5, ":7|ms");
+		assert_int_equal(parse(line), 1);
+		assert_int_equal(evs[0].key_len, n - 2);
+		assert_true(evs[0].value == 7);
+	}
+}
+
+/* Bytewise order when the first 8 bytes tie, repeats, prefixes, many tags. */
+static void test_tag_heads(void **st)
+{
+	(void)st;
+	assert_int_equal(parse("m:1|c|#environment:prod,environment:production,"
+			       "environment:dev,environment:prod"), 1);
+	expect_key(0, "m|c|#environment:dev,environment:prod,environment:production", 1);
+	assert_int_equal(parse("m:1|c|#abcdefghi,abcdefgh,abcdefg"), 1);
+	expect_key(0, "m|c|#abcdefg,abcdefgh,abcdefghi", 1);
+	assert_int_equal(parse("m:1|c|#region:r3,region:r3"), 1);
+	expect_key(0, "m|c|#region:r3", 1);
+	assert_int_equal(parse("m:1|c|#e,d,c,b,a,c,e,f"), 1); /* more than four */
+	expect_key(0, "m|c|#a,b,c,d,e,f", 1);
+	assert_int_equal(parse("m:1|c|#service:apix,service:api,service:apiy,service:api"), 1);
+	expect_key(0, "m|c|#service:api,service:apix,service:apiy", 1);
+}
+
+/* 64 tags as written are allowed, repeats and all; the 65th is a bad field. */
+static void test_tag_limit(void **st)
+{
+	static char line[1024];
+	uint32_t n = (uint32_t)sprintf(line, "m:1|c|#");
+
+	(void)st;
+	for (unsigned i = 0; i < 64; i++)
+		n += (uint32_t)sprintf(line + n, "%sx%u", i ? ",," : "", i % 3);
+	assert_int_equal(parse(line), 1);
+	expect_key(0, "m|c|#x0,x1,x2", 1);
+	strcpy(line + n, ",x0");
+	expect_bad(line, TALLY_C_STATSD_BAD_FIELD);
+	strcpy(line + n, ",|@2"); /* an empty 65th is no tag; then the rate */
+	expect_bad(line, TALLY_C_STATSD_BAD_RATE);
+}
+
+/* Values bit for bit as strtod gives them, on both sides of the fast path's limits. */
+static void test_number_exactness(void **st)
+{
+	static const char *const v[] = {
+		"0", "-0", "-0.0", "0.1", "0.3", "2.5", "123.456", "1e22", "1e23", "1e-22",
+		"9007199254740992", "9007199254740993", "123456789012345", "1234567890123456",
+		"12345678901234567890", "0.000000000000000000000001", "4.9e-324", "1e-400",
+		"1.7976931348623157e308", "-9007199254740993.5", "1E+5", "7e-0",
+	};
+	char line[64];
+
+	(void)st;
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		double want = strtod(v[i], NULL);
+
+		snprintf(line, sizeof(line), "m:%s|d", v[i]); /* |g with '-' is relative */
+		assert_int_equal(parse(line), 1);
+		assert_memory_equal(&evs[0].value, &want, sizeof(want));
+	}
+	expect_bad("m:1e309|d", TALLY_C_STATSD_BAD_VALUE);
+	expect_bad("m:1.e5|d", TALLY_C_STATSD_BAD_VALUE);
+	expect_bad("m:1|c|@1e-400", TALLY_C_STATSD_BAD_RATE); /* rounds to 0 */
+}
+
+/* Only the '\r' right before the line's end is dropped. */
+static void test_crlf(void **st)
+{
+	(void)st;
+	assert_int_equal(parse("a:1|c|#t\r\nb:2|g\r"), 2);
+	expect_key(0, "a|c|#t", 1);
+	expect_key(1, "b|g", 2);
+	expect_bad("a:1|c\r\r\n", TALLY_C_STATSD_BAD_TYPE);
+	expect_bad("a:1|c|\r\n", TALLY_C_STATSD_BAD_FIELD);
+	expect_bad("a:1\r|c\n", TALLY_C_STATSD_BAD_VALUE);
+	assert_int_equal(parse("a:1|c|#t,\r\n"), 1);
+	expect_key(0, "a|c|#t", 1);
+}
+
+/* UTF-8 and NUL judged per line, next to plain lines in the same 64 bytes. */
+static void test_utf8_neighbours(void **st)
+{
+	static const char d[] = "na\xc3\xafve:1|c\nok:2|c\nbad\xc3:3|c\nok:4|c\nn\0ul:5|c\nok:6|c";
+
+	(void)st;
+	out = (struct tally_evbuf){evs, 0, 4096, arena, 0, sizeof(arena)};
+	memset(ctr, 0, sizeof(ctr));
+	assert_int_equal(tally_statsd_parse((const uint8_t *)d, sizeof(d) - 1, &out, ctr), 4);
+	expect_key(0, "na\xc3\xafve|c", 1);
+	expect_key(1, "ok|c", 2);
+	expect_key(2, "ok|c", 4);
+	expect_key(3, "ok|c", 6);
+	assert_int_equal(ctr[TALLY_C_STATSD_BAD_UTF8], 2);
+}
+
+/* The first bad field decides; a relative gauge only counts when the fields are good. */
+static void test_field_order(void **st)
+{
+	(void)st;
+	expect_bad("m:1|c|@2|x", TALLY_C_STATSD_BAD_RATE);
+	expect_bad("m:1|c|x|@2", TALLY_C_STATSD_BAD_FIELD);
+	expect_bad("m:+1|g|x", TALLY_C_STATSD_BAD_FIELD);
+	expect_bad("m:+1|g|@0.5", TALLY_C_STATSD_REL_GAUGE);
+	expect_bad("m:+1|g|@5", TALLY_C_STATSD_BAD_RATE);
+	expect_bad("m:1|c|T1|#a|T2", TALLY_C_STATSD_BAD_FIELD);
+	expect_bad("m:1|c|c:x|c:y", TALLY_C_STATSD_BAD_FIELD);
+	expect_bad("a,b|c:1|c", TALLY_C_STATSD_BAD_NAME);
+	assert_int_equal(parse("a,b:1|c|c:x,y"), 1); /* commas outside #tags are text */
+	expect_key(0, "a,b|c", 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -179,6 +331,10 @@ int main(void)
 		cmocka_unit_test(test_fields), cmocka_unit_test(test_bad_lines),
 		cmocka_unit_test(test_nul), cmocka_unit_test(test_key_too_long),
 		cmocka_unit_test(test_mixed_datagram), cmocka_unit_test(test_enospc),
+		cmocka_unit_test(test_block_edges), cmocka_unit_test(test_short_datagrams),
+		cmocka_unit_test(test_tag_heads), cmocka_unit_test(test_tag_limit),
+		cmocka_unit_test(test_number_exactness), cmocka_unit_test(test_crlf),
+		cmocka_unit_test(test_utf8_neighbours), cmocka_unit_test(test_field_order),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
