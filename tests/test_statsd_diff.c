@@ -558,7 +558,8 @@ static void compare(const struct side *a, const struct side *b, const uint8_t *p
 		       memcmp(x->key, y->key, x->key_len) == 0 &&
 		       memcmp(&x->value, &y->value, sizeof(x->value)) == 0 &&
 		       x->time_ms == y->time_ms && x->event_id == y->event_id &&
-		       x->hash == y->hash && x->id_hash == y->id_hash && x->win_start == y->win_start;
+		       x->hash == y->hash && memcmp(&x->dd, &y->dd, sizeof(x->dd)) == 0 &&
+		       x->cell == y->cell;
 		if (!same)
 			fprintf(stderr, "event %u: key %.*s / %.*s value %a / %a time %llu / %llu\n",
 				i, x->key_len, x->key, y->key_len, y->key, x->value, y->value,
