@@ -574,7 +574,8 @@ static inline int parse_field(const uint8_t *p, const uint8_t *f, uint32_t n, st
 		if (l->has & HAS_TS)
 			return TALLY_C_STATSD_BAD_FIELD;
 		l->has |= HAS_TS;
-		if (!digits12(p, f + 1, n - 1, &sec))
+		/* |T0 is no time: an event time of 0 reads as "arrival time" */
+		if (!digits12(p, f + 1, n - 1, &sec) || sec == 0)
 			return TALLY_C_STATSD_BAD_TS;
 		l->time_ms = sec * 1000;
 		return TALLY_OK;
@@ -786,7 +787,7 @@ struct sink {
 	bool slack; /* 16 bytes of arena to spare past any key of this datagram */
 };
 
-static inline void add_event(struct sink *o, const struct line *l, uint32_t klen)
+static inline void add_event(struct sink *o, const struct line *l, uint32_t klen, double v)
 {
 	struct tally_event *e = &o->ev[o->n++];
 
@@ -794,7 +795,7 @@ static inline void add_event(struct sink *o, const struct line *l, uint32_t klen
 	e->key_len = (uint8_t)klen;
 	e->event_id = 0;
 	e->time_ms = l->time_ms;
-	e->value = l->counter ? l->v / l->rate : l->v;
+	e->value = v;
 	o->used += klen;
 }
 
@@ -809,10 +810,14 @@ one_line(struct scan *sc, const uint8_t *s, struct sink *o, uint64_t *counters)
 	struct line l = {.s = s, .rate = 1};
 	const uint8_t *eol;
 	uint32_t klen;
+	double v;
 	int r;
 
 	sc->dirty = sc->np;
 	r = parse_line(sc, &l, tags, &eol);
+	v = l.counter ? l.v / l.rate : l.v;
+	if (r == TALLY_OK && !isfinite(v))
+		r = TALLY_C_STATSD_BAD_VALUE; /* a counter's value / rate must be finite too */
 	if (r == TALLY_OK)
 		r = canonical_key(sc->p, (uint32_t)(sc->end - sc->p), &l, tags, o->arena + o->used,
 				  o->slack && sc->end - eol > 16, &klen);
@@ -820,7 +825,7 @@ one_line(struct scan *sc, const uint8_t *s, struct sink *o, uint64_t *counters)
 		counters[r]++;
 		return eol;
 	}
-	add_event(o, &l, klen);
+	add_event(o, &l, klen, v);
 	counters[TALLY_C_STATSD_LINES]++;
 	return eol;
 }

@@ -113,6 +113,9 @@ static int parse_ts(struct span f, struct line *l)
 
 	if (f.n == 0 || f.n > 12)
 		return TALLY_C_STATSD_BAD_TS;
+	for (uint32_t z = 0; f.p[z] == '0'; z++)
+		if (z + 1 == f.n)
+			return TALLY_C_STATSD_BAD_TS; /* |T0 is no time: 0 reads as "arrival" */
 	for (uint32_t i = 0; i < f.n; i++) {
 		if (f.p[i] < '0' || f.p[i] > '9')
 			return TALLY_C_STATSD_BAD_TS;
@@ -274,6 +277,8 @@ static void one_line(const uint8_t *p, uint32_t n, struct tally_evbuf *out, uint
 	l.time_ms = 0;
 	l.has_rate = l.has_tags = l.has_ts = l.has_container = false;
 	r = parse_line(p, n, &l, &v);
+	if (r == TALLY_OK && span_is(l.type, "c") && !isfinite(v / l.rate))
+		r = TALLY_C_STATSD_BAD_VALUE; /* value / rate must be finite too */
 	if (r == TALLY_OK)
 		r = canonical_key(&l, key, &klen);
 	if (r != TALLY_OK) {

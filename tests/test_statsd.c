@@ -308,6 +308,28 @@ static void test_utf8_neighbours(void **st)
 }
 
 /* The first bad field decides; a relative gauge only counts when the fields are good. */
+/* A counter's value / rate that overflows is as bad as a value that does. */
+static void test_scaled_value_finite(void **st)
+{
+	(void)st;
+	expect_bad("m:1|c|@4.9e-324", TALLY_C_STATSD_BAD_VALUE);
+	expect_bad("m:1e300|c|@1e-300", TALLY_C_STATSD_BAD_VALUE);
+	assert_int_equal(parse("m:1e300|g|@1e-300"), 1); /* the rate only scales counters */
+	expect_key(0, "m|g", 1e300);
+	assert_int_equal(parse("m:1|c|@1e-300"), 1);
+	expect_key(0, "m|c", 1.0 / 1e-300); /* huge, still finite */
+}
+
+/* |T0 would read as "arrival time": it is no timestamp. */
+static void test_ts_zero(void **st)
+{
+	(void)st;
+	expect_bad("m:1|c|T0", TALLY_C_STATSD_BAD_TS);
+	expect_bad("m:1|c|T000", TALLY_C_STATSD_BAD_TS);
+	assert_int_equal(parse("m:1|c|T1"), 1);
+	assert_int_equal(evs[0].time_ms, 1000);
+}
+
 static void test_field_order(void **st)
 {
 	(void)st;
@@ -327,6 +349,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_types), cmocka_unit_test(test_design_example),
+		cmocka_unit_test(test_scaled_value_finite), cmocka_unit_test(test_ts_zero),
 		cmocka_unit_test(test_rates), cmocka_unit_test(test_tags),
 		cmocka_unit_test(test_fields), cmocka_unit_test(test_bad_lines),
 		cmocka_unit_test(test_nul), cmocka_unit_test(test_key_too_long),
