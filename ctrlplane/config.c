@@ -42,8 +42,8 @@ const struct tally_cfg_key tally_cfg_keys[] = {
 	U64(dedup_capacity, "8388608", 1024, 17179869184ULL, false, "event ids the dedup horizon "
 	    "holds at least (16 bytes each)"),
 	U64(dedup_horizon_ms, "600000", 1000, 604800000, false, "how long an event id is remembered"),
-	U64(table_rows, "1048576", 1024, 2147483647, false, "(key, window) rows per worker table "
-	    "per flush interval (3 tables per worker, ~144 bytes a row)"),
+	U64(table_rows, "1048576", 1024, 2147483647, false, "(key, window) rows a worker table "
+	    "holds: those one flush interval sees (3 tables per worker, 196 bytes a row)"),
 	STR(sink, "sqlite", false, "where batches go: sqlite (postgres, redis: coming)", check_sink),
 	STR(sqlite_path, "tally.db", false, "SQLite database file (WAL mode)", NULL),
 	U64(sqlite_cache_mb, "256", 1, 65536, false, "SQLite page cache in MiB; hold the "
