@@ -43,8 +43,8 @@
 #define GEN_MASK TALLY_DEDUP_GEN_MASK
 #define GEN_MAX TALLY_DEDUP_GEN_MAX
 #define WAYS TALLY_DEDUP_WAYS
-#define SWEEP_PASS_TICKS 500 /* a full pass in ~5 s of 10-ms control ticks */
-#define SWEEP_MIN 4096
+#define SWEEP_PASS_MS 5000 /* a full sweep pass every ~5 s */
+#define SWEEP_MIN 1024
 
 struct tally_dedup *tally_dedup_create(uint64_t capacity, uint64_t horizon_ms)
 {
@@ -87,9 +87,9 @@ void tally_dedup_set_writers(struct tally_dedup *d, unsigned writers)
 
 size_t tally_dedup_bytes(const struct tally_dedup *d) { return d->bytes; }
 
-size_t tally_dedup_sweep_rate(const struct tally_dedup *d)
+size_t tally_dedup_sweep_rate(const struct tally_dedup *d, unsigned tick_ms)
 {
-	size_t n = d->nbuckets / SWEEP_PASS_TICKS + 1;
+	size_t n = d->nbuckets * tick_ms / SWEEP_PASS_MS + 1;
 
 	return n < SWEEP_MIN ? SWEEP_MIN : n;
 }

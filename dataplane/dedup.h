@@ -83,8 +83,9 @@ void tally_dedup_destroy(struct tally_dedup *d);
 /* writers: how many workers insert. One allows plain stores. */
 void tally_dedup_set_writers(struct tally_dedup *d, unsigned writers);
 size_t tally_dedup_bytes(const struct tally_dedup *d);
-/* Buckets the sweeper should visit per control tick for a pass every few seconds. */
-size_t tally_dedup_sweep_rate(const struct tally_dedup *d);
+/* Buckets the sweeper should visit per control tick of tick_ms for a full pass
+ * every few seconds. */
+size_t tally_dedup_sweep_rate(const struct tally_dedup *d, unsigned tick_ms);
 
 /* murmur3 fmix64: a bijection, so distinct ids never share a hash. */
 static inline uint64_t tally_dedup_hash(uint64_t id)
