@@ -64,9 +64,10 @@ static void test_capacity(void **st)
 
 		assert_int_not_equal(r, TALLY_DEDUP_DUP);
 		evicted += r == TALLY_DEDUP_NEW_EVICT;
-		if (++inserted % 1000 == 0)
-			tally_dedup_tick(d, 1, inserted, 1 << 20);
+		if (++inserted % 1000 == 0) /* tallyd's sweep budget, not a full pass a tick */
+			tally_dedup_tick(d, 1, inserted, tally_dedup_sweep_rate(d));
 	}
+	assert_int_equal(d->held_back, 0);
 	for (uint64_t id = total - cap + 1; id <= total; id++)
 		assert_int_equal(ins(d, id), TALLY_DEDUP_DUP);
 	assert_int_equal(ins(d, 1), TALLY_DEDUP_NEW); /* the oldest generation went */
@@ -114,11 +115,14 @@ static void test_generation_wrap(void **st)
 	assert_int_equal(ins(d, 99), TALLY_DEDUP_NEW);
 	for (int g = 0; g < 3 * (int)TALLY_DEDUP_GEN_MAX; g++) {
 		now += 1000;
-		tally_dedup_tick(d, now, 0, 4096);
+		/* 64 of 65536 buckets a tick: a pass every 1024 generations, well inside
+		 * the guard's GEN_MAX / 2, at 1/64 of the cost of 4096 */
+		tally_dedup_tick(d, now, 0, 64);
 		if (g == (int)TALLY_DEDUP_GEN_MAX - 5)
 			assert_int_equal(ins(d, 1234567), TALLY_DEDUP_NEW);
 	}
 	assert_int_equal(ins(d, 99), TALLY_DEDUP_NEW);
+	assert_int_equal(d->held_back, 0); /* three full turns: the sweeper kept up */
 	tally_dedup_destroy(d);
 }
 
