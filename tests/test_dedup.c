@@ -1,20 +1,92 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* Dedup: within and beyond the horizon (time and capacity), a full bucket, forget,
- * generation wrap, and two threads racing on the same ids. */
+/*
+ * Dedup: within and beyond the horizon (time and capacity), a full bucket, forget,
+ * generation wrap, and two threads racing on the same ids. The SSE4.2 fast path is
+ * held to the exact slow path (and to a reference model of the slot rules) on
+ * random bucket states; the generation counter is taken across its wrap, the
+ * sweeper guard is made to hold generations back, and the capacity horizon is
+ * filled to the load tallyd keeps. Every random choice comes from a fixed seed.
+ */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cmocka.h>
 
 #include "dedup.h"
 
+#define GENS TALLY_DEDUP_GENS
+#define GEN_MAX TALLY_DEDUP_GEN_MAX
+#define GEN_MASK TALLY_DEDUP_GEN_MASK
+#define ROLE_B TALLY_DEDUP_ROLE_B
+#define WAYS TALLY_DEDUP_WAYS
+
 static int ins(struct tally_dedup *d, uint64_t id)
 {
 	return tally_dedup_insert(d, tally_dedup_ref(d, id), tally_dedup_view(d));
+}
+
+/* splitmix64 with a fixed seed: the same states on every run. */
+static uint64_t rng = 0x5eed0001;
+
+static uint64_t rnd(void)
+{
+	uint64_t z = (rng += 0x9e3779b97f4a7c15ULL);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static uint64_t below(uint64_t n) { return rnd() % n; }
+
+/* The generation `off` steps from g on the 1..GEN_MAX circle. */
+static uint16_t gen_add(uint16_t g, int off)
+{
+	int v = ((int)g - 1 + off) % (int)GEN_MAX;
+
+	return (uint16_t)((v < 0 ? v + (int)GEN_MAX : v) + 1);
+}
+
+/* Generations from slot generation s back to cur, on the circle (0..GEN_MAX-1). */
+static unsigned gen_back(uint16_t cur, uint16_t s)
+{
+	return ((unsigned)cur + GEN_MAX - s) % GEN_MAX;
+}
+
+/* The slot rule of dedup.h, written independently: a slot is live when its
+ * generation is one of the last GENS + 1, or up to GEN_AHEAD ahead (a worker's
+ * snapshot may lag). An empty slot never is. */
+static bool ref_live(uint64_t s, uint16_t cur)
+{
+	unsigned back = gen_back(cur, (uint16_t)(s & GEN_MASK));
+
+	return s != 0 && (back <= GENS || back >= GEN_MAX - TALLY_DEDUP_GEN_AHEAD);
+}
+
+/* How old a live slot is for eviction: slots ahead count as the newest. */
+static unsigned ref_age(uint64_t s, uint16_t cur)
+{
+	unsigned back = gen_back(cur, (uint16_t)(s & GEN_MASK));
+
+	return back >= GEN_MAX - TALLY_DEDUP_GEN_AHEAD ? 0 : back;
+}
+
+/* Tick once per generation (horizon 8000 ms: 1000 ms a generation) until the
+ * counter reads `target`, sweeping `budget` buckets a tick; never held back. */
+static void walk_to(struct tally_dedup *d, uint64_t *now, uint16_t target, size_t budget)
+{
+	for (unsigned n = 0; tally_dedup_gen(d) != target; n++) {
+		assert_true(n < 2 * GEN_MAX);
+		*now += 1000;
+		tally_dedup_tick(d, *now, 0, budget);
+	}
+	assert_int_equal(d->held_back, 0);
 }
 
 static void test_new_then_dup(void **st)
@@ -161,13 +233,225 @@ static void test_two_threads(void **st)
 	tally_dedup_destroy(d);
 }
 
+/* ---- The fast path against the exact path, on random bucket states ---- */
+
+/* A generation around cur: live behind, live ahead, just out of the window on
+ * either side, or anywhere on the circle. */
+static uint16_t pick_gen(uint16_t cur)
+{
+	switch (below(5)) {
+	case 0:
+		return gen_add(cur, -(int)below(GENS + 1));
+	case 1:
+		return gen_add(cur, 1 + (int)below(TALLY_DEDUP_GEN_AHEAD));
+	case 2:
+		return gen_add(cur, -(int)(GENS + 1 + below(3)));
+	case 3:
+		return gen_add(cur, (int)(TALLY_DEDUP_GEN_AHEAD + 1 + below(3)));
+	default:
+		return (uint16_t)(1 + below(GEN_MAX));
+	}
+}
+
+static uint16_t pick_live_gen(uint16_t cur)
+{
+	return below(2) ? gen_add(cur, -(int)below(GENS + 1))
+			: gen_add(cur, 1 + (int)below(TALLY_DEDUP_GEN_AHEAD));
+}
+
+/* The current generation: anywhere, often at the edges of the fast path's range. */
+static uint16_t pick_cur(void)
+{
+	static const uint16_t edge[] = {1,  2,  8,  9,  10, 24, 25, 26, GEN_MAX - 17, GEN_MAX - 16,
+					GEN_MAX - 15, GEN_MAX - 1, GEN_MAX};
+
+	if (below(3) == 0)
+		return edge[below(sizeof(edge) / sizeof(edge[0]))];
+	return (uint16_t)(1 + below(GEN_MAX));
+}
+
+/*
+ * A slot for the bucket where this id's entry would be `mine` (fingerprint and
+ * role, no generation): empty, the id itself, its fingerprint with the other
+ * role, a fingerprint one bit away, or another id. `full`: every slot live and
+ * none of them the id, so the insert must evict.
+ */
+static uint64_t pick_slot(uint64_t mine, uint16_t cur, bool full)
+{
+	uint64_t other = rnd() << 16 | (below(2) ? ROLE_B : 0);
+	uint64_t near = mine ^ 1ULL << (16 + below(48));
+	uint64_t kin[3] = {other, mine ^ ROLE_B, near};
+
+	if (full)
+		return kin[below(3)] | pick_live_gen(cur);
+	switch (below(8)) {
+	case 0:
+	case 1:
+		return 0;
+	case 2:
+		return mine | pick_gen(cur);
+	case 3:
+		return (mine ^ ROLE_B) | pick_gen(cur);
+	case 4:
+		return near | pick_gen(cur);
+	default:
+		return other | pick_gen(cur);
+	}
+}
+
+/*
+ * What dedup.h promises for one insert, from the buckets before and after: a
+ * live slot holding the id means DUP and nothing changes; else exactly one slot
+ * now holds the id at generation cur: the first free slot of the bucket with
+ * more free slots (ties: A), or, with no free slot at all, an oldest one.
+ */
+static void check_model(uint64_t before[2][WAYS], struct tally_dedup_bucket *const after[2],
+			uint64_t fp, uint16_t cur, int res)
+{
+	unsigned nfree[2] = {0, 0}, first[2] = {WAYS, WAYS}, changed = 0, ck = 0, ci = 0;
+	bool dup = false;
+
+	for (unsigned k = 0; k < 2; k++)
+		for (unsigned i = 0; i < WAYS; i++) {
+			uint64_t s = before[k][i];
+
+			if (!ref_live(s, cur)) {
+				nfree[k]++;
+				first[k] = first[k] == WAYS ? i : first[k];
+			} else if ((s & ~(uint64_t)GEN_MASK) == (fp | (k ? ROLE_B : 0))) {
+				dup = true;
+			}
+			if (after[k]->slot[i] != s) {
+				changed++;
+				ck = k;
+				ci = i;
+			}
+		}
+	if (dup) {
+		assert_int_equal(res, TALLY_DEDUP_DUP);
+		assert_int_equal(changed, 0);
+		return;
+	}
+	assert_int_equal(changed, 1);
+	assert_int_equal(after[ck]->slot[ci], fp | (ck ? ROLE_B : 0) | cur);
+	if (nfree[0] + nfree[1] == 0) {
+		assert_int_equal(res, TALLY_DEDUP_NEW_EVICT);
+		for (unsigned k = 0; k < 2; k++)
+			for (unsigned i = 0; i < WAYS; i++)
+				assert_true(ref_age(before[ck][ci], cur) >= ref_age(before[k][i], cur));
+		return;
+	}
+	assert_int_equal(res, TALLY_DEDUP_NEW);
+	assert_int_equal(ck, nfree[1] > nfree[0]);
+	assert_int_equal(ci, first[ck]);
+}
+
+/* One random state of an id's two buckets, identical in both tables; the fast
+ * insert on one and the exact insert on the other must agree in every bit. */
+static void one_state(struct tally_dedup *f, struct tally_dedup *x)
+{
+	struct tally_dedup_ref r = tally_dedup_ref(f, rnd());
+	struct tally_dedup_bucket *bf[2] = {&f->b[r.a], &f->b[r.b]};
+	struct tally_dedup_bucket *bx[2] = {&x->b[r.a], &x->b[r.b]};
+	uint64_t fp = r.h << 16, before[2][WAYS];
+	uint16_t cur = pick_cur();
+	unsigned mode = (unsigned)below(4); /* 0, 1: random; 2: full; 3: full, the id live */
+	int rf, rx;
+
+	for (unsigned k = 0; k < 2; k++)
+		for (unsigned i = 0; i < WAYS; i++)
+			before[k][i] = pick_slot(fp | (k ? ROLE_B : 0), cur, mode >= 2);
+	if (mode == 3) {
+		unsigned k = (unsigned)below(2);
+
+		before[k][below(WAYS)] = fp | (k ? ROLE_B : 0) | pick_live_gen(cur);
+	}
+	for (unsigned k = 0; k < 2; k++) {
+		memcpy(bf[k]->slot, before[k], sizeof(before[k]));
+		memcpy(bx[k]->slot, before[k], sizeof(before[k]));
+	}
+	f->gen = x->gen = cur;
+	rf = tally_dedup_insert(f, r, tally_dedup_view(f));
+	rx = tally_dedup_insert_slow(x, r.h, cur);
+	assert_int_equal(rf, rx);
+	assert_memory_equal(bf[0]->slot, bx[0]->slot, sizeof(bf[0]->slot));
+	assert_memory_equal(bf[1]->slot, bx[1]->slot, sizeof(bf[1]->slot));
+	check_model(before, bf, fp, cur, rf);
+	for (unsigned k = 0; k < 2; k++) {
+		memset(bf[k]->slot, 0, sizeof(bf[k]->slot));
+		memset(bx[k]->slot, 0, sizeof(bx[k]->slot));
+	}
+}
+
+static void test_fast_matches_exact(void **st)
+{
+	struct tally_dedup *f = tally_dedup_create(1024, 60000), *x = tally_dedup_create(1024, 60000);
+
+	(void)st;
+	assert_int_equal(f->nbuckets, x->nbuckets);
+	for (unsigned writers = 1; writers <= 2; writers++) { /* plain stores, then CAS */
+		tally_dedup_set_writers(f, writers);
+		tally_dedup_set_writers(x, writers);
+		for (int n = 0; n < 150000; n++)
+			one_state(f, x);
+	}
+	assert_memory_equal(f->b, x->b, tally_dedup_bytes(f)); /* nothing written elsewhere */
+	tally_dedup_destroy(f);
+	tally_dedup_destroy(x);
+}
+
+/*
+ * The same on states the table makes itself: a run of inserts of ids from a
+ * pool (so duplicates and expired slots are common) across the generation wrap,
+ * generations and sweeps moving alike in both tables. Each answer is checked
+ * against when the id was last new; at the end both tables hold the same bits.
+ */
+static void test_fast_matches_exact_run(void **st)
+{
+	enum { POOL = 100000, OPS = 300000, OPS_PER_GEN = 4000 };
+	static uint16_t last[POOL + 1]; /* generation the id was last new at, 0: never */
+
+	(void)st;
+	for (unsigned writers = 1; writers <= 2; writers++) {
+		struct tally_dedup *f = tally_dedup_create(1024, 8000);
+		struct tally_dedup *x = tally_dedup_create(1024, 8000);
+		uint64_t nf = 1, nx = 1;
+
+		tally_dedup_set_writers(f, writers);
+		tally_dedup_set_writers(x, writers);
+		walk_to(f, &nf, GEN_MAX - 40, 16); /* a pass every 4096 generations */
+		walk_to(x, &nx, GEN_MAX - 40, 16);
+		memset(last, 0, sizeof(last));
+		for (int op = 0; op < OPS; op++) {
+			uint64_t id = 1 + below(POOL);
+			uint16_t cur = tally_dedup_gen(f);
+			struct tally_dedup_ref r = tally_dedup_ref(f, id);
+			int rf = tally_dedup_insert(f, r, tally_dedup_view(f));
+			bool dup = last[id] != 0 && gen_back(cur, last[id]) <= GENS;
+
+			assert_int_equal(rf, tally_dedup_insert_slow(x, r.h, tally_dedup_gen(x)));
+			assert_int_equal(rf, dup ? TALLY_DEDUP_DUP : TALLY_DEDUP_NEW);
+			last[id] = dup ? last[id] : cur;
+			if (op % OPS_PER_GEN == OPS_PER_GEN - 1) {
+				tally_dedup_tick(f, nf += 1000, 0, 512);
+				tally_dedup_tick(x, nx += 1000, 0, 512);
+			}
+		}
+		assert_int_equal(tally_dedup_gen(f), gen_add(GEN_MAX - 40, OPS / OPS_PER_GEN));
+		assert_memory_equal(f->b, x->b, tally_dedup_bytes(f));
+		tally_dedup_destroy(f);
+		tally_dedup_destroy(x);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_new_then_dup), cmocka_unit_test(test_time_horizon),
 		cmocka_unit_test(test_capacity), cmocka_unit_test(test_table_full),
 		cmocka_unit_test(test_forget), cmocka_unit_test(test_generation_wrap),
-		cmocka_unit_test(test_two_threads),
+		cmocka_unit_test(test_two_threads), cmocka_unit_test(test_fast_matches_exact),
+		cmocka_unit_test(test_fast_matches_exact_run),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
