@@ -444,6 +444,100 @@ static void test_fast_matches_exact_run(void **st)
 	}
 }
 
+/* ---- Generations: the wrap and the sweeper guard ---- */
+
+/*
+ * Ids inserted a few generations before the counter wraps are duplicates for
+ * GENS generations, across the wrap, and new after that. A group of ids is
+ * inserted every generation from GEN_MAX - 30 to 50 (the exact path's wrapping
+ * windows and the fast path's on both sides); every group is probed every
+ * generation against when it was last new.
+ */
+static void test_wrap_horizon(void **st)
+{
+	enum { PER = 64, STEPS = 81 };
+	struct tally_dedup *d = tally_dedup_create(1024, 8000);
+	uint16_t last[STEPS] = {0};
+	uint64_t now = 1;
+
+	(void)st;
+	walk_to(d, &now, GEN_MAX - 30, 16); /* 16 buckets a tick: a pass every 4096 generations */
+	for (unsigned step = 0; step < STEPS; step++) {
+		uint16_t cur = tally_dedup_gen(d);
+
+		assert_int_equal(cur, gen_add(GEN_MAX - 30, (int)step));
+		for (unsigned g = 0; g <= step; g++) {
+			bool live = g < step && gen_back(cur, last[g]) <= GENS;
+
+			for (uint64_t i = 0; i < PER; i++)
+				assert_int_equal(ins(d, (uint64_t)g << 32 | i),
+						 live ? TALLY_DEDUP_DUP : TALLY_DEDUP_NEW);
+			last[g] = live ? last[g] : cur;
+		}
+		now += 1000;
+		tally_dedup_tick(d, now, 0, 16);
+	}
+	assert_int_equal(tally_dedup_gen(d), 51);
+	assert_int_equal(d->held_back, 0);
+	tally_dedup_destroy(d);
+}
+
+/*
+ * With no sweeping at all, the generation stops about GEN_MAX / 2 generations
+ * after the last complete pass began (a stale slot could otherwise come round
+ * and look live); while it is held, every tick counts a held-back advance and
+ * ids of the last GENS + 1 generations stay duplicates. Given a sweep budget it
+ * moves again within two passes, one generation a tick.
+ */
+static void test_sweeper_guard(void **st)
+{
+	struct tally_dedup *d = tally_dedup_create(1024, 8000);
+	uint16_t start = tally_dedup_gen(d), stuck;
+	size_t rate = tally_dedup_sweep_rate(d);
+	uint64_t now = 1, passes;
+	unsigned n;
+
+	(void)st;
+	tally_dedup_tick(d, now, 0, 0); /* sets the generation's start time */
+	for (n = 0; d->held_back == 0; n++) {
+		uint16_t g = tally_dedup_gen(d);
+
+		assert_true(n <= GEN_MAX);
+		assert_int_equal(ins(d, g), TALLY_DEDUP_NEW); /* one id per generation: the id is g */
+		tally_dedup_tick(d, now += 1000, 0, 0);
+		assert_int_equal(tally_dedup_gen(d), d->held_back ? g : gen_add(g, 1));
+	}
+	stuck = tally_dedup_gen(d);
+	assert_true(gen_back(stuck, start) <= GEN_MAX / 2);
+	assert_true(gen_back(stuck, start) >= GEN_MAX / 2 - 2 * GENS);
+	assert_int_equal(ins(d, 1000000), TALLY_DEDUP_NEW);
+	for (unsigned k = 2; k < 5000; k++) { /* time passes, the generation does not */
+		tally_dedup_tick(d, now += 1000, 0, 0);
+		assert_int_equal(tally_dedup_gen(d), stuck);
+		assert_int_equal(d->held_back, k);
+	}
+	assert_int_equal(ins(d, 1000000), TALLY_DEDUP_DUP);
+	for (int back = 0; back <= GENS; back++)
+		assert_int_equal(ins(d, gen_add(stuck, -back)), TALLY_DEDUP_DUP);
+	assert_int_equal(ins(d, gen_add(stuck, -(GENS + 1))), TALLY_DEDUP_NEW);
+	/* a sweep budget: moving again once two passes are done, then every tick */
+	passes = d->nbuckets / rate + 1;
+	for (n = 0; tally_dedup_gen(d) == stuck; n++) {
+		assert_true(n <= 2 * passes + 1);
+		tally_dedup_tick(d, now += 1000, 0, rate);
+	}
+	uint64_t held = d->held_back;
+
+	for (int k = 1; k <= 200; k++) {
+		assert_int_equal(tally_dedup_gen(d), gen_add(stuck, k));
+		if (k == GENS + 1) /* the horizon is counted in generations again */
+			assert_int_equal(ins(d, 1000000), TALLY_DEDUP_NEW);
+		tally_dedup_tick(d, now += 1000, 0, rate);
+	}
+	assert_int_equal(d->held_back, held);
+	tally_dedup_destroy(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -452,6 +546,7 @@ int main(void)
 		cmocka_unit_test(test_forget), cmocka_unit_test(test_generation_wrap),
 		cmocka_unit_test(test_two_threads), cmocka_unit_test(test_fast_matches_exact),
 		cmocka_unit_test(test_fast_matches_exact_run),
+		cmocka_unit_test(test_wrap_horizon), cmocka_unit_test(test_sweeper_guard),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
