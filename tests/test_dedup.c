@@ -672,6 +672,42 @@ static void test_two_threads_full(void **st)
 	tally_dedup_destroy(d);
 }
 
+/* ---- The capacity horizon at its load ---- */
+
+/*
+ * capacity + capacity/8 ids, the generation moving every capacity/8 inserts (a
+ * tick after every insert, given the total inserted, as tallyd passes it): none
+ * evicted early, every id of the last `capacity` a duplicate, the first
+ * generation's ids beyond the horizon. Capacities with a power-of-two, an odd
+ * and the minimum bucket count.
+ */
+static void horizon_load(uint64_t cap)
+{
+	struct tally_dedup *d = tally_dedup_create(cap, 3600000);
+	uint64_t per = cap / GENS, total = cap + per;
+	uint16_t g0 = tally_dedup_gen(d);
+
+	for (uint64_t id = 1; id <= total; id++) {
+		assert_int_equal(ins(d, id), TALLY_DEDUP_NEW);
+		tally_dedup_tick(d, 1, id, 4);
+	}
+	assert_int_equal(tally_dedup_gen(d), gen_add(g0, GENS + 1));
+	for (uint64_t id = total - cap + 1; id <= total; id++)
+		assert_int_equal(ins(d, id), TALLY_DEDUP_DUP);
+	for (uint64_t id = 1; id <= per; id++)
+		assert_int_equal(ins(d, id), TALLY_DEDUP_NEW);
+	assert_int_equal(d->held_back, 0);
+	tally_dedup_destroy(d);
+}
+
+static void test_capacity_horizon_load(void **st)
+{
+	(void)st;
+	horizon_load(1 << 19);       /* 2^17 buckets */
+	horizon_load((1 << 18) + 3); /* 65537 buckets */
+	horizon_load(1024);          /* the minimum table, lightly loaded */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -679,10 +715,10 @@ int main(void)
 		cmocka_unit_test(test_capacity), cmocka_unit_test(test_table_full),
 		cmocka_unit_test(test_forget), cmocka_unit_test(test_generation_wrap),
 		cmocka_unit_test(test_two_threads), cmocka_unit_test(test_fast_matches_exact),
-		cmocka_unit_test(test_fast_matches_exact_run),
-		cmocka_unit_test(test_wrap_horizon), cmocka_unit_test(test_sweeper_guard),
-		cmocka_unit_test(test_two_threads_paths),
+		cmocka_unit_test(test_fast_matches_exact_run), cmocka_unit_test(test_wrap_horizon),
+		cmocka_unit_test(test_sweeper_guard), cmocka_unit_test(test_two_threads_paths),
 		cmocka_unit_test(test_two_threads_full),
+		cmocka_unit_test(test_capacity_horizon_load),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
