@@ -454,6 +454,141 @@ static void test_merge_against_reference(void **st)
 	tally_wtab_destroy(m);
 }
 
+/* ---- Limits ---- */
+
+/* Everything a failed insert could have touched. */
+struct snap {
+	struct tally_row *cell;
+	uint32_t *used;
+	uint8_t *arena;
+	uint32_t nrows, arena_used;
+};
+
+static void snap_take(struct snap *s, const struct tally_wtab *t)
+{
+	s->cell = malloc(t->ncells * sizeof(*t->cell));
+	s->used = malloc(t->max_rows * sizeof(*t->used));
+	s->arena = malloc(t->arena_cap);
+	assert_true(s->cell && s->used && s->arena);
+	memcpy(s->cell, t->cell, t->ncells * sizeof(*t->cell));
+	memcpy(s->used, t->used, t->max_rows * sizeof(*t->used));
+	memcpy(s->arena, t->arena, t->arena_cap);
+	s->nrows = t->nrows;
+	s->arena_used = t->arena_used;
+}
+
+static void snap_same(const struct snap *s, const struct tally_wtab *t)
+{
+	assert_int_equal(t->nrows, s->nrows);
+	assert_int_equal(t->arena_used, s->arena_used);
+	assert_memory_equal(t->cell, s->cell, t->ncells * sizeof(*t->cell));
+	assert_memory_equal(t->used, s->used, t->max_rows * sizeof(*t->used));
+	assert_memory_equal(t->arena, s->arena, t->arena_cap);
+}
+
+static void snap_free(struct snap *s)
+{
+	free(s->cell);
+	free(s->used);
+	free(s->arena);
+}
+
+/* A distinct key of length len >= 5: i in the first 4 bytes, then filler and len. */
+static const uint8_t *nkey(uint32_t i, uint8_t len)
+{
+	static uint8_t k[255];
+
+	memset(k, 'x', sizeof(k));
+	k[0] = (uint8_t)(i >> 24);
+	k[1] = (uint8_t)(i >> 16);
+	k[2] = (uint8_t)(i >> 8);
+	k[3] = (uint8_t)i;
+	k[len - 1] = (uint8_t)len;
+	return k;
+}
+
+static int addk(struct tally_wtab *t, const uint8_t *key, uint8_t len, int64_t win, double v)
+{
+	return tally_wtab_add(t, tally_row_hash(tally_key_hash(key, len), win), key, len, win, v);
+}
+
+/* A full table refuses new rows with -ENOSPC, short or long key, by add or by
+ * merge, and changes nothing; existing rows still update. */
+static void test_rows_full_changes_nothing(void **st)
+{
+	struct tally_wtab *t = tally_wtab_create(1000), *src = tally_wtab_create(16);
+	struct snap s;
+
+	(void)st;
+	for (uint32_t i = 0; i < 1000; i++)
+		assert_int_equal(addk(t, nkey(i, (uint8_t)(5 + i % 40)), (uint8_t)(5 + i % 40), 0, i),
+				 1);
+	assert_int_equal(addk(src, nkey(5000, 30), 30, 0, 1), 1);
+	snap_take(&s, t);
+	assert_int_equal(addk(t, nkey(1000, 8), 8, 0, 1), -ENOSPC);
+	assert_int_equal(addk(t, nkey(1001, 200), 200, 0, 1), -ENOSPC);
+	assert_int_equal(addk(t, nkey(7, 12), 12, 10000, 1), -ENOSPC); /* another window */
+	assert_int_equal(tally_wtab_merge(t, src, tally_wtab_row(src, 0)), -ENOSPC);
+	snap_same(&s, t);
+	assert_int_equal(addk(t, nkey(7, 12), 12, 0, 2), 0);
+	assert_int_equal(tally_wtab_row(t, 7)->count, 2);
+	snap_free(&s);
+	tally_wtab_destroy(t);
+	tally_wtab_destroy(src);
+}
+
+/* The long-key arena (64 bytes a row) fills before the rows do: a key that does
+ * not fit is -ENOSPC and changes nothing, one that fits exactly is taken, and
+ * keys of up to 15 bytes (inline) still go in. */
+static void test_arena_full_changes_nothing(void **st)
+{
+	struct tally_wtab *t = tally_wtab_create(1000), *src = tally_wtab_create(16);
+	struct snap s;
+
+	(void)st;
+	assert_int_equal(t->arena_cap, 64000);
+	for (uint32_t i = 0; i < 250; i++) /* 250 * 255 = 63750 */
+		assert_int_equal(addk(t, nkey(i, 255), 255, 0, i), 1);
+	assert_int_equal(addk(src, nkey(9000, 251), 251, 0, 1), 1);
+	snap_take(&s, t);
+	assert_int_equal(addk(t, nkey(250, 255), 255, 0, 1), -ENOSPC);
+	assert_int_equal(addk(t, nkey(251, 251), 251, 0, 1), -ENOSPC); /* one byte too many */
+	assert_int_equal(tally_wtab_merge(t, src, tally_wtab_row(src, 0)), -ENOSPC);
+	snap_same(&s, t);
+	assert_int_equal(addk(t, nkey(252, 250), 250, 0, 1), 1); /* exactly the rest */
+	assert_int_equal(t->arena_used, t->arena_cap);
+	assert_int_equal(addk(t, nkey(253, 16), 16, 0, 1), -ENOSPC);
+	assert_int_equal(addk(t, nkey(254, 15), 15, 0, 1), 1);
+	assert_int_equal(tally_wtab_rows(t), 252);
+	for (uint32_t i = 0; i < 250; i++) /* every long key intact, the last one too */
+		assert_memory_equal(tally_wtab_key(t, tally_wtab_row(t, i)), nkey(i, 255), 255);
+	assert_memory_equal(tally_wtab_key(t, tally_wtab_row(t, 250)), nkey(252, 250), 250);
+	snap_free(&s);
+	tally_wtab_destroy(t);
+	tally_wtab_destroy(src);
+}
+
+/* near_full turns at 7/8 of the rows, or of the arena, not a row before. */
+static void test_near_full(void **st)
+{
+	struct tally_wtab *t = tally_wtab_create(1024);
+
+	(void)st;
+	for (uint32_t i = 0; i < 896; i++) {
+		assert_false(tally_wtab_near_full(t));
+		assert_int_equal(addk(t, nkey(i, 6), 6, 0, 1), 1);
+	}
+	assert_true(tally_wtab_near_full(t));
+	tally_wtab_reset(t);
+	assert_false(tally_wtab_near_full(t));
+	for (uint32_t i = 0; i < 225; i++) { /* 7/8 of 65536 = 57344 = 224.9 keys of 255 */
+		assert_false(tally_wtab_near_full(t));
+		assert_int_equal(addk(t, nkey(i, 255), 255, 0, 1), 1);
+	}
+	assert_true(tally_wtab_near_full(t));
+	tally_wtab_destroy(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -461,6 +596,8 @@ int main(void)
 		cmocka_unit_test(test_full), cmocka_unit_test(test_reset_many),
 		cmocka_unit_test(test_merge), cmocka_unit_test(test_against_reference),
 		cmocka_unit_test(test_merge_against_reference),
+		cmocka_unit_test(test_rows_full_changes_nothing),
+		cmocka_unit_test(test_arena_full_changes_nothing), cmocka_unit_test(test_near_full),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
