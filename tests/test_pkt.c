@@ -671,13 +671,113 @@ static void test_offload_bad_zero_csum(void **st)
 	check_counts(NULL, 0);
 }
 
+/* ---- Checksums, bit by bit ---- */
+
+/* A flipped bit in a UDP datagram that verified: a bad checksum unless the bit
+ * made the checksum field 0 (none) on IPv4; the length field may fail for
+ * another reason, but never with the same payload. */
+static void flip_udp_bits(const struct spec *sp)
+{
+	uint32_t l4, len = build(sp, &l4), ulen = 8 + sp->plen;
+	struct verdict v;
+
+	assert_int_equal(parse3(fb, len, TALLY_CSUM_UNKNOWN, TALLY_CSUM_UNKNOWN, 0, &v), TALLY_OK);
+	assert_int_equal(v.len, sp->plen);
+	assert_int_equal(v.payload, l4 + 8);
+	for (uint32_t bit = 0; bit < 8 * ulen; bit++) {
+		uint32_t at = l4 + bit / 8;
+		int rc;
+
+		fb[at] ^= (uint8_t)(1 << bit % 8);
+		rc = parse3(fb, len, TALLY_CSUM_UNKNOWN, TALLY_CSUM_UNKNOWN, 0, &v);
+		if (at - l4 == 4 || at - l4 == 5)
+			assert_true(rc != TALLY_OK || v.len != sp->plen);
+		else if ((at - l4 == 6 || at - l4 == 7) && !sp->v6 && rd16(fb + l4 + 6) == 0)
+			assert_int_equal(rc, TALLY_OK);
+		else
+			assert_int_equal(rc, TALLY_C_DROP_UDP_CSUM);
+		fb[at] ^= (uint8_t)(1 << bit % 8);
+	}
+}
+
+/* UDP checksums from the reference's 16-bit big-endian sum over payloads of
+ * every length 0..300, over IPv4 (some with options and tags) and IPv6, verify
+ * in both parsers, and so do checksums that come to 0 (sent as 0xffff); no
+ * single bit flip does. */
+static void test_udp_csum_bits(void **st)
+{
+	(void)st;
+	reset_counts();
+	for (uint32_t plen = 0; plen <= 300; plen++) {
+		struct spec sp = {.plen = plen, .ucsum = 1, .dport = 7000, .proto = 17};
+
+		sp.tags = plen % 3;
+		sp.opt_words = plen % 4 == 1 ? 3 : 0; /* most through the fast path */
+		flip_udp_bits(&sp);
+		sp.v6 = true;
+		flip_udp_bits(&sp);
+	}
+	for (uint32_t plen = 2; plen <= 300; plen += 2) { /* checksums that come to 0 */
+		struct spec sp = {.plen = plen, .ucsum = 1, .dport = 7000, .proto = 17};
+		uint32_t l4;
+
+		sp.v6 = plen % 4 == 0;
+		sp.zero_sum = true;
+		build(&sp, &l4);
+		assert_int_equal(rd16(fb + l4 + 6), 0xffff);
+		flip_udp_bits(&sp);
+	}
+	check_counts(NULL, 0);
+}
+
+/* The IPv4 header checksum with 0..10 option words: it verifies, and any single
+ * flipped bit is a bad checksum, except in version/IHL (a bad header) and the
+ * total length (a bad length, or a bad checksum). */
+static void test_ip_csum_bits(void **st)
+{
+	(void)st;
+	reset_counts();
+	for (unsigned words = 0; words <= 10; words++)
+		for (unsigned tags = 0; tags <= 2; tags++) {
+			struct spec sp = {.plen = 9 + words, .ucsum = 1, .dport = 8125, .proto = 17};
+			uint32_t l4, len, ip;
+			struct verdict v;
+
+			sp.opt_words = words;
+			sp.tags = tags;
+			len = build(&sp, &l4);
+			ip = l4 - 20 - 4 * words;
+			assert_int_equal(parse3(fb, len, TALLY_CSUM_UNKNOWN, TALLY_CSUM_UNKNOWN, 0, &v),
+					 TALLY_OK);
+			for (uint32_t bit = 0; bit < 8 * (20 + 4 * words); bit++) {
+				uint32_t at = ip + bit / 8;
+				int rc;
+
+				fb[at] ^= (uint8_t)(1 << bit % 8);
+				rc = parse3(fb, len, TALLY_CSUM_UNKNOWN, TALLY_CSUM_UNKNOWN, 0, &v);
+				if (at == ip)
+					assert_int_not_equal(rc, TALLY_OK);
+				else if (at == ip + 2 || at == ip + 3)
+					assert_true(rc == TALLY_C_DROP_IP_LEN ||
+						    rc == TALLY_C_DROP_IP_CSUM);
+				else
+					assert_int_equal(rc, TALLY_C_DROP_IP_CSUM);
+				/* the port said good: trusted, and the parsers still agree */
+				parse3(fb, len, TALLY_CSUM_GOOD, TALLY_CSUM_UNKNOWN, 0, &v);
+				fb[at] ^= (uint8_t)(1 << bit % 8);
+			}
+		}
+	check_counts(NULL, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ipv4), cmocka_unit_test(test_ipv4_options),
 		cmocka_unit_test(test_ipv6), cmocka_unit_test(test_drops),
 		cmocka_unit_test(test_paths_agree), cmocka_unit_test(test_every_length),
-		cmocka_unit_test(test_offload_bad_zero_csum),
+		cmocka_unit_test(test_offload_bad_zero_csum), cmocka_unit_test(test_udp_csum_bits),
+		cmocka_unit_test(test_ip_csum_bits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
