@@ -392,7 +392,7 @@ static void test_fast_matches_exact(void **st)
 	for (unsigned writers = 1; writers <= 2; writers++) { /* plain stores, then CAS */
 		tally_dedup_set_writers(f, writers);
 		tally_dedup_set_writers(x, writers);
-		for (int n = 0; n < 150000; n++)
+		for (int n = 0; n < 100000; n++)
 			one_state(f, x);
 	}
 	assert_memory_equal(f->b, x->b, tally_dedup_bytes(f)); /* nothing written elsewhere */
@@ -408,7 +408,7 @@ static void test_fast_matches_exact(void **st)
  */
 static void test_fast_matches_exact_run(void **st)
 {
-	enum { POOL = 100000, OPS = 300000, OPS_PER_GEN = 4000 };
+	enum { POOL = 100000, OPS = 200000, OPS_PER_GEN = 4000 }; /* 50 generations */
 	static uint16_t last[POOL + 1]; /* generation the id was last new at, 0: never */
 
 	(void)st;
@@ -545,6 +545,7 @@ enum { RACE_IDS = 50000, RACE_CHUNK = 500 };
 struct lane {
 	struct tally_dedup *d;
 	uint64_t base;
+	uint32_t n;
 	pthread_barrier_t *bar;
 	uint8_t res[RACE_IDS];
 };
@@ -555,7 +556,7 @@ static void *lane_run(void *arg)
 {
 	struct lane *l = arg;
 
-	for (uint32_t i = 0; i < RACE_IDS; i++) {
+	for (uint32_t i = 0; i < l->n; i++) {
 		if (i % RACE_CHUNK == 0)
 			pthread_barrier_wait(l->bar);
 		l->res[i] = (uint8_t)ins(l->d, tally_dedup_hash(l->base + i));
@@ -580,8 +581,8 @@ static void *sweep_run(void *arg)
 	return NULL;
 }
 
-/* One race; `full`: every new id must evict (the table was full of live ids). */
-static void race_round(struct tally_dedup *d, uint64_t now, uint64_t base, bool full)
+/* One race of n ids; `full`: the table was full of live ids, so new ids evict. */
+static void race_round(struct tally_dedup *d, uint64_t now, uint64_t base, uint32_t n, bool full)
 {
 	static struct lane l[2];
 	struct sweeper sw = {d, now, 0};
@@ -593,6 +594,7 @@ static void race_round(struct tally_dedup *d, uint64_t now, uint64_t base, bool 
 	for (int i = 0; i < 2; i++) {
 		l[i].d = d;
 		l[i].base = base;
+		l[i].n = n;
 		l[i].bar = &bar;
 		pthread_create(&t[i], NULL, lane_run, &l[i]);
 	}
@@ -602,7 +604,7 @@ static void race_round(struct tally_dedup *d, uint64_t now, uint64_t base, bool 
 	ck_pr_store_int(&sw.stop, 1);
 	pthread_join(t[2], NULL);
 	pthread_barrier_destroy(&bar);
-	for (uint32_t i = 0; i < RACE_IDS; i++) {
+	for (uint32_t i = 0; i < n; i++) {
 		int news = (l[0].res[i] != TALLY_DEDUP_DUP) + (l[1].res[i] != TALLY_DEDUP_DUP);
 
 		assert_true(news >= 1);
@@ -615,10 +617,10 @@ static void race_round(struct tally_dedup *d, uint64_t now, uint64_t base, bool 
 	}
 	if (twice)
 		print_message("base %llx: %u of %u ids new to both writers\n",
-			      (unsigned long long)base, twice, RACE_IDS);
+			      (unsigned long long)base, twice, n);
 	assert_int_equal(twice, 0);
 	if (full) /* the race was on the eviction path (a few buckets kept a free slot) */
-		assert_true(evicts >= RACE_IDS * 9 / 10);
+		assert_true(evicts >= n * 9 / 10);
 }
 
 /*
@@ -636,12 +638,12 @@ static void test_two_threads_paths(void **st)
 	tally_dedup_tick(d, now, 0, 0);
 	for (; round <= 6; round++) {
 		assert_true(tally_dedup_view(d).simple);
-		race_round(d, now, round << 32, false);
+		race_round(d, now, round << 32, 25000, false);
 		walk_to(d, &now, gen_add(tally_dedup_gen(d), 3), 4096);
 	}
 	walk_to(d, &now, GEN_MAX - 15, 16);
 	for (; !tally_dedup_view(d).simple; round++) {
-		race_round(d, now, round << 32, false);
+		race_round(d, now, round << 32, 25000, false);
 		walk_to(d, &now, gen_add(tally_dedup_gen(d), 2), 4096);
 	}
 	assert_int_equal(tally_dedup_gen(d), 9); /* GEN_MAX - 15 .. GEN_MAX, 1 .. 8 done */
@@ -668,7 +670,7 @@ static void test_two_threads_full(void **st)
 	for (uint64_t id = 1; id <= slots + slots / 4; id++)
 		assert_int_not_equal(ins(d, id), TALLY_DEDUP_DUP);
 	walk_to(d, &now, gen_add(tally_dedup_gen(d), 4), 4096);
-	race_round(d, now, 1ULL << 40, true);
+	race_round(d, now, 1ULL << 40, RACE_IDS, true);
 	tally_dedup_destroy(d);
 }
 
