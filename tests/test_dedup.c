@@ -691,7 +691,7 @@ static void horizon_load(uint64_t cap)
 
 	for (uint64_t id = 1; id <= total; id++) {
 		assert_int_equal(ins(d, id), TALLY_DEDUP_NEW);
-		tally_dedup_tick(d, 1, id, 4);
+		tally_dedup_tick(d, 1, id, 1); /* a bucket a tick: a pass every 1-2 generations */
 	}
 	assert_int_equal(tally_dedup_gen(d), gen_add(g0, GENS + 1));
 	for (uint64_t id = total - cap + 1; id <= total; id++)
