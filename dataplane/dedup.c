@@ -104,82 +104,68 @@ static bool put(struct tally_dedup *d, uint64_t *p, uint64_t old, uint64_t v)
 	return ck_pr_cas_64(p, old, v);
 }
 
-/* The live slot with the oldest generation: what a full bucket gives up. */
-static unsigned oldest(const struct tally_dedup_bucket *b, uint16_t cur, unsigned *age)
-{
-	unsigned best = 0;
-
-	*age = 0;
-	for (unsigned i = 0; i < WAYS; i++) {
-		unsigned a = tally_dedup_age(cur, (uint16_t)(ck_pr_load_64(&b->slot[i]) & GEN_MASK));
-
-		if (a >= *age) {
-			*age = a;
-			best = i;
-		}
-	}
-	return best;
-}
-
-/* Every slot of both buckets live: the oldest generation goes. */
-static bool evict(struct tally_dedup *d, struct tally_dedup_bucket *a,
-		  struct tally_dedup_bucket *b, uint64_t fp, uint16_t gen)
-{
-	unsigned age_a, age_b, ia = oldest(a, gen, &age_a), ib = oldest(b, gen, &age_b);
-	uint64_t *p = age_a >= age_b ? &a->slot[ia] : &b->slot[ib];
-	uint64_t v = fp | (age_a >= age_b ? 0 : TALLY_DEDUP_ROLE_B) | gen;
-
-	return put(d, p, ck_pr_load_64(p), v);
-}
-
-/* One pass over a bucket with the exact age rule (any generation window). */
+/*
+ * One bucket as read once, judged with the exact age rule (any generation
+ * window): is `mine` live in it, how many slots are live, the first claimable
+ * slot (WAYS: none) and the oldest slot. Every decision and every CAS of an
+ * insert uses these values, never a second read: a CAS from a value read later
+ * could replace the slot another worker just gave this very id.
+ */
 struct look {
-	unsigned live, free_i;
-	uint64_t free_s;
+	bool hit;
+	unsigned live, free_i, old_i, old_age;
+	uint64_t s[WAYS];
 };
 
-static bool scan(const struct tally_dedup_bucket *b, uint64_t mine, uint16_t gen,
-		 struct look *l)
+static void look_at(const struct tally_dedup_bucket *b, uint64_t mine, uint16_t gen,
+		    struct look *l)
 {
-	l->live = 0;
-	l->free_i = WAYS;
-	l->free_s = 0;
+	*l = (struct look){.free_i = WAYS};
 	for (unsigned i = 0; i < WAYS; i++) {
-		uint64_t s = ck_pr_load_64(&b->slot[i]);
+		uint64_t s = l->s[i] = ck_pr_load_64(&b->slot[i]);
+		unsigned age = tally_dedup_age(gen, (uint16_t)(s & GEN_MASK));
 
-		if (tally_dedup_live(s, gen)) {
-			if ((s & ~(uint64_t)GEN_MASK) == mine)
-				return true;
-			l->live++;
-		} else if (l->free_i == WAYS) {
-			l->free_i = i;
-			l->free_s = s;
+		if (!tally_dedup_live(s, gen)) {
+			l->free_i = l->free_i == WAYS ? i : l->free_i;
+			continue;
+		}
+		l->hit |= (s & ~(uint64_t)GEN_MASK) == mine;
+		l->live++;
+		if (age >= l->old_age) {
+			l->old_age = age;
+			l->old_i = i;
 		}
 	}
-	return false;
 }
 
 enum tally_dedup_result tally_dedup_insert_slow(struct tally_dedup *d, uint64_t h,
 						uint16_t gen)
 {
 	uint64_t ia = tally_dedup_index_a(d, h), fp = h << 16;
-	struct tally_dedup_bucket *a = &d->b[ia], *b = &d->b[tally_dedup_index_b(d, h, ia)];
+	struct tally_dedup_bucket *bk[2] = {&d->b[ia], &d->b[tally_dedup_index_b(d, h, ia)]};
 
 	for (int attempt = 0; attempt < 8; attempt++) {
-		struct look la, lb;
-		bool to_b;
+		struct look l[2];
+		unsigned k;
 
-		if (scan(a, fp, gen, &la) || scan(b, fp | TALLY_DEDUP_ROLE_B, gen, &lb))
+		look_at(bk[0], fp, gen, &l[0]);
+		look_at(bk[1], fp | TALLY_DEDUP_ROLE_B, gen, &l[1]);
+		if (l[0].hit || l[1].hit)
 			return TALLY_DEDUP_DUP;
-		if (la.free_i == WAYS && lb.free_i == WAYS) {
-			if (evict(d, a, b, fp, gen))
+		if (l[0].free_i == WAYS && l[1].free_i == WAYS) {
+			/* both full of live ids: the oldest generation of the two goes */
+			k = l[0].old_age >= l[1].old_age ? 0 : 1;
+			if (put(d, &bk[k]->slot[l[k].old_i], l[k].s[l[k].old_i],
+				fp | (k ? TALLY_DEDUP_ROLE_B : 0) | gen))
 				return TALLY_DEDUP_NEW_EVICT;
 			continue;
 		}
-		to_b = la.free_i == WAYS || (lb.free_i != WAYS && lb.live < la.live);
-		if (to_b ? put(d, &b->slot[lb.free_i], lb.free_s, fp | TALLY_DEDUP_ROLE_B | gen)
-			 : put(d, &a->slot[la.free_i], la.free_s, fp | gen))
+		/* the emptier takes it (ties: A), at its first claimable slot */
+		k = l[0].free_i == WAYS || (l[1].free_i != WAYS && l[1].live < l[0].live);
+		if (put(d, &bk[k]->slot[l[k].free_i], l[k].s[l[k].free_i],
+			fp | (k ? TALLY_DEDUP_ROLE_B : 0) | gen))
 			return TALLY_DEDUP_NEW;
+		/* a slot changed under us: look again, the id may be there now */
 	}
 	/* Contended beyond reason: count it rather than stall the worker. */
 	return TALLY_DEDUP_NEW_EVICT;

@@ -233,8 +233,9 @@ HOT bool fast_ipv4_udp(const uint8_t *f, uint32_t len, enum tally_csum_state ip_
 		return false;
 	if (ip_csum != TALLY_CSUM_GOOD && (ip_csum == TALLY_CSUM_BAD || !ip4_csum_ok(ip, 20)))
 		return false;
-	if (l4_csum != TALLY_CSUM_GOOD && be16(l4 + 6) != 0 &&
-	    (l4_csum == TALLY_CSUM_BAD || !udp_csum_ok(ip + 12, ip + 16, 4, l4, (uint16_t)ulen)))
+	/* the port's verdict first: BAD drops even a zero ("none") checksum, as below */
+	if (l4_csum == TALLY_CSUM_BAD || (l4_csum == TALLY_CSUM_UNKNOWN && be16(l4 + 6) != 0 &&
+					  !udp_csum_ok(ip + 12, ip + 16, 4, l4, (uint16_t)ulen)))
 		return false;
 	dport = be16(l4 + 2);
 	if (!((nports > 0 && ports[0] != 0 && ports[0] == dport) ||

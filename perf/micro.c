@@ -285,7 +285,7 @@ static struct wkeys make_keys(uint32_t n)
 	if (w.k == NULL)
 		micro_fail("out of memory");
 	for (uint32_t i = 0; i < n; i++)
-		snprintf((char *)w.k[i], 16, "tally.%08u", i);
+		snprintf((char *)w.k[i], 16, "tally.%08u", i % 100000000u); /* 14 bytes */
 	return w;
 }
 

@@ -137,7 +137,7 @@ static void test_capacity(void **st)
 		assert_int_not_equal(r, TALLY_DEDUP_DUP);
 		evicted += r == TALLY_DEDUP_NEW_EVICT;
 		if (++inserted % 1000 == 0) /* tallyd's sweep budget, not a full pass a tick */
-			tally_dedup_tick(d, 1, inserted, tally_dedup_sweep_rate(d));
+			tally_dedup_tick(d, 1, inserted, tally_dedup_sweep_rate(d, 2));
 	}
 	assert_int_equal(d->held_back, 0);
 	for (uint64_t id = total - cap + 1; id <= total; id++)
@@ -493,7 +493,7 @@ static void test_sweeper_guard(void **st)
 {
 	struct tally_dedup *d = tally_dedup_create(1024, 8000);
 	uint16_t start = tally_dedup_gen(d), stuck;
-	size_t rate = tally_dedup_sweep_rate(d);
+	size_t rate = tally_dedup_sweep_rate(d, 2);
 	uint64_t now = 1, passes;
 	unsigned n;
 
