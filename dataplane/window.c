@@ -81,8 +81,8 @@ void tally_wtab_reset(struct tally_wtab *t)
 
 size_t tally_wtab_bytes(const struct tally_wtab *t) { return t->bytes; }
 
-struct tally_row *tally_wtab_insert(struct tally_wtab *t, uint64_t c, const uint8_t *key,
-				    uint8_t key_len, int64_t win)
+struct tally_row *tally_wtab_insert(struct tally_wtab *t, uint64_t c, uint64_t h,
+				    const uint8_t *key, uint8_t key_len, int64_t win)
 {
 	struct tally_row *r = &t->cell[c];
 
@@ -92,8 +92,8 @@ struct tally_row *tally_wtab_insert(struct tally_wtab *t, uint64_t c, const uint
 		if (t->arena_cap - t->arena_used < key_len)
 			return NULL;
 		memcpy(t->arena + t->arena_used, key, key_len);
-		memcpy(r->key, key, TALLY_ROW_KEY_PREFIX);
-		memcpy(r->key + TALLY_ROW_KEY_PREFIX, &t->arena_used, sizeof(t->arena_used));
+		memcpy(r->key, &h, sizeof(h));
+		memcpy(r->key + 8, &t->arena_used, sizeof(t->arena_used));
 		t->arena_used += key_len;
 	} else {
 		memcpy(r->key, key, key_len);
@@ -110,7 +110,7 @@ int tally_wtab_merge(struct tally_wtab *t, const struct tally_wtab *src,
 	const uint8_t *key = tally_wtab_key(src, in);
 	uint64_t h = tally_row_hash(tally_key_hash(key, in->key_len), in->win_start);
 	bool created;
-	struct tally_row *r = tally_wtab_find(t, tally_wtab_slot(t, h), key, in->key_len,
+	struct tally_row *r = tally_wtab_find(t, h, tally_wtab_slot(t, h), key, in->key_len,
 					      in->win_start, &created);
 
 	if (r == NULL)

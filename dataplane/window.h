@@ -8,8 +8,10 @@
  * bytes; longer keys keep a prefix and an offset into an arena) sit in the row
  * itself, so an update with a short key touches one line and nothing else: no
  * index to read first, no key to fetch from elsewhere. A row is found by its
- * window, key length and key, compared a word at a time. At most half the
- * cells are used, so probes
+ * window, key length and key, compared a word at a time; a row with a long key
+ * (in the arena) keeps its row hash instead, so only the row that is almost
+ * surely the one has its key compared (long keys share long prefixes: StatsD
+ * names). At most half the cells are used, so probes
  * stay short. A list of used cells, in creation order, is what the flusher and
  * sinks walk. Memory is mapped and pre-faulted once (mem.c) and never grows: a
  * full table says so (-ENOSPC) and the caller counts it.
@@ -28,15 +30,15 @@
 
 #include "mem.h"
 
-#define TALLY_ROW_KEY_INLINE 15 /* longer keys: 11 bytes inline, the rest in the arena */
-#define TALLY_ROW_KEY_PREFIX 11
+#define TALLY_ROW_KEY_INLINE 15 /* longer keys live in the arena */
 
 struct tally_row {
 	int64_t win_start;
 	uint64_t count;
 	double sum, min, max, last;
 	uint8_t key_len; /* 0: empty cell */
-	uint8_t key[TALLY_ROW_KEY_INLINE]; /* the key; or its first 11 bytes and uint32 arena offset */
+	/* the key; or, longer, the row hash (8 bytes) and the uint32 arena offset */
+	uint8_t key[TALLY_ROW_KEY_INLINE];
 } __attribute__((aligned(64)));
 _Static_assert(sizeof(struct tally_row) == 64, "a row is one cache line");
 
@@ -94,8 +96,16 @@ static inline uint32_t tally_row_arena_off(const struct tally_row *r)
 {
 	uint32_t off;
 
-	memcpy(&off, r->key + TALLY_ROW_KEY_PREFIX, sizeof(off));
+	memcpy(&off, r->key + 8, sizeof(off));
 	return off;
+}
+
+static inline uint64_t tally_row_long_hash(const struct tally_row *r)
+{
+	uint64_t h;
+
+	memcpy(&h, r->key, sizeof(h));
+	return h;
 }
 
 static inline const uint8_t *tally_wtab_key(const struct tally_wtab *t,
@@ -124,27 +134,55 @@ static inline bool tally_short_eq(const uint8_t *a, const uint8_t *b, uint32_t n
 	return n == 0 || (a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1]);
 }
 
+/* a[0..n) == b[0..n) for n >= 8, a word at a time, the last word overlapping. */
+static inline bool tally_long_eq(const uint8_t *a, const uint8_t *b, uint32_t n)
+{
+	uint64_t x, y;
+	uint32_t i = 0;
+
+	for (; i + 8 < n; i += 8) {
+		memcpy(&x, a + i, 8), memcpy(&y, b + i, 8);
+		if (x != y)
+			return false;
+	}
+	memcpy(&x, a + n - 8, 8), memcpy(&y, b + n - 8, 8);
+	return x == y;
+}
+
 static inline bool tally_row_is(const struct tally_wtab *t, const struct tally_row *r,
-				const uint8_t *key, uint8_t key_len, int64_t win)
+				uint64_t h, const uint8_t *key, uint8_t key_len, int64_t win)
 {
 	if (r->win_start != win || r->key_len != key_len)
 		return false;
 	if (key_len <= TALLY_ROW_KEY_INLINE)
 		return tally_short_eq(r->key, key, key_len);
-	return tally_short_eq(r->key, key, TALLY_ROW_KEY_PREFIX) &&
-	       memcmp(t->arena + tally_row_arena_off(r), key, key_len) == 0;
+	return tally_row_long_hash(r) == h &&
+	       tally_long_eq(t->arena + tally_row_arena_off(r), key, key_len);
+}
+
+/*
+ * A long key's arena bytes, once the row's cell c is cached: the apply stage
+ * calls this a few events ahead. The first cell is nearly always the row.
+ */
+static inline void tally_wtab_prefetch_key(const struct tally_wtab *t, uint64_t c,
+					   uint8_t key_len)
+{
+	const struct tally_row *r = &t->cell[c];
+
+	if (key_len > TALLY_ROW_KEY_INLINE && r->key_len == key_len)
+		tally_prefetch(t->arena + tally_row_arena_off(r));
 }
 
 /* Claim the empty cell c for a new row; NULL if the table is full. */
-struct tally_row *tally_wtab_insert(struct tally_wtab *t, uint64_t c, const uint8_t *key,
-				    uint8_t key_len, int64_t win);
+struct tally_row *tally_wtab_insert(struct tally_wtab *t, uint64_t c, uint64_t h,
+				    const uint8_t *key, uint8_t key_len, int64_t win);
 
 /*
- * Find the row of (key, win) from its first cell c (tally_wtab_slot of its row
- * hash), or create it; NULL when it is new and the table is full. *created
- * says which.
+ * Find the row of (key, win), whose row hash is h, from its first cell c
+ * (tally_wtab_slot of h), or create it; NULL when it is new and the table is
+ * full. *created says which.
  */
-static inline struct tally_row *tally_wtab_find(struct tally_wtab *t, uint64_t c,
+static inline struct tally_row *tally_wtab_find(struct tally_wtab *t, uint64_t h, uint64_t c,
 						const uint8_t *key, uint8_t key_len,
 						int64_t win, bool *created)
 {
@@ -153,9 +191,9 @@ static inline struct tally_row *tally_wtab_find(struct tally_wtab *t, uint64_t c
 
 		if (r->key_len == 0) {
 			*created = true;
-			return tally_wtab_insert(t, c, key, key_len, win);
+			return tally_wtab_insert(t, c, h, key, key_len, win);
 		}
-		if (tally_row_is(t, r, key, key_len, win)) {
+		if (tally_row_is(t, r, h, key, key_len, win)) {
 			*created = false;
 			return r;
 		}
@@ -164,14 +202,15 @@ static inline struct tally_row *tally_wtab_find(struct tally_wtab *t, uint64_t c
 }
 
 /*
- * Add one value to the row whose first cell is c. Returns 1 if a row was
- * created, 0 if updated, -ENOSPC if full.
+ * Add one value to the row of row hash h, whose first cell is c. Returns 1 if a
+ * row was created, 0 if updated, -ENOSPC if full.
  */
-static inline int tally_wtab_add_at(struct tally_wtab *t, uint64_t c, const uint8_t *key,
-				    uint8_t key_len, int64_t win_start, double v)
+static inline int tally_wtab_add_at(struct tally_wtab *t, uint64_t h, uint64_t c,
+				    const uint8_t *key, uint8_t key_len, int64_t win_start,
+				    double v)
 {
 	bool created;
-	struct tally_row *r = tally_wtab_find(t, c, key, key_len, win_start, &created);
+	struct tally_row *r = tally_wtab_find(t, h, c, key, key_len, win_start, &created);
 
 	if (r == NULL)
 		return -ENOSPC;
@@ -192,7 +231,7 @@ static inline int tally_wtab_add_at(struct tally_wtab *t, uint64_t c, const uint
 static inline int tally_wtab_add(struct tally_wtab *t, uint64_t h, const uint8_t *key,
 				 uint8_t key_len, int64_t win_start, double v)
 {
-	return tally_wtab_add_at(t, tally_wtab_slot(t, h), key, key_len, win_start, v);
+	return tally_wtab_add_at(t, h, tally_wtab_slot(t, h), key, key_len, win_start, v);
 }
 
 /* Fold a row of another table in: counts and sums add, min/max combine, last from r. */

@@ -27,6 +27,9 @@
 /* Events ahead whose dedup line and table row are prefetched while event i is
  * applied: about three lines each, so 8 events keep ~24 misses in flight. */
 #define TALLY_PREFETCH 8
+/* Events ahead whose long key's arena bytes are prefetched: nearer, since the
+ * arena offset is in the row, which must have arrived first. */
+#define TALLY_PREFETCH_KEY 3
 /* Frames ahead whose first data line is prefetched while parsing. */
 #define TALLY_PKT_PREFETCH 4
 
@@ -202,7 +205,8 @@ static inline void apply_one(struct tally_worker *w, const struct tally_event *e
 		s->inserted++;
 		s->evicted += r == TALLY_DEDUP_NEW_EVICT;
 	}
-	r = tally_wtab_add_at(w->cur, e->cell, e->key, e->key_len, e->win_start, e->value);
+	r = tally_wtab_add_at(w->cur, e->hash, e->cell, e->key, e->key_len, e->win_start,
+			      e->value);
 	if (unlikely(r < 0)) {
 		/* Not applied, so not remembered: a resend must count. */
 		if (e->event_id)
@@ -263,6 +267,9 @@ static void apply_events(struct tally_worker *w, const struct tally_params *p,
 	for (uint32_t i = 0; i < n; i++) {
 		if (i + TALLY_PREFETCH < n)
 			prefetch_event(w, &ev[i + TALLY_PREFETCH]);
+		if (i + TALLY_PREFETCH_KEY < n) /* its cell has arrived by now */
+			tally_wtab_prefetch_key(w->cur, ev[i + TALLY_PREFETCH_KEY].cell,
+						ev[i + TALLY_PREFETCH_KEY].key_len);
 		apply_one(w, &ev[i], v, &s);
 	}
 	add_sums(w, &s);

@@ -334,6 +334,11 @@ static uint32_t win_index(int64_t win)
  * all the deciding. The table allows any first cell as long as it is the same
  * for a row every time.
  */
+static uint64_t row_h(uint32_t k, uint32_t w)
+{
+	return tally_row_hash(tally_key_hash(pool[k].b, pool[k].len), wins[w]);
+}
+
 static uint64_t first_cell(const struct tally_wtab *t, uint32_t k, uint32_t w, bool collide)
 {
 	if (collide)
@@ -353,7 +358,7 @@ static void run_adds(struct tally_wtab *t, struct ref *r, uint64_t seed, int n, 
 		struct rrow one = {0, 0, 1, v, v, v, v};
 		int want = ref_fold(r, k, w, &one);
 
-		assert_int_equal(tally_wtab_add_at(t, first_cell(t, k, w, collide), pool[k].b,
+		assert_int_equal(tally_wtab_add_at(t, row_h(k, w), first_cell(t, k, w, collide), pool[k].b,
 						   pool[k].len, wins[w], v),
 				 want);
 	}
@@ -378,7 +383,8 @@ static void check_table(struct tally_wtab *t, const struct ref *r, bool collide)
 		assert_int_equal(row->count, x->count);
 		assert_true(row->sum == x->sum && row->min == x->min);
 		assert_true(row->max == x->max && row->last == x->last);
-		found = tally_wtab_find(t, first_cell(t, x->key, win_index(x->win), collide), k->b,
+		found = tally_wtab_find(t, row_h(x->key, win_index(x->win)),
+					first_cell(t, x->key, win_index(x->win), collide), k->b,
 					k->len, x->win, &created);
 		assert_false(created);
 		assert_ptr_equal(found, row);
