@@ -126,6 +126,7 @@ static void request_seal(struct tally_flusher *f)
 			return;
 		usleep(100);
 	} while (mono_ms() < deadline);
+	f->ctr.v[TALLY_C_SEAL_TIMEOUTS] += f->nworkers - answered;
 }
 
 /*

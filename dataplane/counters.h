@@ -80,6 +80,7 @@
 	_(SINK_ERRORS, "sink_errors", "sink write attempts that failed (batch kept and retried)") \
 	_(SINK_SKIPPED, "sink_skipped", "batches the sink had applied before (replay skipped)") \
 	_(FLUSH_PENDING, "flush_pending", "batches waiting for the sink (gauge)") \
+	_(SEAL_TIMEOUTS, "seal_timeouts", "seal requests a worker left unanswered for 2 s (stalled)") \
 	/* port (filled from rte_eth_stats when read) */ \
 	_(PORT_IMISSED, "port_imissed", "frames the NIC dropped: RX queue full") \
 	_(PORT_NOMBUF, "port_rx_nombuf", "frames the NIC dropped: no mbuf") \

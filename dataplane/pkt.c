@@ -30,38 +30,37 @@ static inline uint16_t be16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[
  * 0xffff, which reads the same either way). len must be even except for the
  * last buffer summed.
  */
+/* sum + v with the end-around carry of one's-complement arithmetic. */
+static inline uint64_t add_carry(uint64_t sum, uint64_t v)
+{
+	sum += v;
+	return sum + (sum < v);
+}
+
 static inline uint64_t csum_add(uint64_t sum, const uint8_t *p, uint32_t len)
 {
-	uint64_t w;
+	uint64_t w = 0;
+	uint32_t v = 0;
+	uint16_t h = 0;
 
 	for (; len >= 8; p += 8, len -= 8) {
 		memcpy(&w, p, 8);
-		sum += w;
-		sum += sum < w; /* end-around carry */
+		sum = add_carry(sum, w);
 	}
 	if (len >= 4) {
-		uint32_t v;
-
 		memcpy(&v, p, 4);
-		sum += v;
-		sum += sum < v;
+		sum = add_carry(sum, v);
 		p += 4;
 		len -= 4;
 	}
 	if (len >= 2) {
-		uint16_t v;
-
-		memcpy(&v, p, 2);
-		sum += v;
-		sum += sum < v;
+		memcpy(&h, p, 2);
+		sum = add_carry(sum, h);
 		p += 2;
 		len -= 2;
 	}
-	if (len) {
-		sum += p[0]; /* a last odd byte is the high half of a big-endian word */
-		sum += sum < p[0];
-	}
-	return sum;
+	/* a last odd byte is the high half of a big-endian word */
+	return len ? add_carry(sum, p[0]) : sum;
 }
 
 static inline uint16_t csum_fold(uint64_t sum)
@@ -86,10 +85,7 @@ static inline bool ip4_csum_ok(const uint8_t *ip, uint32_t ihl)
 	memcpy(&a, ip, 8);
 	memcpy(&b, ip + 8, 8);
 	memcpy(&c, ip + 16, 4);
-	sum = a + b;
-	sum += sum < b;
-	sum += c;
-	sum += sum < c;
+	sum = add_carry(add_carry(a, b), c);
 	return csum_fold(sum) == 0xffff;
 }
 

@@ -99,6 +99,7 @@ def eal(a, prefix, lcores):
 def gen_cmd(a, sc, tmp, sock, seconds, rate, expected):
     cmd = [f"{a.build}/perf/tally-gen"] + sc["gen"] + COMMON + [
         "--duration", str(seconds), "--rate", str(int(rate)), "--linger", "300",
+        "--stall-timeout", "60",
         "--port", f"net_memif0,role=client,socket={sock},socket-abstract=no"]
     if expected:
         cmd += ["--expected", f"{tmp}/expected.tsv"]
@@ -111,7 +112,7 @@ def start_receiver(a, name, sc, tmp, seconds, log):
     if name == "tally":
         recv = spawn([f"{a.build}/ctrlplane/tallyd", "--port", dev, "--sqlite_path",
                       f"{tmp}/tally.db", "--ctl_socket", ctl, "--dedup_capacity", DEDUP_IDS,
-                      "--table_rows", str(sc["rows"]), "--stop_after_idle_ms", "2000"]
+                      "--table_rows", str(sc["rows"]), "--stop_after_idle_ms", "10000"]
                      + eal(a, "brecv", ["--lcores", "0@0,1@1"]), log)
         ready = lambda: os.path.exists(ctl)
     else:
@@ -182,6 +183,7 @@ def metrics(res):
                 loss=g["datagrams_sent"] - r.get("rx_packets", 0) + g.get("frames_tx_failed", 0),
                 imissed=r.get("port_imissed", 0), nombuf=r.get("port_rx_nombuf", 0),
                 table_full=r.get("drop_table_full", 0), seal_deferred=r.get("seal_deferred", 0),
+                seal_timeouts=r.get("seal_timeouts", 0),
                 rss_mb=res["rss_mb"], exact=res["exact"])
 
 

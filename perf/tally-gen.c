@@ -34,13 +34,12 @@
 #define BURST 32
 #define TXQ_MAX 64
 #define NB_TXD 1024
-#define STALL_SECONDS 5.0 /* no TX progress this long: the receiver is gone */
 
 struct run {
 	struct gen_opts o;
 	uint64_t count, rate;
 	bool count_set;
-	double duration, linger, link_timeout;
+	double duration, linger, link_timeout, stall_timeout;
 	const char *pcap, *port, *expected, *stats_json;
 	uint16_t txq;
 	/* results */
@@ -67,6 +66,8 @@ static void usage(FILE *out)
 	"                          (default: the first port of the EAL args)\n"
 	"  --tx-queues N           TX queues; flow f always goes to queue f %% N (1)\n"
 	"  --link-timeout S        wait for the link this long (10)\n"
+	"  --stall-timeout S       the port taking no frame this long means the receiver is\n"
+	"                          gone: stop sending (5)\n"
 	"  --linger S              after sending, keep the port open until the receiver\n"
 	"                          disconnects or S seconds pass (memif: a receiver must\n"
 	"                          not poll a peer that is tearing down) (0)\n"
@@ -83,7 +84,7 @@ static void usage(FILE *out)
 
 enum {
 	O_COUNT = GEN_O_END, O_DURATION, O_RATE, O_PCAP, O_PORT, O_TXQ, O_EXPECTED,
-	O_JSON, O_LINGER, O_LINK_TIMEOUT,
+	O_JSON, O_LINGER, O_LINK_TIMEOUT, O_STALL,
 };
 
 static const struct option long_opts[] = {
@@ -92,6 +93,7 @@ static const struct option long_opts[] = {
 	{"pcap", 1, 0, O_PCAP}, {"port", 1, 0, O_PORT}, {"tx-queues", 1, 0, O_TXQ},
 	{"expected", 1, 0, O_EXPECTED}, {"stats-json", 1, 0, O_JSON},
 	{"linger", 1, 0, O_LINGER}, {"link-timeout", 1, 0, O_LINK_TIMEOUT},
+	{"stall-timeout", 1, 0, O_STALL},
 	{"help", 0, 0, 'h'}, {0, 0, 0, 0}};
 
 static int set_opt(struct run *r, int c, const char *a)
@@ -110,6 +112,7 @@ static int set_opt(struct run *r, int c, const char *a)
 	case O_JSON: r->stats_json = a; return 0;
 	case O_LINGER: return gen_num_f(a, 0, 1e6, &r->linger);
 	case O_LINK_TIMEOUT: return gen_num_f(a, 0, 1e6, &r->link_timeout);
+	case O_STALL: return gen_num_f(a, 0.1, 1e6, &r->stall_timeout);
 	}
 	return gen_opt_set(&r->o, c, a);
 }
@@ -120,6 +123,7 @@ static void set_defaults(struct run *r)
 	r->count = 10000;
 	r->txq = 1;
 	r->link_timeout = 10;
+	r->stall_timeout = 5;
 	r->rows = -1;
 }
 
@@ -398,7 +402,7 @@ static void send_loop(struct sender *s)
 	uint64_t end = r->duration > 0 ? t0 + (uint64_t)(r->duration * (double)hz) : UINT64_MAX;
 	uint64_t limit = r->count_set || r->duration <= 0 ? r->count : UINT64_MAX;
 
-	s->stall_tsc = (uint64_t)(STALL_SECONDS * (double)hz);
+	s->stall_tsc = (uint64_t)(r->stall_timeout * (double)hz);
 	while (!stop && !s->dead && r->sent < limit) {
 		uint64_t now = rte_rdtsc(), n = limit - r->sent < BURST ? limit - r->sent : BURST;
 
@@ -420,7 +424,7 @@ static void send_loop(struct sender *s)
 	r->seconds = (double)(rte_rdtsc() - t0) / (double)hz;
 	if (s->dead)
 		fprintf(stderr, "tally-gen: port %u took no frame for %.0f s: stopped sending (is "
-			"the receiver still running?)\n", s->pid, STALL_SECONDS);
+			"the receiver still running?)\n", s->pid, r->stall_timeout);
 }
 
 /* Wait for the receiver to go first (link down), at most r->linger seconds. */

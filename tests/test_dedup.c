@@ -20,6 +20,9 @@
 
 #include "dedup.h"
 
+#define TEST_SEED 0x5eed0001
+#include "test_rng.h"
+
 #define GENS TALLY_DEDUP_GENS
 #define GEN_MAX TALLY_DEDUP_GEN_MAX
 #define GEN_MASK TALLY_DEDUP_GEN_MASK
@@ -31,19 +34,6 @@ static int ins(struct tally_dedup *d, uint64_t id)
 	return tally_dedup_insert(d, tally_dedup_ref(d, id), tally_dedup_view(d));
 }
 
-/* splitmix64 with a fixed seed: the same states on every run. */
-static uint64_t rng = 0x5eed0001;
-
-static uint64_t rnd(void)
-{
-	uint64_t z = (rng += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-static uint64_t below(uint64_t n) { return rnd() % n; }
 
 /* The generation `off` steps from g on the 1..GEN_MAX circle. */
 static uint16_t gen_add(uint16_t g, int off)

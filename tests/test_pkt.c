@@ -23,6 +23,9 @@
 #include "counters.h"
 #include "pkt.h"
 
+#define TEST_SEED 0x70616b74
+#include "test_rng.h"
+
 static uint8_t f[2048];
 static const uint16_t ports[2] = {7000, 8125};
 static struct tally_udp u;
@@ -195,19 +198,6 @@ static void test_drops(void **st)
 
 /* ---- A reference parser ---- */
 
-/* splitmix64 with a fixed seed. */
-static uint64_t rng = 0x70616b74;
-
-static uint64_t rnd(void)
-{
-	uint64_t z = (rng += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-static uint64_t below(uint64_t n) { return rnd() % n; }
 
 static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
 

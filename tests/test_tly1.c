@@ -22,6 +22,9 @@
 #include "counters.h"
 #include "parse_tly1.h"
 
+#define TEST_SEED 0x746c7931
+#include "test_rng.h"
+
 static uint8_t dg[70000];
 static struct tally_event evs[2048];
 static struct tally_evbuf out;
@@ -185,19 +188,6 @@ static void test_mac(void **st)
 
 enum { KEY_MAX_TESTED = 40 };
 
-/* splitmix64 with a fixed seed. */
-static uint64_t rng = 0x746c7931;
-
-static uint64_t rnd(void)
-{
-	uint64_t z = (rng += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-static uint64_t below(uint64_t n) { return rnd() % n; }
 
 /* RFC 3629 by bit patterns (not the parser's ranges): no NUL, no overlong, no
  * surrogate, nothing above U+10FFFF, no cut sequence. */

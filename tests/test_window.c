@@ -20,6 +20,9 @@
 
 #include "window.h"
 
+#define TEST_SEED 0
+#include "test_rng.h"
+
 static int64_t ws(int64_t t, int64_t w)
 {
 	int64_t s = 0;
@@ -163,19 +166,6 @@ static void test_merge(void **st)
 
 /* ---- Random runs against a reference table ---- */
 
-/* splitmix64 with a fixed seed per run. */
-static uint64_t rng;
-
-static uint64_t rnd(void)
-{
-	uint64_t z = (rng += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-static uint64_t below(uint64_t n) { return rnd() % n; }
 
 enum { NKEYS = 3000, FAMILY = 24 };
 
