@@ -13,6 +13,14 @@
 #define POOL_DEFAULT_EVENTS (1u << 23) /* keeps the default pool under ~1 GB */
 #define TLY1_KEY_PREFIX_LEN 6          /* "tally." */
 
+int gen_opts_end(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--") == 0)
+			return i;
+	return argc;
+}
+
 int gen_num_u64(const char *s, uint64_t max, uint64_t *v)
 {
 	char *end;

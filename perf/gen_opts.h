@@ -48,6 +48,9 @@ int gen_opt_set(struct gen_opts *o, int code, const char *arg);
 const char *gen_opts_finish(struct gen_opts *o, uint64_t datagrams);
 void gen_opts_usage(FILE *out);
 
+/* Where the tool's options end: the index of "--" (EAL arguments follow), else argc. */
+int gen_opts_end(int argc, char **argv);
+
 /* Number parsers for the tools' own options: 0 or -EINVAL. */
 int gen_num_u64(const char *s, uint64_t max, uint64_t *v);
 int gen_num_f(const char *s, double lo, double hi, double *v);

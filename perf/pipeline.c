@@ -290,13 +290,8 @@ int main(int argc, char **argv)
 	static struct rig g;
 	struct gen_pool *p;
 	const char *e;
-	int dashdash = argc, bad;
+	int dashdash = gen_opts_end(argc, argv), bad;
 
-	for (int i = 1; i < argc; i++)
-		if (strcmp(argv[i], "--") == 0) {
-			dashdash = i;
-			break;
-		}
 	if (parse_opts(dashdash, argv, &b) != 0)
 		return 2;
 	e = gen_opts_finish(&b.o, UINT64_MAX);

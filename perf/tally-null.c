@@ -46,7 +46,7 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 	"usage: tally-null [options] -- EAL args\n"
-	"  --duration S       stop after S seconds of polling (0 = until SIGINT/SIGTERM) (0)\n"
+	"  --duration S       stop S seconds after the first packet (0 = at SIGINT/SIGTERM) (0)\n"
 	"  --port DEVARGS     DPDK port to probe, e.g. net_memif0,role=server,socket=S\n"
 	"                     (default: the first port of the EAL args)\n"
 	"  --stats-json FILE  write the results as JSON too\n"
@@ -110,12 +110,13 @@ static int setup(const char *devargs, uint16_t *pid)
 	return 0;
 }
 
-/* Busy-poll until the duration ends or a signal comes. */
+/* Busy-poll until the duration, counted from the first packet (a generator may
+ * take a while to build its traffic), ends or a signal comes. */
 static void poll_loop(uint16_t pid, double duration, struct null_stats *s)
 {
 	struct rte_mbuf *m[BURST];
 	uint64_t hz = rte_get_tsc_hz(), t0 = rte_rdtsc(), first = 0, last = 0, now = t0;
-	uint64_t end = duration > 0 ? t0 + (uint64_t)(duration * (double)hz) : UINT64_MAX;
+	uint64_t end = UINT64_MAX;
 
 	while (!stop && now < end) {
 		uint16_t n = rte_eth_rx_burst(pid, 0, m, BURST);
@@ -123,8 +124,10 @@ static void poll_loop(uint16_t pid, double duration, struct null_stats *s)
 		now = rte_rdtsc();
 		if (n == 0)
 			continue;
-		if (first == 0)
+		if (first == 0) {
 			first = now;
+			end = duration > 0 ? first + (uint64_t)(duration * (double)hz) : UINT64_MAX;
+		}
 		last = now;
 		s->rx += n;
 		for (uint16_t k = 0; k < n; k++)
