@@ -49,7 +49,8 @@ for f in tly1 statsd; do
   rm -rf "$corpus"
   echo "$out" | tail -n 12
   cov=$(echo "$out" | awk '/DONE/ { for (i = 1; i < NF; i++) if ($i == "cov:") c = $(i + 1) } END { print c + 0 }')
-  [ "$cov" -ge "${cov_floor[$f]}" ] || { echo "fuzz_$f covered $cov edges, below ${cov_floor[$f]}"; exit 1; }
+  echo "fuzz_$f: $cov edges covered (floor ${cov_floor[$f]})"
+  [ "$cov" -ge "${cov_floor[$f]}" ] || { echo "fuzz_$f: coverage below the floor"; exit 1; }
 done
 
 step "micro-benchmark smoke run"
