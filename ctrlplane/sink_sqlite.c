@@ -167,9 +167,8 @@ static int prepare(struct sink_sqlite *s)
 struct tally_sink *tally_sink_sqlite_open(const char *path, unsigned cache_mb, char *err,
 					  size_t errlen)
 {
-	char pragmas[160];
-
 	struct sink_sqlite *s = calloc(1, sizeof(*s));
+	char pragmas[160];
 
 	if (s == NULL) {
 		snprintf(err, errlen, "sqlite: out of memory");

@@ -219,6 +219,7 @@ static bool should_stop(struct tally_daemon *d, uint64_t now, uint64_t *last_rx,
 static void control_loop(struct tally_daemon *d)
 {
 	uint64_t last_rx = 0, last_rx_ms = d->start_ms;
+	size_t sweep = tally_dedup_sweep_rate(d->sh.dedup, CTL_POLL_MS);
 
 	for (;;) {
 		uint64_t now = clock_ms(CLOCK_MONOTONIC);
@@ -226,9 +227,9 @@ static void control_loop(struct tally_daemon *d)
 		if (should_stop(d, now, &last_rx, &last_rx_ms))
 			break;
 		tally_ctl_poll(d, CTL_POLL_MS);
-		tally_dedup_tick(d->sh.dedup, clock_ms(CLOCK_REALTIME),
-				 total(d, TALLY_C_DEDUP_INSERTED),
-				 tally_dedup_sweep_rate(d->sh.dedup, CTL_POLL_MS));
+		/* Monotonic: a wall-clock step must not end a dedup generation early. */
+		tally_dedup_tick(d->sh.dedup, clock_ms(CLOCK_MONOTONIC),
+				 total(d, TALLY_C_DEDUP_INSERTED), sweep);
 	}
 }
 
