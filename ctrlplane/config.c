@@ -12,6 +12,7 @@
 #include <ini.h>
 
 #include "config.h"
+#include "sink.h"
 
 #define U64(n, def, lo, hi, rt, help) \
 	{#n, TALLY_CFG_U64, offsetof(struct tally_config, n), \
@@ -61,9 +62,12 @@ const size_t tally_cfg_nkeys = sizeof(tally_cfg_keys) / sizeof(tally_cfg_keys[0]
 
 static int check_sink(const char *v, char *err, size_t len)
 {
-	if (strcmp(v, "sqlite") == 0)
+	char names[128];
+
+	if (tally_sink_find(v) != NULL)
 		return 0;
-	snprintf(err, len, "sink: \"%s\" is not a sink (this build has: sqlite)", v);
+	tally_sink_names(names, sizeof(names));
+	snprintf(err, len, "sink: \"%s\" is not a sink (this build has: %s)", v, names);
 	return -EINVAL;
 }
 

@@ -1,10 +1,16 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * Flusher: seal, merge, write. The merge visits workers in id order, so "last"
- * of a key seen by several workers within one flush is the highest-numbered
- * worker's value (documented in the README). A batch that fails to write is kept
- * and retried with backoff under the same seq, so a retry of a batch the sink
- * did commit is skipped by the sink, never applied twice.
+ * Flusher: seal, collect, merge, write. Every sealed table is copied into a
+ * batch (batch.h) or merged, then given back to its worker at once, before any
+ * sink call: a worker's spare tables never wait on the sink, nor on the seal
+ * request they would answer (while the flusher waits for answers it keeps
+ * collecting, so a worker whose spares are all sealed gets one back).
+ *
+ * The merge visits workers in id order, so "last" of a key seen by several
+ * workers within one flush is the highest-numbered worker's value (documented
+ * in the README). A batch that fails to write is kept and retried with backoff
+ * under the same seq, so a retry of a batch the sink did commit is skipped by
+ * the sink, never applied twice.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -37,44 +43,41 @@ static int64_t wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void account(struct tally_flusher *f, const struct tally_wtab *t, int r)
+static void account(struct tally_flusher *f, const struct tally_batch *b, int r)
 {
-	uint64_t events = 0;
-
 	if (r == TALLY_SINK_SKIPPED) {
 		f->ctr.v[TALLY_C_SINK_SKIPPED]++;
 		return;
 	}
-	for (uint32_t i = 0; i < tally_wtab_rows(t); i++)
-		events += tally_wtab_row(t, i)->count;
 	f->ctr.v[TALLY_C_FLUSH_BATCHES]++;
-	f->ctr.v[TALLY_C_FLUSH_ROWS] += tally_wtab_rows(t);
-	f->ctr.v[TALLY_C_FLUSH_EVENTS] += events;
+	f->ctr.v[TALLY_C_FLUSH_ROWS] += b->nrows;
+	f->ctr.v[TALLY_C_FLUSH_EVENTS] += tally_batch_events(b);
 }
 
-/* Write t as one batch; retry until it lands or give_up is set. */
-static void write_batch(struct tally_flusher *f, const struct tally_wtab *t)
+/* Write b under the next seq; retry until it lands or give_up is set. */
+static void write_batch(struct tally_flusher *f, struct tally_batch *b)
 {
-	struct tally_batch b = {f->appliance, f->seq, f->window_ms, t, 0};
 	unsigned backoff_ms = 100;
 
-	if (tally_wtab_rows(t) == 0)
+	if (b->nrows == 0)
 		return;
+	b->seq = f->seq;
 	ck_pr_store_64(&f->ctr.v[TALLY_C_FLUSH_PENDING], 1);
 	for (;;) {
-		b.now_ms = wall_ms();
-		int r = f->sink->ops->write(f->sink, &b);
+		b->now_ms = wall_ms();
+		int r = f->sink->ops->write(f->sink, b);
 
 		if (r >= 0) {
-			account(f, t, r);
+			account(f, b, r);
 			break;
 		}
 		f->ctr.v[TALLY_C_SINK_ERRORS]++;
 		snprintf(f->last_err, sizeof(f->last_err), "%s", f->sink->err);
 		fprintf(stderr, "tallyd: flush batch %llu (%u rows) failed: %s; retrying in %u ms\n",
-			(unsigned long long)f->seq, tally_wtab_rows(t), f->sink->err, backoff_ms);
+			(unsigned long long)b->seq, b->nrows, f->sink->err, backoff_ms);
 		if (ck_pr_load_int(&f->give_up)) {
-			f->rows_lost += tally_wtab_rows(t);
+			f->ctr.v[TALLY_C_FLUSH_ROWS_LOST] += b->nrows;
+			f->ctr.v[TALLY_C_FLUSH_EVENTS_LOST] += tally_batch_events(b);
 			break;
 		}
 		usleep(backoff_ms * 1000);
@@ -82,60 +85,61 @@ static void write_batch(struct tally_flusher *f, const struct tally_wtab *t)
 	}
 	f->seq++;
 	ck_pr_store_64(&f->ctr.v[TALLY_C_FLUSH_PENDING], 0);
+	tally_batch_clear(b);
 }
 
-static void merge_table(struct tally_flusher *f, struct tally_wtab *t)
+/* The merge table's rows as one batch, and the merge table emptied. */
+static void write_merged(struct tally_flusher *f)
+{
+	if (tally_wtab_rows(f->merge) == 0)
+		return;
+	if (tally_batch_add_wtab(&f->out, f->merge) != 0)
+		fprintf(stderr, "tallyd: flusher: out of memory copying %u merged rows\n",
+			tally_wtab_rows(f->merge));
+	tally_wtab_reset(f->merge);
+	write_batch(f, &f->out);
+}
+
+static void merge_table(struct tally_flusher *f, const struct tally_wtab *t)
 {
 	for (uint32_t i = 0; i < tally_wtab_rows(t); i++) {
 		const struct tally_row *r = tally_wtab_row(t, i);
 
 		if (tally_wtab_merge(f->merge, t, r) == -ENOSPC) {
 			/* Merge table full: what is merged goes out as its own batch. */
-			write_batch(f, f->merge);
-			tally_wtab_reset(f->merge);
+			f->ctr.v[TALLY_C_FLUSH_MERGE_FULL]++;
+			write_merged(f);
 			tally_wtab_merge(f->merge, t, r);
 		}
 	}
 }
 
-static void give_back(struct tally_worker *w, struct tally_wtab *t)
+/*
+ * One sealed table. One worker: its rows are a batch of their own (a worker
+ * that sealed twice in one tick gives two batches, each with unique rows).
+ * Several: merged, so a key seen by many workers is one upsert. Either way the
+ * table goes back to its worker before anything is written.
+ */
+static void take_table(struct tally_flusher *f, struct tally_worker *w, struct tally_wtab *t)
 {
+	bool alone = f->merge == NULL;
+	int r = 0;
+
+	if (alone)
+		r = tally_batch_add_wtab(&f->out, t);
+	else
+		merge_table(f, t);
+	if (r != 0)
+		fprintf(stderr, "tallyd: flusher: out of memory copying %u rows\n",
+			tally_wtab_rows(t));
 	tally_wtab_reset(t);
 	ck_ring_enqueue_spsc(&w->spare, w->spare_buf, t);
+	if (alone)
+		write_batch(f, &f->out);
 }
 
-/* Ask every live worker to seal; wait until each answered, is done, or stalls. */
-static void request_seal(struct tally_flusher *f)
-{
-	uint64_t deadline;
-	unsigned answered;
-
-	f->tick++;
-	for (unsigned i = 0; i < f->nworkers; i++)
-		ck_pr_store_64(&f->workers[i].seal_req, f->tick);
-	deadline = mono_ms() + SEAL_WAIT_MS;
-	do {
-		answered = 0;
-		for (unsigned i = 0; i < f->nworkers; i++) {
-			struct tally_worker *w = &f->workers[i];
-
-			answered += ck_pr_load_64(&w->seal_seen) == f->tick ||
-				    ck_pr_load_8((uint8_t *)&w->done);
-		}
-		if (answered == f->nworkers)
-			return;
-		usleep(100);
-	} while (mono_ms() < deadline);
-	f->ctr.v[TALLY_C_SEAL_TIMEOUTS] += f->nworkers - answered;
-}
-
-/*
- * Collect every sealed table in worker order. One worker: each table is a batch
- * of its own, written straight from the worker's table (no merge pass, no
- * merge table) and given back after. Several: merged into one batch, so a key
- * seen by many workers is one upsert, and the tables go back at once.
- */
-static void collect(struct tally_flusher *f)
+/* Take every table the workers have sealed so far; true if any had rows. */
+static bool drain(struct tally_flusher *f)
 {
 	bool any = false;
 
@@ -145,26 +149,63 @@ static void collect(struct tally_flusher *f)
 
 		while (ck_ring_dequeue_spsc(&w->sealed, w->sealed_buf, &t)) {
 			any |= tally_wtab_rows(t) > 0;
-			if (f->merge == NULL)
-				write_batch(f, t);
-			else
-				merge_table(f, t);
-			give_back(w, t);
+			take_table(f, w, t);
 		}
 	}
-	if (!any)
-		f->ctr.v[TALLY_C_FLUSH_EMPTY]++;
-	if (f->merge != NULL) {
-		write_batch(f, f->merge);
-		tally_wtab_reset(f->merge);
-	}
+	return any;
 }
 
-/* Sleep until the next tick, an explicit flush or stop. */
+static unsigned answered(const struct tally_flusher *f)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < f->nworkers; i++) {
+		struct tally_worker *w = &f->workers[i];
+
+		n += ck_pr_load_64(&w->seal_seen) == f->tick || ck_pr_load_8((uint8_t *)&w->done);
+	}
+	return n;
+}
+
+/* Ask every live worker to seal and wait until each answered, is done, or
+ * stalls, collecting meanwhile (that is what frees a worker without spares). */
+static bool request_seal(struct tally_flusher *f)
+{
+	uint64_t deadline = mono_ms() + (f->seal_wait_ms ? f->seal_wait_ms : SEAL_WAIT_MS);
+	bool any = false;
+	unsigned n;
+
+	f->tick++;
+	for (unsigned i = 0; i < f->nworkers; i++)
+		ck_pr_store_64(&f->workers[i].seal_req, f->tick);
+	for (;;) {
+		any |= drain(f);
+		n = answered(f);
+		if (n == f->nworkers || mono_ms() >= deadline)
+			break;
+		usleep(100);
+	}
+	any |= drain(f);
+	f->ctr.v[TALLY_C_SEAL_TIMEOUTS] += f->nworkers - n;
+	return any;
+}
+
+static void flush_tick(struct tally_flusher *f)
+{
+	if (!request_seal(f) && (f->merge == NULL || tally_wtab_rows(f->merge) == 0))
+		f->ctr.v[TALLY_C_FLUSH_EMPTY]++;
+	if (f->merge != NULL)
+		write_merged(f);
+}
+
+/* Sleep until the next tick, an explicit flush or stop; tables sealed early
+ * (7/8 full) are taken meanwhile so their workers get their spares back. */
 static void wait_tick(struct tally_flusher *f, uint64_t next)
 {
-	while (mono_ms() < next && !ck_pr_load_int(&f->flush_now) && !ck_pr_load_int(&f->stop))
+	while (mono_ms() < next && !ck_pr_load_int(&f->flush_now) && !ck_pr_load_int(&f->stop)) {
+		drain(f);
 		usleep(1000);
+	}
 	ck_pr_store_int(&f->flush_now, 0);
 }
 
@@ -183,11 +224,12 @@ static void *flusher_main(void *arg)
 		next = mono_ms() + f->interval_ms;
 		if (ck_pr_load_int(&f->stop))
 			break;
-		request_seal(f);
-		collect(f);
+		flush_tick(f);
 	}
 	/* Workers are done: their final tables are on the sealed rings. */
-	collect(f);
+	drain(f);
+	if (f->merge != NULL)
+		write_merged(f);
 	return NULL;
 }
 
@@ -199,10 +241,11 @@ int tally_flusher_start(struct tally_flusher *f, uint32_t merge_rows, char *err,
 
 	if (last < 0) {
 		snprintf(err, errlen, "sink %s: cannot read the last batch of \"%s\": %s",
-			 f->sink->ops->name, f->appliance, f->sink->err);
+			 f->sink->name, f->appliance, f->sink->err);
 		return (int)last;
 	}
 	f->seq = (uint64_t)last + 1;
+	tally_batch_init(&f->out, f->appliance, f->window_ms);
 	f->merge = f->nworkers > 1 ? tally_wtab_create(merge_rows) : NULL;
 	if (f->nworkers > 1 && f->merge == NULL) {
 		snprintf(err, errlen, "flusher: cannot allocate a merge table of %u rows: %s",
@@ -229,5 +272,6 @@ bool tally_flusher_done(struct tally_flusher *f)
 		return false;
 	tally_wtab_destroy(f->merge);
 	f->merge = NULL;
+	tally_batch_free(&f->out);
 	return true;
 }

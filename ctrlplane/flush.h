@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "batch.h"
 #include "counters.h"
 #include "sink.h"
 #include "worker.h"
@@ -23,14 +24,15 @@ struct tally_flusher {
 	const char *appliance;
 	int64_t window_ms;
 	uint64_t interval_ms;
-	struct tally_wtab *merge;
+	struct tally_wtab *merge;  /* several workers: their tables merged here */
+	struct tally_batch out;    /* the batch being written */
+	unsigned seal_wait_ms;     /* a worker silent this long is stalled; 0 = 2000 */
 	uint64_t seq;  /* next batch sequence number */
 	uint64_t tick; /* last seal request */
 	struct tally_counters ctr; /* single writer: the flusher */
 	int flush_now;             /* ck_pr: tallyctl flush */
 	int stop;                  /* ck_pr: workers are done, drain and exit */
 	int give_up;               /* ck_pr: stop retrying a failing sink */
-	uint64_t rows_lost;        /* rows dropped because give_up was set */
 	char last_err[256];
 	pthread_t thread;
 };

@@ -1,25 +1,30 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * Sinks write flush batches. Every sink applies a batch exactly once: it records
- * (appliance, seq) in the same transaction as the rows, and skips a batch whose
- * (appliance, seq) it already holds. SQLite now; PostgreSQL and Redis plug in
- * behind the same ops.
+ * Sinks write flush batches (batch.h). Every sink applies a batch exactly once:
+ * it records (appliance, seq) in the same transaction as the rows, and skips a
+ * batch whose (appliance, seq) it already holds.
+ *
+ * Sinks are plug-ins: each file declares a struct tally_sink_type and registers
+ * it with TALLY_SINK_REGISTER (a constructor, as grout's modules do); tallyd
+ * opens the one named by the `sink` config key, so a new sink touches no switch
+ * anywhere. The control library is linked whole so the constructors are kept.
+ *
+ * Errors are negative errnos, classed by tally_sink_transient(): a transient
+ * error (connection lost or refused, timeout, busy) is worth a retry soon; any
+ * other (bad schema, refused data, no space, bad credentials) is permanent and
+ * the batch goes to the spool at once.
  */
 #ifndef TALLY_SINK_H
 #define TALLY_SINK_H
 
+#include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-struct tally_wtab;
+#include "batch.h"
 
-struct tally_batch {
-	const char *appliance;
-	uint64_t seq;
-	int64_t window_ms;
-	const struct tally_wtab *rows;
-	int64_t now_ms; /* committed_ms */
-};
+struct tally_config;
 
 enum tally_sink_result {
 	TALLY_SINK_APPLIED = 0,
@@ -29,8 +34,8 @@ enum tally_sink_result {
 struct tally_sink;
 
 struct tally_sink_ops {
-	const char *name;
-	/* TALLY_SINK_APPLIED, TALLY_SINK_SKIPPED or a negative errno (err filled). */
+	/* TALLY_SINK_APPLIED, TALLY_SINK_SKIPPED or a negative errno (err filled).
+	 * b->now_ms is the committed_ms to record. */
 	int (*write)(struct tally_sink *s, const struct tally_batch *b);
 	/* Highest seq committed for appliance (0 if none), or a negative errno. */
 	int64_t (*last_seq)(struct tally_sink *s, const char *appliance);
@@ -39,11 +44,46 @@ struct tally_sink_ops {
 
 struct tally_sink {
 	const struct tally_sink_ops *ops;
-	char err[256]; /* last error, for logs and tallyctl */
+	const char *name; /* the type's name */
+	char err[256];    /* last error, for logs and tallyctl */
 };
 
-/* cache_mb: SQLite's page cache. NULL on failure with err filled (path and SQLite's message). */
+struct tally_sink_type {
+	const char *name;
+	/* One line for `tallyd --help-config` and errors. */
+	const char *help;
+	/* Open from the config (its own prefixed keys). NULL with err naming the key. */
+	struct tally_sink *(*open)(const struct tally_config *c, char *err, size_t errlen);
+	struct tally_sink_type *next;
+};
+
+void tally_sink_register(struct tally_sink_type *t);
+const struct tally_sink_type *tally_sink_find(const char *name);
+/* "a, b, c": the registered names, for errors. */
+void tally_sink_names(char *buf, size_t len);
+/* Open the sink the config names. NULL with err. */
+struct tally_sink *tally_sink_open(const struct tally_config *c, char *err, size_t errlen);
+
+/* The SQLite sink opened directly (tests, benchmarks). NULL with err. */
 struct tally_sink *tally_sink_sqlite_open(const char *path, unsigned cache_mb, char *err,
 					  size_t errlen);
+
+#define TALLY_SINK_REGISTER(t) \
+	__attribute__((constructor)) static void tally_sink_register_##t(void) \
+	{ \
+		tally_sink_register(&(t)); \
+	}
+
+static inline bool tally_sink_transient(int err)
+{
+	switch (-err) {
+	case EAGAIN: case EBUSY: case ETIMEDOUT: case ECONNREFUSED: case ECONNRESET:
+	case ECONNABORTED: case ENOTCONN: case EHOSTUNREACH: case ENETUNREACH: case EPIPE:
+	case EIO: case EINTR:
+		return true;
+	default:
+		return false;
+	}
+}
 
 #endif

@@ -20,8 +20,8 @@
 
 #include <sqlite3.h>
 
+#include "config.h"
 #include "sink.h"
-#include "window.h"
 
 static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS tally_counts("
@@ -65,13 +65,11 @@ static int step(sqlite3_stmt *st)
 
 static int upsert_rows(struct sink_sqlite *s, const struct tally_batch *b)
 {
-	const struct tally_wtab *t = b->rows;
-
-	for (uint32_t i = 0; i < tally_wtab_rows(t); i++) {
-		const struct tally_row *r = tally_wtab_row(t, i);
+	for (uint32_t i = 0; i < b->nrows; i++) {
+		const struct tally_batch_row *r = &b->rows[i];
 		sqlite3_stmt *u = s->upsert;
 
-		sqlite3_bind_text(u, 1, (const char *)tally_wtab_key(t, r), r->key_len, SQLITE_STATIC);
+		sqlite3_bind_text(u, 1, (const char *)tally_batch_key(b, r), r->key_len, SQLITE_STATIC);
 		sqlite3_bind_int64(u, 2, r->win_start);
 		sqlite3_bind_int64(u, 3, b->window_ms);
 		sqlite3_bind_int64(u, 4, (sqlite3_int64)r->count);
@@ -90,7 +88,7 @@ static int claim_batch(struct sink_sqlite *s, const struct tally_batch *b)
 {
 	sqlite3_bind_text(s->batch, 1, b->appliance, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s->batch, 2, (sqlite3_int64)b->seq);
-	sqlite3_bind_int64(s->batch, 3, tally_wtab_rows(b->rows));
+	sqlite3_bind_int64(s->batch, 3, b->nrows);
 	sqlite3_bind_int64(s->batch, 4, b->now_ms);
 	switch (step(s->batch)) {
 	case SQLITE_DONE:
@@ -146,7 +144,6 @@ static void sqlite_close(struct tally_sink *base)
 }
 
 static const struct tally_sink_ops sqlite_ops = {
-	.name = "sqlite",
 	.write = sqlite_write,
 	.last_seq = sqlite_last_seq,
 	.close = sqlite_close,
@@ -189,3 +186,15 @@ struct tally_sink *tally_sink_sqlite_open(const char *path, unsigned cache_mb, c
 	}
 	return &s->base;
 }
+
+static struct tally_sink *sqlite_open_cfg(const struct tally_config *c, char *err, size_t errlen)
+{
+	return tally_sink_sqlite_open(c->sqlite_path, (unsigned)c->sqlite_cache_mb, err, errlen);
+}
+
+static struct tally_sink_type sqlite_type = {
+	.name = "sqlite",
+	.help = "an embedded SQLite file (sqlite_path)",
+	.open = sqlite_open_cfg,
+};
+TALLY_SINK_REGISTER(sqlite_type)

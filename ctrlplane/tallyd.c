@@ -163,8 +163,7 @@ static int setup(struct tally_daemon *d, char *err, size_t errlen)
 		return -ENOMEM;
 	}
 	tally_dedup_set_writers(d->sh.dedup, d->nworkers);
-	d->sink = tally_sink_sqlite_open(d->cfg.sqlite_path, (unsigned)d->cfg.sqlite_cache_mb, err,
-					 errlen);
+	d->sink = tally_sink_open(&d->cfg, err, errlen);
 	if (d->sink == NULL)
 		return -EIO;
 	r = setup_workers(d, (uint16_t)nq, err, errlen);
@@ -256,9 +255,10 @@ static int shutdown_daemon(struct tally_daemon *d)
 			d->workers[i].lcore,
 			(unsigned long long)d->workers[i].ctr.v[TALLY_C_RX_PACKETS],
 			(unsigned long long)d->workers[i].ctr.v[TALLY_C_EVENTS_ACCEPTED]);
-	if (d->fl.rows_lost) {
-		fprintf(stderr, "tallyd: %llu rows were NOT written: the sink kept failing (%s)\n",
-			(unsigned long long)d->fl.rows_lost, d->fl.last_err);
+	if (v[TALLY_C_FLUSH_ROWS_LOST]) {
+		fprintf(stderr, "tallyd: %llu rows (%llu events) were NOT written: the sink kept "
+			"failing (%s)\n", (unsigned long long)v[TALLY_C_FLUSH_ROWS_LOST],
+			(unsigned long long)v[TALLY_C_FLUSH_EVENTS_LOST], d->fl.last_err);
 		return EXIT_FAILURE;
 	}
 	return EXIT_SUCCESS;

@@ -80,6 +80,9 @@
 	_(SINK_ERRORS, "sink_errors", "sink write attempts that failed (batch kept and retried)") \
 	_(SINK_SKIPPED, "sink_skipped", "batches the sink had applied before (replay skipped)") \
 	_(FLUSH_PENDING, "flush_pending", "batches waiting for the sink (gauge)") \
+	_(FLUSH_MERGE_FULL, "flush_merge_full", "merge table filled mid-flush: the merged rows went out as a batch of their own") \
+	_(FLUSH_ROWS_LOST, "flush_rows_lost", "rows NOT written: the sink kept failing and tallyd was told to give up") \
+	_(FLUSH_EVENTS_LOST, "flush_events_lost", "events in the rows of flush_rows_lost") \
 	_(SEAL_TIMEOUTS, "seal_timeouts", "seal requests a worker left unanswered for 2 s (stalled)") \
 	/* port (filled from rte_eth_stats when read) */ \
 	_(PORT_IMISSED, "port_imissed", "frames the NIC dropped: RX queue full") \

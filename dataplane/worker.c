@@ -299,41 +299,6 @@ static uint64_t now_ms_of(const struct tally_shared *sh, uint64_t tsc)
 	return sh->base_ms + (tsc - sh->base_tsc) * 1000 / sh->tsc_hz;
 }
 
-/* Hand the current table to the flusher if it asked (or the table is nearly
- * full) and a spare is free. Returns false if the table had to be kept. */
-static bool seal_table(struct tally_worker *w)
-{
-	struct tally_wtab *spare;
-
-	if (!ck_ring_dequeue_spsc(&w->spare, w->spare_buf, &spare))
-		return false;
-	/* The sealed ring holds every table, so this cannot fail. Its release
-	 * store publishes the table's rows before the flusher can see the pointer. */
-	ck_ring_enqueue_spsc(&w->sealed, w->sealed_buf, w->cur);
-	w->cur = spare;
-	w->ctr.v[TALLY_C_TABLES_SEALED]++;
-	return true;
-}
-
-static void maybe_seal(struct tally_worker *w)
-{
-	uint64_t req = ck_pr_load_64(&w->seal_req);
-	uint32_t rows = tally_wtab_rows(w->cur);
-	/* Seal early at 7/8 full so a busy interval does not run into table_full. */
-	bool near_full = tally_wtab_near_full(w->cur);
-
-	if (likely(req == w->seal_seen && !near_full))
-		return;
-	if (rows == 0 || seal_table(w)) {
-		w->seal_deferred = false;
-		ck_pr_fence_store();
-		ck_pr_store_64(&w->seal_seen, req);
-	} else if (!w->seal_deferred && req != w->seal_seen) {
-		w->seal_deferred = true;
-		w->ctr.v[TALLY_C_SEAL_DEFERRED]++;
-	}
-}
-
 static void poll_queues(struct tally_worker *w)
 {
 	struct tally_shared *sh = w->sh;
@@ -361,15 +326,8 @@ int tally_worker_main(void *arg)
 	w->lcore = rte_lcore_id();
 	while (!ck_pr_load_int(&w->sh->stop)) {
 		poll_queues(w);
-		maybe_seal(w);
+		tally_worker_maybe_seal(w);
 	}
-	/* Final hand-off: the sealed ring has room for every table we own. */
-	if (tally_wtab_rows(w->cur) > 0) {
-		ck_ring_enqueue_spsc(&w->sealed, w->sealed_buf, w->cur);
-		w->cur = NULL;
-		w->ctr.v[TALLY_C_TABLES_SEALED]++;
-	}
-	ck_pr_fence_store();
-	ck_pr_store_8((uint8_t *)&w->done, 1);
+	tally_worker_seal_last(w);
 	return 0;
 }

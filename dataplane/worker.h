@@ -79,6 +79,12 @@ void tally_worker_fini(struct tally_worker *w);
 /* rte_eal_remote_launch entry point; arg is the struct tally_worker. */
 int tally_worker_main(void *arg);
 
+/* Between bursts: answer the flusher's seal request, or seal early when the
+ * table is 7/8 full, if a spare table is free (handoff.c). */
+void tally_worker_maybe_seal(struct tally_worker *w);
+/* At exit: hand over the last table and mark the worker done. */
+void tally_worker_seal_last(struct tally_worker *w);
+
 /* Process one burst of frames (already received); exposed for tests. */
 struct rte_mbuf;
 void tally_worker_burst(struct tally_worker *w, const struct tally_params *p,

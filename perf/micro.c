@@ -350,6 +350,7 @@ static void bench_sink(uint32_t rows)
 	struct tally_wtab *t = tally_wtab_create(rows);
 	struct wkeys k = make_keys(rows);
 	struct tally_sink *s;
+	struct tally_batch bt;
 	int fd = mkstemp(path);
 
 	if (fd < 0 || t == NULL)
@@ -365,10 +366,13 @@ static void bench_sink(uint32_t rows)
 	s = tally_sink_sqlite_open(db, 256, err, sizeof(err));
 	if (s == NULL)
 		micro_fail(err);
+	tally_batch_init(&bt, "micro", 10000);
+	if (tally_batch_add_wtab(&bt, t) != 0)
+		micro_fail("sink bench: out of memory");
 	for (int b = 1; b <= 2; b++) {
-		struct tally_batch bt = {"micro", (uint64_t)b, 10000, t, 0};
 		uint64_t c0 = __rdtsc();
 
+		bt.seq = (uint64_t)b;
 		if (s->ops->write(s, &bt) != TALLY_SINK_APPLIED)
 			micro_fail(s->err);
 		micro_report("sink", b == 1 ? "SQLite batch inserting new rows (per row)"
@@ -376,6 +380,7 @@ static void bench_sink(uint32_t rows)
 		       rows, __rdtsc() - c0, 0);
 	}
 	s->ops->close(s);
+	tally_batch_free(&bt);
 	for (int i = 0; i < 3; i++) {
 		char f[96];
 

@@ -16,6 +16,18 @@
 #include "sink.h"
 #include "window.h"
 
+/* A batch of t's rows under (app, seq, window_ms). */
+static struct tally_batch *mkbatch(struct tally_batch *b, const char *app, uint64_t seq,
+				   int64_t window_ms, const struct tally_wtab *t)
+{
+	tally_batch_free(b);
+	tally_batch_init(b, app, window_ms);
+	b->seq = seq;
+	b->now_ms = 1;
+	assert_int_equal(tally_batch_add_wtab(b, t), 0);
+	return b;
+}
+
 static char path[64];
 
 static int setup(void **st)
@@ -74,7 +86,7 @@ static void test_upsert_idempotent(void **st)
 	char err[256], r[128];
 	struct tally_sink *s = tally_sink_sqlite_open(path, 16, err, sizeof(err));
 	struct tally_wtab *t = tally_wtab_create(1024);
-	struct tally_batch b = {"app1", 1, 10000, t, 1};
+	struct tally_batch b = {0};
 
 	(void)st;
 	assert_non_null(s);
@@ -82,6 +94,7 @@ static void test_upsert_idempotent(void **st)
 	add(t, "k", 0, 5);
 	add(t, "k", 0, 1);
 	add(t, "j", 10000, 2);
+	mkbatch(&b, "app1", 1, 10000, t);
 	assert_int_equal(s->ops->write(s, &b), TALLY_SINK_APPLIED);
 	row("k", 0, 10000, r, sizeof(r));
 	assert_string_equal(r, "2,6,1,5,1");
@@ -92,18 +105,17 @@ static void test_upsert_idempotent(void **st)
 	/* the next batch adds; min/max combine; last is taken */
 	tally_wtab_reset(t);
 	add(t, "k", 0, 9);
-	b.seq = 2;
+	mkbatch(&b, "app1", 2, 10000, t);
 	assert_int_equal(s->ops->write(s, &b), TALLY_SINK_APPLIED);
 	row("k", 0, 10000, r, sizeof(r));
 	assert_string_equal(r, "3,15,1,9,9");
 	/* another appliance's seq 2 is its own batch */
-	b.appliance = "app2";
+	mkbatch(&b, "app2", 2, 10000, t);
 	assert_int_equal(s->ops->write(s, &b), TALLY_SINK_APPLIED);
 	row("k", 0, 10000, r, sizeof(r));
 	assert_string_equal(r, "4,24,1,9,9");
 	/* another window size stays apart */
-	b.window_ms = 60000;
-	b.seq = 3;
+	mkbatch(&b, "app2", 3, 60000, t);
 	assert_int_equal(s->ops->write(s, &b), TALLY_SINK_APPLIED);
 	row("k", 0, 60000, r, sizeof(r));
 	assert_string_equal(r, "1,9,9,9,9");
@@ -111,6 +123,7 @@ static void test_upsert_idempotent(void **st)
 	assert_int_equal(s->ops->last_seq(s, "app2"), 3);
 	s->ops->close(s);
 	tally_wtab_destroy(t);
+	tally_batch_free(&b);
 }
 
 static void test_wal(void **st)
@@ -146,7 +159,7 @@ static void test_locked_rollback(void **st)
 	char err[256], r[128];
 	struct tally_sink *s = tally_sink_sqlite_open(path, 16, err, sizeof(err));
 	struct tally_wtab *t = tally_wtab_create(1024);
-	struct tally_batch b = {"app", 1, 10000, t, 1};
+	struct tally_batch b = {0};
 	sqlite3 *other;
 
 	(void)st;
@@ -154,6 +167,7 @@ static void test_locked_rollback(void **st)
 	sqlite3_exec(other, "PRAGMA busy_timeout=0; BEGIN IMMEDIATE", NULL, NULL, NULL);
 	sqlite3_busy_timeout(other, 0);
 	add(t, "k", 0, 1);
+	mkbatch(&b, "app", 1, 10000, t);
 	/* 5 s busy timeout in the sink: shorten the wait by releasing after it fails */
 	assert_true(s->ops->write(s, &b) < 0);
 	assert_non_null(strstr(s->err, path));
@@ -167,6 +181,7 @@ static void test_locked_rollback(void **st)
 	assert_string_equal(r, "1,1,1,1,1");
 	s->ops->close(s);
 	tally_wtab_destroy(t);
+	tally_batch_free(&b);
 }
 
 int main(void)
