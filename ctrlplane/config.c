@@ -46,6 +46,8 @@ const struct tally_cfg_key tally_cfg_keys[] = {
 	U64(table_rows, "1048576", 1024, 2147483647, false, "(key, window) rows a worker table "
 	    "holds: those one flush interval sees (3 tables per worker, 196 bytes a row)"),
 	STR(sink, "sqlite", false, "where batches go: sqlite (postgres, redis: coming)", check_sink),
+	U64(sink_timeout_ms, "5000", 100, 600000, false, "bound on every sink connect and call; "
+	    "a sink that does not answer by then has failed (transient)"),
 	STR(sqlite_path, "tally.db", false, "SQLite database file (WAL mode)", NULL),
 	U64(sqlite_cache_mb, "256", 1, 65536, false, "SQLite page cache in MiB; hold the "
 	    "tally_counts rows a flush touches, or upserts go to disk"),

@@ -30,6 +30,7 @@ struct tally_config {
 	uint64_t dedup_horizon_ms;
 	uint64_t table_rows;
 	char sink[TALLY_CFG_STR_MAX];
+	uint64_t sink_timeout_ms;
 	char sqlite_path[TALLY_CFG_STR_MAX];
 	uint64_t sqlite_cache_mb;
 	char appliance_id[TALLY_CFG_STR_MAX];
