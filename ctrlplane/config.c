@@ -7,7 +7,9 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <ini.h>
 
@@ -16,10 +18,14 @@
 
 #define U64(n, def, lo, hi, rt, help) \
 	{#n, TALLY_CFG_U64, offsetof(struct tally_config, n), \
-	 sizeof(((struct tally_config *)0)->n), def, lo, hi, rt, help, NULL}
+	 sizeof(((struct tally_config *)0)->n), def, lo, hi, rt, false, help, NULL}
 #define STR(n, def, rt, help, chk) \
 	{#n, TALLY_CFG_STR, offsetof(struct tally_config, n), \
-	 sizeof(((struct tally_config *)0)->n), def, 0, 0, rt, help, chk}
+	 sizeof(((struct tally_config *)0)->n), def, 0, 0, rt, false, help, chk}
+/* A secret: shown as "(hidden)", never echoed in an error. */
+#define SECRET(n, def, rt, help, chk) \
+	{#n, TALLY_CFG_STR, offsetof(struct tally_config, n), \
+	 sizeof(((struct tally_config *)0)->n), def, 0, 0, rt, true, help, chk}
 
 static int check_sink(const char *v, char *err, size_t len);
 static int check_mac_keys(const char *v, char *err, size_t len);
@@ -54,8 +60,8 @@ const struct tally_cfg_key tally_cfg_keys[] = {
 	STR(appliance_id, "tally", false, "this appliance's name in tally_batches "
 	    "([A-Za-z0-9._-]+)", check_appliance),
 	STR(ctl_socket, "/run/tally/tallyd.sock", false, "control socket for tallyctl", NULL),
-	STR(mac_keys, "", false, "TLY1 MAC keys: comma-separated id:32-hex-digits, id 1..255",
-	    check_mac_keys),
+	SECRET(mac_keys, "", false, "TLY1 MAC keys: comma-separated id:32-hex-digits, id 1..255 "
+	       "(secret: never shown; keep the file mode 600)", check_mac_keys),
 	U64(run_ms, "0", 0, UINT64_MAX / 4, false, "stop after this long; 0 = until SIGINT/SIGTERM"),
 	U64(stop_after_idle_ms, "0", 0, UINT64_MAX / 4, false, "stop once no frame arrived for "
 	    "this long after the first (pcap replays); 0 = never"),
@@ -93,16 +99,15 @@ static int hexval(char c)
 	return -1;
 }
 
-/* One "id:hex32" entry of mac_keys. */
-static int mac_entry(const char *s, size_t n, bool present[256], uint8_t key[256][16],
-		     char *err, size_t len)
+/* One "id:hex32" entry of mac_keys, the nth. Errors never quote the key. */
+static int mac_entry(const char *s, size_t n, unsigned nth, bool present[256],
+		     uint8_t key[256][16], char *err, size_t len)
 {
 	char *end;
 	unsigned long id = strtoul(s, &end, 10);
 
 	if (end == s || *end != ':' || id < 1 || id > 255 || (size_t)(end - s) + 33 != n) {
-		snprintf(err, len, "mac_keys: \"%.*s\" is not id:32-hex-digits with id 1..255",
-			 (int)n, s);
+		snprintf(err, len, "mac_keys: entry %u is not id:32-hex-digits with id 1..255", nth);
 		return -EINVAL;
 	}
 	for (int i = 0; i < 16; i++) {
@@ -124,12 +129,13 @@ int tally_config_mac_keys(const char *spec, bool present[256], uint8_t key[256][
 			  char *err, size_t errlen)
 {
 	const char *s = spec;
+	unsigned nth = 1;
 
 	if (present != NULL)
 		memset(present, 0, 256 * sizeof(bool));
 	while (*s != '\0') {
 		size_t n = strcspn(s, ",");
-		int r = mac_entry(s, n, present, key, err, errlen);
+		int r = mac_entry(s, n, nth++, present, key, err, errlen);
 
 		if (r != 0)
 			return r;
@@ -237,6 +243,7 @@ int tally_config_set(struct tally_config *c, const char *name, const char *value
 	if (k->type == TALLY_CFG_U64)
 		return set_u64(k, (uint64_t *)field, value, err, errlen);
 	if (strlen(value) >= k->size) {
+		/* the value is not quoted: for a secret it would be the secret */
 		snprintf(err, errlen, "%s: value is longer than %zu bytes", k->name, k->size - 1);
 		return -ERANGE;
 	}
@@ -256,6 +263,8 @@ int tally_config_get(const struct tally_config *c, const char *name, char *buf, 
 	field = (const char *)c + k->offset;
 	if (k->type == TALLY_CFG_U64)
 		snprintf(buf, len, "%llu", (unsigned long long)*(const uint64_t *)field);
+	else if (k->sensitive && field[0] != '\0')
+		snprintf(buf, len, "(hidden)");
 	else
 		snprintf(buf, len, "%s", field);
 	return 0;
@@ -310,6 +319,20 @@ static int on_key(void *user, const char *section, const char *name, const char 
 	return 1;
 }
 
+/* Secrets in a file that others can read are one `cat` from leaking. */
+static void warn_readable_secrets(struct file_ctx *x, const char *path)
+{
+	struct stat st;
+
+	if (fstat(fileno(x->f), &st) != 0 || (st.st_mode & 0077) == 0)
+		return;
+	for (size_t i = 0; i < tally_cfg_nkeys; i++)
+		if (tally_cfg_keys[i].sensitive && x->seen[i] != 0)
+			fprintf(stderr, "tallyd: warning: %s holds %s (line %u) and is readable by "
+				"group or others (mode %03o): chmod 600 %s\n", path,
+				tally_cfg_keys[i].name, x->seen[i], (unsigned)(st.st_mode & 0777), path);
+}
+
 int tally_config_load(struct tally_config *c, const char *path, char *err, size_t errlen)
 {
 	struct file_ctx x = {.c = c};
@@ -322,6 +345,8 @@ int tally_config_load(struct tally_config *c, const char *path, char *err, size_
 		return r;
 	}
 	r = ini_parse_stream(read_line, &x, on_key, &x);
+	if (r == 0)
+		warn_readable_secrets(&x, path);
 	fclose(x.f);
 	if (r == 0)
 		return 0;

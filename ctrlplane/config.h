@@ -49,6 +49,7 @@ struct tally_cfg_key {
 	const char *def;     /* default, as text */
 	uint64_t min, max;   /* U64 bounds */
 	bool runtime;        /* may change while running (tallyctl config set) */
+	bool sensitive;      /* a secret: never printed, logged or echoed in errors */
 	const char *help;
 	/* extra check of a value (enum-like strings, key lists); NULL = none */
 	int (*check)(const char *value, char *err, size_t errlen);
@@ -62,7 +63,7 @@ const struct tally_cfg_key *tally_config_find(const char *name);
 /* Set one key from text. 0, or -EINVAL/-ENOENT/-ERANGE with err naming key and problem. */
 int tally_config_set(struct tally_config *c, const char *name, const char *value, char *err,
 		     size_t errlen);
-/* Current value as text. 0 or -ENOENT. */
+/* Current value as text; a sensitive key that is set reads "(hidden)". 0 or -ENOENT. */
 int tally_config_get(const struct tally_config *c, const char *name, char *buf, size_t len);
 /* Load "key = value" lines ('#' comments). Errors name file, line and key. */
 int tally_config_load(struct tally_config *c, const char *path, char *err, size_t errlen);

@@ -3,10 +3,13 @@
  * The control API: a Unix stream socket that takes one command line per
  * connection and answers one JSON document (jansson). tallyctl is its client.
  * Commands: stats, status, flush, stop, config [KEY]. Served from the main
- * lcore's loop, never from a worker.
+ * lcore's event loop (loop.h), never from a worker, never blocking it.
  */
 #include <errno.h>
-#include <poll.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <time.h>
+#include <sys/epoll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -32,7 +35,13 @@ void tally_daemon_counters(const struct tally_daemon *d, uint64_t out[TALLY_C_MA
 			out[c] += ck_pr_load_64((uint64_t *)&d->workers[i].ctr.v[c]);
 	for (unsigned c = 0; c < TALLY_C_MAX; c++)
 		out[c] += ck_pr_load_64((uint64_t *)&d->fl.ctr.v[c]);
-	out[TALLY_C_DEDUP_GEN_HELD] = ck_pr_load_64((uint64_t *)&d->sh.dedup->held_back);
+	out[TALLY_C_DEDUP_GEN_HELD] = ck_pr_load_64((uint64_t *)&d->sh.dedup->ctl.held_back);
+	out[TALLY_C_CTL_LATE_TICKS] = d->loop.late;
+	out[TALLY_C_CTL_REQUESTS] = d->ctl_requests;
+	out[TALLY_C_CTL_BAD_REQUESTS] = d->ctl_bad_requests;
+	out[TALLY_C_CTL_CLIENT_TIMEOUTS] = d->ctl_client_timeouts;
+	out[TALLY_C_CTL_REFUSED] = d->ctl_refused;
+	out[TALLY_C_CLOCK_STEPS] = d->sh.clock.steps;
 	if (rte_eth_stats_get(d->port, &ps) == 0) {
 		out[TALLY_C_PORT_IMISSED] = ps.imissed;
 		out[TALLY_C_PORT_NOMBUF] = ps.rx_nombuf;
@@ -117,6 +126,8 @@ static json_t *dispatch(struct tally_daemon *d, char *line)
 
 	if (arg != NULL)
 		*arg++ = '\0';
+	if (strcmp(line, "request-too-long") == 0)
+		return json_pack("{s:s}", "error", "request longer than 4096 bytes");
 	if (strcmp(line, "stats") == 0)
 		return stats_json(d);
 	if (strcmp(line, "status") == 0)
@@ -135,29 +146,164 @@ static json_t *dispatch(struct tally_daemon *d, char *line)
 			 "stats, status, config [KEY], flush, stop");
 }
 
-static void serve(struct tally_daemon *d, int fd)
-{
-	char line[512];
-	ssize_t n;
-	json_t *reply;
-	char *text;
+/*
+ * Clients are non-blocking and served a piece at a time from the control
+ * loop: a request is one line of at most CTL_MAX_REQUEST bytes, and the whole
+ * exchange must end within CTL_CLIENT_MS, else the client is dropped
+ * (ctl_client_timeouts). An idle or slow client costs nobody else anything.
+ */
+#define CTL_MAX_REQUEST 4096
+#define CTL_CLIENT_MS 1000
+#define CTL_MAX_CLIENTS 64
 
-	/* A client that connects and says nothing must not stall the main loop. */
-	struct timeval tv = {.tv_sec = 1};
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	n = read(fd, line, sizeof(line) - 1);
-	if (n <= 0)
-		return;
-	line[n] = '\0';
-	line[strcspn(line, "\r\n")] = '\0';
-	reply = dispatch(d, line);
-	text = json_dumps(reply, JSON_COMPACT);
-	if (text != NULL) {
-		if (write(fd, text, strlen(text)) < 0 || write(fd, "\n", 1) < 0)
-			fprintf(stderr, "tallyd: control reply: %s\n", strerror(errno));
-		free(text);
-	}
+struct ctl_client {
+	struct tally_loop_handler h;
+	struct tally_daemon *d;
+	uint64_t deadline_ms;
+	char in[CTL_MAX_REQUEST + 1];
+	size_t in_len;
+	char *out;
+	size_t out_len, out_off;
+	struct ctl_client *next;
+};
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void client_close(struct tally_daemon *d, struct ctl_client *c)
+{
+	struct ctl_client **pp = &d->ctl_clients;
+
+	while (*pp != c)
+		pp = &(*pp)->next;
+	*pp = c->next;
+	d->ctl_nclients--;
+	tally_loop_unwatch(&d->loop, &c->h);
+	close(c->h.fd);
+	free(c->out);
+	free(c);
+}
+
+static void client_reply(struct ctl_client *c, json_t *reply)
+{
+	c->out = json_dumps(reply, JSON_COMPACT);
 	json_decref(reply);
+	if (c->out == NULL)
+		c->out = strdup("{\"error\":\"out of memory\"}");
+	c->out_len = c->out ? strlen(c->out) : 0;
+	if (c->out != NULL)
+		c->out[c->out_len++] = '\n'; /* json_dumps's NUL becomes the newline */
+}
+
+/* Write what the socket takes; true when the reply is all out. */
+static bool client_flush(struct ctl_client *c)
+{
+	while (c->out_off < c->out_len) {
+		ssize_t n = write(c->h.fd, c->out + c->out_off, c->out_len - c->out_off);
+
+		if (n < 0)
+			return errno != EAGAIN && errno != EWOULDBLOCK;
+		c->out_off += (size_t)n;
+	}
+	return true;
+}
+
+/* A whole request line is in: answer it. */
+static void client_request(struct ctl_client *c)
+{
+	struct tally_daemon *d = c->d;
+
+	c->in[c->in_len] = '\0';
+	c->in[strcspn(c->in, "\r\n")] = '\0';
+	d->ctl_requests++;
+	client_reply(c, dispatch(d, c->in));
+	if (client_flush(c))
+		client_close(d, c);
+	else
+		tally_loop_rewatch(&d->loop, &c->h, EPOLLOUT);
+}
+
+static void client_read(struct ctl_client *c)
+{
+	for (;;) {
+		ssize_t n = read(c->h.fd, c->in + c->in_len, CTL_MAX_REQUEST - c->in_len);
+
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n <= 0) { /* hung up: what came is the request, if anything did */
+			if (c->in_len == 0) {
+				client_close(c->d, c);
+				return;
+			}
+			break;
+		}
+		c->in_len += (size_t)n;
+		if (memchr(c->in, '\n', c->in_len) != NULL)
+			break;
+		if (c->in_len == CTL_MAX_REQUEST) {
+			c->d->ctl_bad_requests++;
+			c->in_len = 0;
+			snprintf(c->in, sizeof(c->in), "request-too-long");
+			break;
+		}
+	}
+	client_request(c);
+}
+
+static void on_client(struct tally_loop *l, int fd, uint32_t events, void *arg)
+{
+	struct ctl_client *c = arg;
+
+	(void)l, (void)fd;
+	if (c->out != NULL) {
+		if (client_flush(c) || (events & (EPOLLERR | EPOLLHUP)))
+			client_close(c->d, c);
+		return;
+	}
+	client_read(c);
+}
+
+static void on_listen(struct tally_loop *l, int lfd, uint32_t events, void *arg)
+{
+	struct tally_daemon *d = arg;
+	int fd;
+
+	(void)l, (void)events;
+	while ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
+		struct ctl_client *c = d->ctl_nclients < CTL_MAX_CLIENTS ? calloc(1, sizeof(*c)) : NULL;
+
+		if (c == NULL) {
+			d->ctl_refused++;
+			close(fd);
+			continue;
+		}
+		c->h = (struct tally_loop_handler){fd, on_client, c};
+		c->d = d;
+		c->deadline_ms = mono_ms() + CTL_CLIENT_MS;
+		c->next = d->ctl_clients;
+		d->ctl_clients = c;
+		d->ctl_nclients++;
+		tally_loop_watch(&d->loop, &c->h, EPOLLIN);
+	}
+}
+
+void tally_ctl_expire(struct tally_daemon *d)
+{
+	uint64_t now = mono_ms();
+	struct ctl_client *c = d->ctl_clients, *next;
+
+	for (; c != NULL; c = next) {
+		next = c->next;
+		if (now >= c->deadline_ms) {
+			d->ctl_client_timeouts++;
+			client_close(d, c);
+		}
+	}
 }
 
 int tally_ctl_listen(const char *path, char *err, size_t errlen)
@@ -197,23 +343,16 @@ int tally_ctl_listen(const char *path, char *err, size_t errlen)
 	return fd;
 }
 
-void tally_ctl_poll(struct tally_daemon *d, int timeout_ms)
+int tally_ctl_start(struct tally_daemon *d)
 {
-	struct pollfd p = {.fd = d->ctl_fd, .events = POLLIN};
-
-	while (poll(&p, 1, timeout_ms) > 0) {
-		int fd = accept4(d->ctl_fd, NULL, NULL, SOCK_CLOEXEC);
-
-		if (fd >= 0) {
-			serve(d, fd);
-			close(fd);
-		}
-		timeout_ms = 0;
-	}
+	d->ctl_h = (struct tally_loop_handler){d->ctl_fd, on_listen, d};
+	return tally_loop_watch(&d->loop, &d->ctl_h, EPOLLIN);
 }
 
 void tally_ctl_close(struct tally_daemon *d)
 {
+	while (d->ctl_clients != NULL)
+		client_close(d, d->ctl_clients);
 	if (d->ctl_fd >= 0) {
 		close(d->ctl_fd);
 		unlink(d->cfg.ctl_socket);

@@ -26,10 +26,12 @@
 #include "stats.h"
 #include "tallyd.h"
 
-/* Control loop tick. Dedup generations move on ticks, so a tick must come well
+/* Dedup tick. Dedup generations move on ticks, so a tick must come well
  * within one generation's insert budget (capacity / 8): at 2 ms, a 1M-id horizon
  * keeps its promise up to ~60M ids/s. */
-#define CTL_POLL_MS 2
+#define DEDUP_TICK_MS 2
+#define STOP_CHECK_MS 10
+#define CTL_EXPIRE_MS 100
 
 static volatile sig_atomic_t signals;
 
@@ -45,6 +47,14 @@ static uint64_t clock_ms(clockid_t id)
 
 	clock_gettime(id, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t clock_ns(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static void usage(FILE *out)
@@ -71,9 +81,7 @@ static int setup_params(struct tally_daemon *d, char *err, size_t errlen)
 		return -EINVAL;
 	d->sh.params = p;
 	ck_epoch_init(&d->sh.epoch);
-	d->sh.tsc_hz = rte_get_tsc_hz();
-	d->sh.base_tsc = rte_rdtsc();
-	d->sh.base_ms = clock_ms(CLOCK_REALTIME);
+	tally_clock_init(&d->sh.clock, rte_get_tsc_hz(), rte_rdtsc(), clock_ns(CLOCK_REALTIME));
 	return 0;
 }
 
@@ -139,6 +147,87 @@ static int setup_port(struct tally_daemon *d, char *err, size_t errlen)
 	return r < 0 ? r : nq;
 }
 
+static uint64_t total(const struct tally_daemon *d, enum tally_counter c)
+{
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i < d->nworkers; i++)
+		v += ck_pr_load_64((uint64_t *)&d->workers[i].ctr.v[c]);
+	return v;
+}
+
+/* The stop conditions: signal, tallyctl stop, run_ms, stop_after_idle_ms. */
+static bool should_stop(struct tally_daemon *d, uint64_t now)
+{
+	uint64_t rx = total(d, TALLY_C_RX_PACKETS);
+
+	if (signals || ck_pr_load_int(&d->stop))
+		return true;
+	if (d->cfg.run_ms && now - d->start_ms >= d->cfg.run_ms)
+		return true;
+	if (rx != d->last_rx) {
+		d->last_rx = rx;
+		d->last_rx_ms = now;
+	}
+	return d->cfg.stop_after_idle_ms && rx > 0 &&
+	       now - d->last_rx_ms >= d->cfg.stop_after_idle_ms;
+}
+
+static void on_stop_check(struct tally_loop *l, void *arg)
+{
+	struct tally_daemon *d = arg;
+
+	(void)l;
+	d->stopping |= should_stop(d, clock_ms(CLOCK_MONOTONIC));
+}
+
+static void on_dedup_tick(struct tally_loop *l, void *arg)
+{
+	struct tally_daemon *d = arg;
+
+	(void)l;
+	/* Monotonic: a wall-clock step must not end a dedup generation early. */
+	tally_dedup_tick(d->sh.dedup, clock_ms(CLOCK_MONOTONIC), total(d, TALLY_C_DEDUP_INSERTED),
+			 d->sweep_rate);
+}
+
+static void on_clock_sync(struct tally_loop *l, void *arg)
+{
+	struct tally_daemon *d = arg;
+
+	(void)l;
+	tally_clock_sync(&d->sh.clock, rte_rdtsc(), clock_ns(CLOCK_REALTIME),
+			 TALLY_CLOCK_SYNC_MS * 1000000ull);
+}
+
+static void on_ctl_expire(struct tally_loop *l, void *arg)
+{
+	(void)l;
+	tally_ctl_expire(arg);
+}
+
+/* The control thread's periodic work, each on its own timer. */
+static int start_timers(struct tally_daemon *d, char *err, size_t errlen)
+{
+	int r;
+
+	d->sweep_rate = tally_dedup_sweep_rate(d->sh.dedup, DEDUP_TICK_MS);
+	if ((r = tally_loop_timer(&d->loop, DEDUP_TICK_MS, on_dedup_tick, d)) < 0 ||
+	    (r = tally_loop_timer(&d->loop, TALLY_CLOCK_SYNC_MS, on_clock_sync, d)) < 0 ||
+	    (r = tally_loop_timer(&d->loop, STOP_CHECK_MS, on_stop_check, d)) < 0 ||
+	    (r = tally_loop_timer(&d->loop, CTL_EXPIRE_MS, on_ctl_expire, d)) < 0 ||
+	    (r = tally_ctl_start(d)) < 0)
+		snprintf(err, errlen, "control loop: cannot start: %s", strerror(-r));
+	return r;
+}
+
+static void control_loop(struct tally_daemon *d)
+{
+	d->last_rx_ms = d->start_ms;
+	while (!d->stopping)
+		tally_loop_once(&d->loop, 100);
+}
+
 static int setup(struct tally_daemon *d, char *err, size_t errlen)
 {
 	uint64_t merge_rows;
@@ -181,55 +270,19 @@ static int setup(struct tally_daemon *d, char *err, size_t errlen)
 	if (r < 0)
 		return r;
 	/* Last: a control socket that answers means tallyd is ready for traffic. */
+	r = tally_loop_init(&d->loop);
+	if (r < 0) {
+		snprintf(err, errlen, "control loop: epoll: %s", strerror(-r));
+		return r;
+	}
 	d->ctl_fd = tally_ctl_listen(d->cfg.ctl_socket, err, errlen);
 	if (d->ctl_fd < 0)
 		return d->ctl_fd;
+	r = start_timers(d, err, errlen);
+	if (r < 0)
+		return r;
 	launch_workers(d);
 	return 0;
-}
-
-static uint64_t total(const struct tally_daemon *d, enum tally_counter c)
-{
-	uint64_t v = 0;
-
-	for (unsigned i = 0; i < d->nworkers; i++)
-		v += ck_pr_load_64((uint64_t *)&d->workers[i].ctr.v[c]);
-	return v;
-}
-
-/* The stop conditions: signal, tallyctl stop, run_ms, stop_after_idle_ms. */
-static bool should_stop(struct tally_daemon *d, uint64_t now, uint64_t *last_rx,
-			uint64_t *last_rx_ms)
-{
-	uint64_t rx = total(d, TALLY_C_RX_PACKETS);
-
-	if (signals || ck_pr_load_int(&d->stop))
-		return true;
-	if (d->cfg.run_ms && now - d->start_ms >= d->cfg.run_ms)
-		return true;
-	if (rx != *last_rx) {
-		*last_rx = rx;
-		*last_rx_ms = now;
-	}
-	return d->cfg.stop_after_idle_ms && rx > 0 &&
-	       now - *last_rx_ms >= d->cfg.stop_after_idle_ms;
-}
-
-static void control_loop(struct tally_daemon *d)
-{
-	uint64_t last_rx = 0, last_rx_ms = d->start_ms;
-	size_t sweep = tally_dedup_sweep_rate(d->sh.dedup, CTL_POLL_MS);
-
-	for (;;) {
-		uint64_t now = clock_ms(CLOCK_MONOTONIC);
-
-		if (should_stop(d, now, &last_rx, &last_rx_ms))
-			break;
-		tally_ctl_poll(d, CTL_POLL_MS);
-		/* Monotonic: a wall-clock step must not end a dedup generation early. */
-		tally_dedup_tick(d->sh.dedup, clock_ms(CLOCK_MONOTONIC),
-				 total(d, TALLY_C_DEDUP_INSERTED), sweep);
-	}
 }
 
 /* Drain: workers seal their last tables, the flusher writes them, then report. */
@@ -246,7 +299,7 @@ static int shutdown_daemon(struct tally_daemon *d)
 	while (!tally_flusher_done(&d->fl)) {
 		if (signals >= 2)
 			ck_pr_store_int(&d->fl.give_up, 1);
-		tally_ctl_poll(d, CTL_POLL_MS);
+		tally_loop_once(&d->loop, STOP_CHECK_MS);
 	}
 	tally_daemon_counters(d, v);
 	tally_stats_print(stderr, v, NULL, 0);
@@ -316,6 +369,7 @@ int main(int argc, char **argv)
 	control_loop(&d);
 	rc = shutdown_daemon(&d);
 	tally_ctl_close(&d);
+	tally_loop_fini(&d.loop);
 	d.sink->ops->close(d.sink);
 	tally_port_stop(d.port);
 	for (unsigned i = 0; i < d.nworkers; i++)

@@ -4,10 +4,12 @@
 #define TALLY_TALLYD_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "config.h"
 #include "flush.h"
+#include "loop.h"
 #include "worker.h"
 
 struct rte_mempool;
@@ -23,7 +25,15 @@ struct tally_daemon {
 	struct tally_sink *sink;
 	struct tally_flusher fl;
 	int ctl_fd;
+	struct tally_loop loop;
+	struct tally_loop_handler ctl_h;
+	struct ctl_client *ctl_clients;
+	unsigned ctl_nclients;
+	uint64_t ctl_requests, ctl_bad_requests, ctl_client_timeouts, ctl_refused;
 	uint64_t start_ms;
+	uint64_t last_rx, last_rx_ms; /* stop_after_idle_ms */
+	size_t sweep_rate;            /* dedup buckets swept per tick */
+	bool stopping;
 	int stop; /* ck_pr: tallyctl stop */
 };
 
@@ -31,8 +41,10 @@ struct tally_daemon {
 void tally_daemon_counters(const struct tally_daemon *d, uint64_t out[TALLY_C_MAX]);
 
 int tally_ctl_listen(const char *path, char *err, size_t errlen);
-/* Serve the requests that arrive within timeout_ms. */
-void tally_ctl_poll(struct tally_daemon *d, int timeout_ms);
+/* Serve clients from d->loop. 0 or a negative errno. */
+int tally_ctl_start(struct tally_daemon *d);
+/* Drop clients whose exchange outlived its bound (a loop timer calls it). */
+void tally_ctl_expire(struct tally_daemon *d);
 void tally_ctl_close(struct tally_daemon *d);
 
 #endif

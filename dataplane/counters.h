@@ -45,6 +45,7 @@
 	_(TLY1_MAC_MISSING, "tly1_mac_missing", "TLY1 MAC flag set but no 16-byte trailer") \
 	_(TLY1_MAC_NO_KEY, "tly1_mac_no_key", "TLY1 MAC under a key_id that is not configured") \
 	_(TLY1_MAC_BAD, "tly1_mac_bad", "TLY1 MAC does not verify") \
+	_(TLY1_ACK_UNSENT, "tly1_ack_unsent", "TLY1 datagrams counted whose ACK_REQ got no ack (acks are not sent yet)") \
 	/* StatsD lines: a bad line is dropped, the rest of the datagram counts */ \
 	_(STATSD_DATAGRAMS, "statsd_datagrams", "StatsD datagrams received") \
 	_(STATSD_LINES, "statsd_lines", "StatsD lines accepted by the parser") \
@@ -59,6 +60,7 @@
 	_(STATSD_KEY_TOO_LONG, "statsd_key_too_long", "StatsD canonical key longer than 255 bytes") \
 	_(STATSD_BAD_UTF8, "statsd_bad_utf8", "StatsD line is not valid UTF-8 or holds a NUL") \
 	/* events */ \
+	_(DROP_INTERNAL, "drop_internal", "datagram dropped: a parser result out of range (a bug: report it)") \
 	_(EVENTS_IN, "events_in", "events parsed from good datagrams and lines") \
 	_(EVENTS_ACCEPTED, "events_accepted", "events added to a window") \
 	_(DROP_LATE, "drop_late", "event older than the allowed lateness") \
@@ -67,6 +69,7 @@
 	_(DROP_TABLE_FULL, "drop_table_full", "window table full and no spare table") \
 	_(DEDUP_INSERTED, "dedup_inserted", "event ids remembered") \
 	_(DEDUP_EVICTED, "dedup_evicted", "live ids evicted early because their bucket was full") \
+	_(DEDUP_CAS_GAVE_UP, "dedup_cas_gave_up", "ids counted as new after 8 lost compare-and-swaps, not remembered (contention)") \
 	_(DEDUP_GEN_HELD, "dedup_gen_held", "dedup generation changes held back: the sweeper was behind") \
 	_(WINDOW_ROWS, "window_rows", "(key, window) rows created in worker tables") \
 	_(TABLES_SEALED, "tables_sealed", "window tables handed to the flusher") \
@@ -84,6 +87,13 @@
 	_(FLUSH_ROWS_LOST, "flush_rows_lost", "rows NOT written: the sink kept failing and tallyd was told to give up") \
 	_(FLUSH_EVENTS_LOST, "flush_events_lost", "events in the rows of flush_rows_lost") \
 	_(SEAL_TIMEOUTS, "seal_timeouts", "seal requests a worker left unanswered for 2 s (stalled)") \
+	/* control thread (filled from the daemon when read) */ \
+	_(CTL_LATE_TICKS, "ctl_late_ticks", "control-loop timer periods missed (dedup ticks, clock sync): should stay 0") \
+	_(CTL_REQUESTS, "ctl_requests", "control-socket requests answered") \
+	_(CTL_BAD_REQUESTS, "ctl_bad_requests", "control-socket requests longer than 4096 bytes") \
+	_(CTL_CLIENT_TIMEOUTS, "ctl_client_timeouts", "control clients dropped: no whole exchange within 1 s") \
+	_(CTL_REFUSED, "ctl_refused", "control clients refused: 64 already connected") \
+	_(CLOCK_STEPS, "clock_steps", "arrival-clock steps forward to a wall clock >1 s ahead (back: slewed)") \
 	/* port (filled from rte_eth_stats when read) */ \
 	_(PORT_IMISSED, "port_imissed", "frames the NIC dropped: RX queue full") \
 	_(PORT_NOMBUF, "port_rx_nombuf", "frames the NIC dropped: no mbuf") \

@@ -68,7 +68,7 @@ struct tally_dedup *tally_dedup_create(uint64_t capacity, uint64_t horizon_ms)
 	d->capacity = capacity;
 	d->horizon_ms = horizon_ms;
 	/* The first generation whose live window does not wrap: fast from the start. */
-	d->gen = d->sweep_pass_gen = d->swept_gen = TALLY_DEDUP_GENS + 1;
+	d->gen = d->ctl.sweep_pass_gen = d->ctl.swept_gen = TALLY_DEDUP_GENS + 1;
 	return d;
 }
 
@@ -168,7 +168,7 @@ enum tally_dedup_result tally_dedup_insert_slow(struct tally_dedup *d, uint64_t 
 		/* a slot changed under us: look again, the id may be there now */
 	}
 	/* Contended beyond reason: count it rather than stall the worker. */
-	return TALLY_DEDUP_NEW_EVICT;
+	return TALLY_DEDUP_NEW_GAVE_UP;
 }
 
 void tally_dedup_forget(struct tally_dedup *d, uint64_t h, uint16_t gen)
@@ -195,13 +195,13 @@ static void advance(struct tally_dedup *d, uint64_t now_ms, uint64_t inserted)
 {
 	uint16_t next = d->gen == GEN_MAX ? 1 : d->gen + 1;
 
-	if (gen_dist(d->swept_gen, next) >= GEN_MAX / 2) {
-		d->held_back++; /* the sweeper is behind: a reused number could look live */
+	if (gen_dist(d->ctl.swept_gen, next) >= GEN_MAX / 2) {
+		d->ctl.held_back++; /* the sweeper is behind: a reused number could look live */
 		return;
 	}
 	ck_pr_store_16(&d->gen, next);
-	d->gen_start_ms = now_ms;
-	d->gen_start_ins = inserted;
+	d->ctl.gen_start_ms = now_ms;
+	d->ctl.gen_start_ins = inserted;
 }
 
 /* Clear expired slots; the CAS leaves a slot alone if a worker just rewrote it. */
@@ -211,7 +211,7 @@ static size_t sweep(struct tally_dedup *d, size_t max_buckets)
 	size_t cleared = 0;
 
 	for (size_t n = 0; n < max_buckets && n < d->nbuckets; n++) {
-		struct tally_dedup_bucket *b = &d->b[d->sweep_cursor];
+		struct tally_dedup_bucket *b = &d->b[d->ctl.sweep_cursor];
 
 		for (unsigned i = 0; i < WAYS; i++) {
 			uint64_t s = ck_pr_load_64(&b->slot[i]);
@@ -219,10 +219,10 @@ static size_t sweep(struct tally_dedup *d, size_t max_buckets)
 			if (s != 0 && !tally_dedup_live(s, cur) && ck_pr_cas_64(&b->slot[i], s, 0))
 				cleared++;
 		}
-		if (++d->sweep_cursor == d->nbuckets) {
-			d->sweep_cursor = 0;
-			d->swept_gen = d->sweep_pass_gen;
-			d->sweep_pass_gen = cur;
+		if (++d->ctl.sweep_cursor == d->nbuckets) {
+			d->ctl.sweep_cursor = 0;
+			d->ctl.swept_gen = d->ctl.sweep_pass_gen;
+			d->ctl.sweep_pass_gen = cur;
 		}
 	}
 	return cleared;
@@ -234,9 +234,9 @@ size_t tally_dedup_tick(struct tally_dedup *d, uint64_t now_ms, uint64_t inserte
 	uint64_t per_gen_ms = d->horizon_ms / TALLY_DEDUP_GENS;
 	uint64_t per_gen_ids = d->capacity / TALLY_DEDUP_GENS;
 
-	if (d->gen_start_ms == 0)
-		d->gen_start_ms = now_ms;
-	if (now_ms - d->gen_start_ms >= per_gen_ms || inserted - d->gen_start_ins >= per_gen_ids)
+	if (d->ctl.gen_start_ms == 0)
+		d->ctl.gen_start_ms = now_ms;
+	if (now_ms - d->ctl.gen_start_ms >= per_gen_ms || inserted - d->ctl.gen_start_ins >= per_gen_ids)
 		advance(d, now_ms, inserted);
 	return sweep(d, max_buckets);
 }

@@ -56,26 +56,34 @@ enum tally_dedup_result {
 	TALLY_DEDUP_NEW = 0,       /* first sighting: remembered */
 	TALLY_DEDUP_DUP = 1,       /* seen within the horizon: drop */
 	TALLY_DEDUP_NEW_EVICT = 2, /* new; an older live id was evicted to make room */
+	TALLY_DEDUP_NEW_GAVE_UP = 3, /* new, not remembered: 8 CAS lost in a row */
 };
 
 struct tally_dedup_bucket {
 	uint64_t slot[TALLY_DEDUP_WAYS];
 } __attribute__((aligned(64)));
 
-struct tally_dedup {
-	struct tally_dedup_bucket *b;
-	uint64_t nbuckets;
-	bool single_writer;       /* one worker: plain stores instead of CAS */
-	uint16_t gen;             /* written by the control thread only */
-	uint64_t capacity, horizon_ms;
-	/* control thread only */
+/* What the control thread alone writes, every tick: a cache line of its own,
+ * so its stores never evict the line every event reads. */
+struct tally_dedup_ctl {
 	uint64_t gen_start_ms, gen_start_ins;
 	uint64_t sweep_cursor;
 	uint16_t sweep_pass_gen;  /* generation when the current sweep pass began */
 	uint16_t swept_gen;       /* generation when the last complete pass began */
 	uint64_t held_back;       /* generation advances held back for the sweeper */
-	size_t bytes;
 } __attribute__((aligned(64)));
+
+struct tally_dedup {
+	/* read by every insert; gen changes once a generation */
+	struct tally_dedup_bucket *b;
+	uint64_t nbuckets;
+	bool single_writer;       /* one worker: plain stores instead of CAS */
+	uint16_t gen;             /* written by the control thread only */
+	uint64_t capacity, horizon_ms;
+	size_t bytes;
+	struct tally_dedup_ctl ctl;
+} __attribute__((aligned(64)));
+_Static_assert(offsetof(struct tally_dedup, ctl) == 64, "control fields on their own line");
 
 /* capacity: ids the horizon holds at least, at most 2^34. NULL with errno set. */
 struct tally_dedup *tally_dedup_create(uint64_t capacity, uint64_t horizon_ms);

@@ -87,27 +87,47 @@ static bool is_tly1(const struct tally_params *p, const struct tally_udp *u)
 static void apply_events(struct tally_worker *w, const struct tally_params *p,
 			 uint64_t now_ms);
 
+/* Room for what one datagram of len bytes can add, applying the events so far
+ * if there is not: then a parser never runs out of room (-ENOSPC) mid-burst. */
+static void make_room(struct tally_worker *w, const struct tally_params *p, uint64_t now_ms,
+		      uint32_t events, uint32_t arena)
+{
+	struct tally_evbuf *b = &w->evb;
+
+	if (unlikely(b->cap - b->n < events || b->arena_cap - b->arena_used < arena))
+		apply_events(w, p, now_ms);
+}
+
+/* A TLY1 parse result as a counter: TALLY_OK, or one of the TLY1 reasons;
+ * anything else (there is nothing else) is drop_internal, never a stray index. */
+static enum tally_counter tly1_counter(int r)
+{
+	if (likely(r == TALLY_OK))
+		return TALLY_C_TLY1_DATAGRAMS;
+	if ((unsigned)(r - TALLY_C_TLY1_SHORT) <= TALLY_C_TLY1_MAC_BAD - TALLY_C_TLY1_SHORT)
+		return (enum tally_counter)r;
+	return TALLY_C_DROP_INTERNAL;
+}
+
 static void parse_datagram(struct tally_worker *w, const struct tally_params *p,
 			   const struct tally_udp *u, uint64_t now_ms)
 {
 	uint64_t *c = w->ctr.v;
+	struct tally_tly1_hdr h;
 	int r;
 
 	if (is_tly1(p, u)) {
-		r = tally_tly1_parse(u->payload, u->len, &p->mac, &w->evb, NULL);
-		if (unlikely(r == -ENOSPC)) {
-			apply_events(w, p, now_ms);
-			r = tally_tly1_parse(u->payload, u->len, &p->mac, &w->evb, NULL);
-		}
-		c[r == TALLY_OK ? TALLY_C_TLY1_DATAGRAMS : r]++;
+		make_room(w, p, now_ms, TALLY_TLY1_MAX_COUNT, 0);
+		r = tally_tly1_parse(u->payload, u->len, &p->mac, &w->evb, &h);
+		c[tly1_counter(r)]++;
+		/* acks are not sent yet: a sender waiting for one must hear of it */
+		c[TALLY_C_TLY1_ACK_UNSENT] += r == TALLY_OK && (h.flags & TALLY_TLY1_F_ACK_REQ);
 		return;
 	}
 	c[TALLY_C_STATSD_DATAGRAMS]++;
-	r = tally_statsd_parse(u->payload, u->len, &w->evb, c);
-	if (unlikely(r == -ENOSPC)) {
-		apply_events(w, p, now_ms);
-		tally_statsd_parse(u->payload, u->len, &w->evb, c);
-	}
+	make_room(w, p, now_ms, TALLY_STATSD_MAX_EVENTS(u->len), u->len);
+	if (unlikely(tally_statsd_parse(u->payload, u->len, &w->evb, c) < 0))
+		c[TALLY_C_DROP_INTERNAL]++;
 }
 
 static void parse_frame(struct tally_worker *w, const struct tally_params *p,
@@ -162,7 +182,7 @@ static int event_window(const struct tally_params *p, uint64_t now_ms, struct wi
 
 /* What a batch did, summed in registers and added to the counters once. */
 struct apply_sums {
-	uint64_t accepted, dups, inserted, evicted, rows, full;
+	uint64_t accepted, dups, inserted, evicted, gave_up, rows, full;
 };
 
 /* Time checks, window and hashes of one event; false if it is dropped. */
@@ -204,6 +224,7 @@ static inline void apply_one(struct tally_worker *w, const struct tally_event *e
 		}
 		s->inserted++;
 		s->evicted += r == TALLY_DEDUP_NEW_EVICT;
+		s->gave_up += r == TALLY_DEDUP_NEW_GAVE_UP;
 	}
 	r = tally_wtab_add_at(w->cur, e->hash, e->cell, e->key, e->key_len, e->win_start,
 			      e->value);
@@ -226,6 +247,7 @@ static void add_sums(struct tally_worker *w, const struct apply_sums *s)
 	c[TALLY_C_DROP_DUPLICATE] += s->dups;
 	c[TALLY_C_DEDUP_INSERTED] += s->inserted;
 	c[TALLY_C_DEDUP_EVICTED] += s->evicted;
+	c[TALLY_C_DEDUP_CAS_GAVE_UP] += s->gave_up;
 	c[TALLY_C_WINDOW_ROWS] += s->rows;
 	c[TALLY_C_DROP_TABLE_FULL] += s->full;
 }
@@ -294,11 +316,6 @@ void tally_worker_burst(struct tally_worker *w, const struct tally_params *p,
 	w->ctr.v[TALLY_C_RX_BURSTS]++;
 }
 
-static uint64_t now_ms_of(const struct tally_shared *sh, uint64_t tsc)
-{
-	return sh->base_ms + (tsc - sh->base_tsc) * 1000 / sh->tsc_hz;
-}
-
 static void poll_queues(struct tally_worker *w)
 {
 	struct tally_shared *sh = w->sh;
@@ -313,7 +330,7 @@ static void poll_queues(struct tally_worker *w)
 			continue;
 		t0 = rte_rdtsc();
 		ck_epoch_begin(&w->epoch_rec, &section);
-		tally_worker_burst(w, ck_pr_load_ptr(&sh->params), pkts, n, now_ms_of(sh, t0));
+		tally_worker_burst(w, ck_pr_load_ptr(&sh->params), pkts, n, tally_clock_ms(&sh->clock, t0, &w->clock_last));
 		ck_epoch_end(&w->epoch_rec, &section);
 		w->ctr.v[TALLY_C_WORKER_CYCLES] += rte_rdtsc() - t0;
 	}

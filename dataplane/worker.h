@@ -18,6 +18,7 @@
 #include <ck_epoch.h>
 #include <ck_ring.h>
 
+#include "clock.h"
 #include "counters.h"
 #include "dedup.h"
 #include "event.h"
@@ -45,8 +46,7 @@ struct tally_shared {
 	struct tally_params *params; /* epoch-protected */
 	ck_epoch_t epoch;
 	struct tally_dedup *dedup;
-	uint64_t tsc_hz;
-	uint64_t base_tsc, base_ms; /* wall clock at base_tsc */
+	struct tally_clock clock; /* arrival time; re-anchored by the control loop */
 	int stop;                   /* ck_pr: workers finish their burst and seal */
 };
 
@@ -56,6 +56,7 @@ struct tally_worker {
 	uint64_t seal_seen;  /* written by the worker */
 	bool seal_deferred;  /* a deferred seal was counted for this request */
 	bool done;           /* final table sealed; worker returned */
+	uint64_t clock_last; /* the largest arrival ms this worker used */
 	uint16_t port;
 	uint16_t nqueues;
 	uint16_t queues[TALLY_MAX_QUEUES];

@@ -149,9 +149,7 @@ static int rig_setup(struct rig *g, const struct bench *b)
 		.window_ms = (int64_t)b->o.window_ms, .lateness_ms = 0, .future_ms = 0};
 	g->sh.params = &g->params;
 	ck_epoch_init(&g->sh.epoch);
-	g->sh.tsc_hz = rte_get_tsc_hz();
-	g->sh.base_tsc = rte_rdtsc();
-	g->sh.base_ms = wall_ms();
+	tally_clock_init(&g->sh.clock, rte_get_tsc_hz(), rte_rdtsc(), wall_ms() * 1000000);
 	g->sh.dedup = tally_dedup_create(b->dedup_capacity, 600000);
 	if (g->sh.dedup != NULL)
 		tally_dedup_set_writers(g->sh.dedup, 1);
@@ -211,7 +209,7 @@ static int run(struct bench *b, struct rig *g, const struct gen_pool *p)
 		}
 		t0 = rte_rdtsc();
 		tally_worker_burst(&g->w, &g->params, m, (uint16_t)b->burst,
-				   g->sh.base_ms + (t0 - g->sh.base_tsc) * 1000 / hz);
+				   tally_clock_ms(&g->sh.clock, t0, &g->w.clock_last));
 		b->cycles += rte_rdtsc() - t0;
 		b->datagrams += b->burst;
 		drain_table(b, &g->w);

@@ -76,7 +76,7 @@ static void walk_to(struct tally_dedup *d, uint64_t *now, uint16_t target, size_
 		*now += 1000;
 		tally_dedup_tick(d, *now, 0, budget);
 	}
-	assert_int_equal(d->held_back, 0);
+	assert_int_equal(d->ctl.held_back, 0);
 }
 
 static void test_new_then_dup(void **st)
@@ -129,7 +129,7 @@ static void test_capacity(void **st)
 		if (++inserted % 1000 == 0) /* tallyd's sweep budget, not a full pass a tick */
 			tally_dedup_tick(d, 1, inserted, tally_dedup_sweep_rate(d, 2));
 	}
-	assert_int_equal(d->held_back, 0);
+	assert_int_equal(d->ctl.held_back, 0);
 	for (uint64_t id = total - cap + 1; id <= total; id++)
 		assert_int_equal(ins(d, id), TALLY_DEDUP_DUP);
 	assert_int_equal(ins(d, 1), TALLY_DEDUP_NEW); /* the oldest generation went */
@@ -184,7 +184,7 @@ static void test_generation_wrap(void **st)
 			assert_int_equal(ins(d, 1234567), TALLY_DEDUP_NEW);
 	}
 	assert_int_equal(ins(d, 99), TALLY_DEDUP_NEW);
-	assert_int_equal(d->held_back, 0); /* three full turns: the sweeper kept up */
+	assert_int_equal(d->ctl.held_back, 0); /* three full turns: the sweeper kept up */
 	tally_dedup_destroy(d);
 }
 
@@ -468,7 +468,7 @@ static void test_wrap_horizon(void **st)
 		tally_dedup_tick(d, now, 0, 16);
 	}
 	assert_int_equal(tally_dedup_gen(d), 51);
-	assert_int_equal(d->held_back, 0);
+	assert_int_equal(d->ctl.held_back, 0);
 	tally_dedup_destroy(d);
 }
 
@@ -489,13 +489,13 @@ static void test_sweeper_guard(void **st)
 
 	(void)st;
 	tally_dedup_tick(d, now, 0, 0); /* sets the generation's start time */
-	for (n = 0; d->held_back == 0; n++) {
+	for (n = 0; d->ctl.held_back == 0; n++) {
 		uint16_t g = tally_dedup_gen(d);
 
 		assert_true(n <= GEN_MAX);
 		assert_int_equal(ins(d, g), TALLY_DEDUP_NEW); /* one id per generation: the id is g */
 		tally_dedup_tick(d, now += 1000, 0, 0);
-		assert_int_equal(tally_dedup_gen(d), d->held_back ? g : gen_add(g, 1));
+		assert_int_equal(tally_dedup_gen(d), d->ctl.held_back ? g : gen_add(g, 1));
 	}
 	stuck = tally_dedup_gen(d);
 	assert_true(gen_back(stuck, start) <= GEN_MAX / 2);
@@ -504,7 +504,7 @@ static void test_sweeper_guard(void **st)
 	for (unsigned k = 2; k < 5000; k++) { /* time passes, the generation does not */
 		tally_dedup_tick(d, now += 1000, 0, 0);
 		assert_int_equal(tally_dedup_gen(d), stuck);
-		assert_int_equal(d->held_back, k);
+		assert_int_equal(d->ctl.held_back, k);
 	}
 	assert_int_equal(ins(d, 1000000), TALLY_DEDUP_DUP);
 	for (int back = 0; back <= GENS; back++)
@@ -516,7 +516,7 @@ static void test_sweeper_guard(void **st)
 		assert_true(n <= 2 * passes + 1);
 		tally_dedup_tick(d, now += 1000, 0, rate);
 	}
-	uint64_t held = d->held_back;
+	uint64_t held = d->ctl.held_back;
 
 	for (int k = 1; k <= 200; k++) {
 		assert_int_equal(tally_dedup_gen(d), gen_add(stuck, k));
@@ -524,7 +524,7 @@ static void test_sweeper_guard(void **st)
 			assert_int_equal(ins(d, 1000000), TALLY_DEDUP_NEW);
 		tally_dedup_tick(d, now += 1000, 0, rate);
 	}
-	assert_int_equal(d->held_back, held);
+	assert_int_equal(d->ctl.held_back, held);
 	tally_dedup_destroy(d);
 }
 
@@ -688,7 +688,7 @@ static void horizon_load(uint64_t cap)
 		assert_int_equal(ins(d, id), TALLY_DEDUP_DUP);
 	for (uint64_t id = 1; id <= per; id++)
 		assert_int_equal(ins(d, id), TALLY_DEDUP_NEW);
-	assert_int_equal(d->held_back, 0);
+	assert_int_equal(d->ctl.held_back, 0);
 	tally_dedup_destroy(d);
 }
 
