@@ -17,7 +17,7 @@ void tally_clock_init(struct tally_clock *c, uint64_t hz, uint64_t tsc, uint64_t
 {
 	ck_sequence_init(&c->seq);
 	c->hz = hz;
-	c->nominal = (uint64_t)(((unsigned __int128)1000000000u << 32) / hz);
+	c->nominal = (uint64_t)(((unsigned __int128)1000000000u << TALLY_CLOCK_SHIFT) / hz);
 	c->steps = 0;
 	c->offset_ns = 0;
 	publish(c, tsc, wall_ns, c->nominal);
