@@ -19,6 +19,7 @@
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
+#include <systemd/sd-daemon.h>
 
 #include "config.h"
 #include "port.h"
@@ -225,6 +226,9 @@ static int setup(struct tally_daemon *d, char *err, size_t errlen)
 	if (d->ctl_fd < 0)
 		return d->ctl_fd;
 	launch_workers(d);
+	/* systemd Type=notify: ready when the control socket answers (a no-op
+	 * without $NOTIFY_SOCKET). */
+	sd_notify(0, "READY=1");
 	return 0;
 }
 
@@ -278,6 +282,7 @@ static int shutdown_daemon(struct tally_daemon *d)
 	uint64_t v[TALLY_C_MAX];
 
 	fprintf(stderr, "tallyd: stopping: draining workers and flushing\n");
+	sd_notify(0, "STOPPING=1");
 	ck_pr_store_int(&d->sh.stop, 1);
 	rte_eal_mp_wait_lcore();
 	tally_flusher_stop(&d->fl);
