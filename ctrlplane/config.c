@@ -36,7 +36,9 @@ const struct tally_cfg_key tally_cfg_keys[] = {
 	    "address; empty = the first port the EAL arguments bring up", NULL),
 	U64(rx_queues, "0", 0, 64, false, "RX queues; 0 = one per worker lcore (RSS spreads flows)"),
 	U64(rx_desc, "1024", 64, 16384, false, "descriptors per RX queue"),
-	U64(mbufs, "16383", 1023, 16777215, false, "mbufs in the RX pool"),
+	U64(mbufs, "0", 0, 16777215, false, "mbufs in the RX pool; 0 = derived at start from "
+	    "RX queues x rx_desc + TX descriptors + workers x (burst + 1.5 x mempool cache); a "
+	    "value below that is refused at start"),
 	U64(tly1_port, "7000", 0, 65535, false, "UDP port for TLY1; 0 = off"),
 	U64(statsd_port, "8125", 0, 65535, false, "UDP port for StatsD; 0 = off; may equal "
 	    "tly1_port (then the magic \"TLY1\" decides)"),

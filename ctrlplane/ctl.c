@@ -331,7 +331,7 @@ int tally_ctl_listen(const char *path, char *err, size_t errlen)
 		return -ENAMETOOLONG;
 	}
 	unlink(sa.sun_path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 8) < 0 ||
 	    rename(sa.sun_path, path) < 0) {
 		snprintf(err, errlen, "ctl_socket: cannot listen on \"%s\": %s", path,

@@ -19,6 +19,7 @@
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
+#include <systemd/sd-daemon.h>
 
 #include "config.h"
 #include "port.h"
@@ -88,17 +89,21 @@ static int setup_params(struct tally_daemon *d, char *err, size_t errlen)
 /* Workers take the RX queues round robin: worker i polls queues i, i+n, ... */
 static int setup_workers(struct tally_daemon *d, uint16_t nq, char *err, size_t errlen)
 {
-	unsigned i;
+	unsigned i, w_lcore;
 	int r;
 
 	d->workers = aligned_alloc(64, sizeof(*d->workers) * d->nworkers);
 	if (d->workers == NULL)
 		return -ENOMEM;
 	memset(d->workers, 0, sizeof(*d->workers) * d->nworkers);
-	for (i = 0; i < d->nworkers; i++) {
+	w_lcore = rte_get_next_lcore(-1, 1, 0);
+	for (i = 0; i < d->nworkers; i++, w_lcore = rte_get_next_lcore(w_lcore, 1, 0)) {
 		struct tally_worker *w = &d->workers[i];
 
-		r = tally_worker_init(w, i, &d->sh, (uint32_t)d->cfg.table_rows);
+		/* launch_workers gives worker i the same lcore: its tables go on its node. */
+		tally_port_check_lcore(d->port, w_lcore, i, stderr);
+		r = tally_worker_init_node(w, i, &d->sh, (uint32_t)d->cfg.table_rows,
+					   (int)rte_lcore_to_socket_id(w_lcore));
 		if (r < 0) {
 			snprintf(err, errlen, "worker %u: cannot allocate %llu-row tables: %s", i,
 				 (unsigned long long)d->cfg.table_rows, strerror(-r));
@@ -122,6 +127,45 @@ static void launch_workers(struct tally_daemon *d)
 	}
 }
 
+/* The pool on the port's socket (where the NIC writes frames), sized by the
+ * formula of port_sizing.h; an explicit mbufs below it is refused at start. */
+static int setup_pool(struct tally_daemon *d, uint16_t nq, char *err, size_t errlen)
+{
+	struct tally_pool_need need = {.lcores = d->nworkers, .burst = TALLY_BURST,
+				       .cache = TALLY_MEMPOOL_CACHE};
+	uint64_t needed, n;
+	int r = tally_port_plan(d->port, nq, (uint16_t)d->cfg.rx_desc, &need, err, errlen);
+	int socket = rte_eth_dev_socket_id(d->port);
+
+	if (r < 0)
+		return r;
+	needed = tally_mbufs_needed(&need);
+	n = d->cfg.mbufs ? d->cfg.mbufs : tally_mbufs_derived(&need);
+	if (n < needed) {
+		snprintf(err, errlen, "mbufs: %llu is too few: %llu RX queues x %llu descriptors + "
+			 "%llu TX x %llu + %llu workers x (burst %llu + 1.5 x cache %llu) need at "
+			 "least %llu (set mbufs = 0 to derive it)", (unsigned long long)n,
+			 (unsigned long long)need.rx_queues, (unsigned long long)need.rx_desc,
+			 (unsigned long long)need.tx_queues, (unsigned long long)need.tx_desc,
+			 (unsigned long long)need.lcores, (unsigned long long)need.burst,
+			 (unsigned long long)need.cache, (unsigned long long)needed);
+		return -EINVAL;
+	}
+	if (socket < 0) /* a vdev: no NIC socket, so the first worker's */
+		socket = (int)rte_lcore_to_socket_id(rte_get_next_lcore(-1, 1, 0));
+	d->mp = rte_pktmbuf_pool_create("tally_rx", (unsigned)n, TALLY_MEMPOOL_CACHE, 0,
+					RTE_MBUF_DEFAULT_BUF_SIZE, socket);
+	if (d->mp == NULL) {
+		snprintf(err, errlen, "mbufs: cannot create a pool of %llu mbufs on socket %d: %s "
+			 "(give the EAL more memory: -m MB, or hugepages on that socket)",
+			 (unsigned long long)n, socket, rte_strerror(rte_errno));
+		return -ENOMEM;
+	}
+	fprintf(stderr, "tallyd: RX pool: %llu mbufs on socket %d (%llu needed)\n",
+		(unsigned long long)n, socket, (unsigned long long)needed);
+	return 0;
+}
+
 static int setup_port(struct tally_daemon *d, char *err, size_t errlen)
 {
 	uint16_t nq = (uint16_t)(d->cfg.rx_queues ? d->cfg.rx_queues : d->nworkers);
@@ -133,18 +177,14 @@ static int setup_port(struct tally_daemon *d, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	r = tally_port_find(d->cfg.port, &d->port, err, errlen);
+	if (r == 0)
+		r = setup_pool(d, nq, err, errlen);
+	if (r == 0)
+		r = tally_port_start(d->port, nq, (uint16_t)d->cfg.rx_desc, d->mp, err, errlen);
 	if (r < 0)
 		return r;
-	d->mp = rte_pktmbuf_pool_create("tally_rx", (unsigned)d->cfg.mbufs, 256, 0,
-					RTE_MBUF_DEFAULT_BUF_SIZE, rte_eth_dev_socket_id(d->port));
-	if (d->mp == NULL) {
-		snprintf(err, errlen, "mbufs: cannot create a pool of %llu mbufs: %s (lower mbufs "
-			 "or give the EAL more memory: -m MB, or hugepages)",
-			 (unsigned long long)d->cfg.mbufs, rte_strerror(rte_errno));
-		return -ENOMEM;
-	}
-	r = tally_port_start(d->port, nq, (uint16_t)d->cfg.rx_desc, d->mp, err, errlen);
-	return r < 0 ? r : nq;
+	tally_port_report_link(d->port, stderr);
+	return nq;
 }
 
 static uint64_t total(const struct tally_daemon *d, enum tally_counter c)
@@ -282,6 +322,9 @@ static int setup(struct tally_daemon *d, char *err, size_t errlen)
 	if (r < 0)
 		return r;
 	launch_workers(d);
+	/* systemd Type=notify: ready when the control socket answers (a no-op
+	 * without $NOTIFY_SOCKET). */
+	sd_notify(0, "READY=1");
 	return 0;
 }
 
@@ -291,6 +334,7 @@ static int shutdown_daemon(struct tally_daemon *d)
 	uint64_t v[TALLY_C_MAX];
 
 	fprintf(stderr, "tallyd: stopping: draining workers and flushing\n");
+	sd_notify(0, "STOPPING=1");
 	ck_pr_store_int(&d->sh.stop, 1);
 	rte_eal_mp_wait_lcore();
 	tally_flusher_stop(&d->fl);

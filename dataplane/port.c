@@ -11,6 +11,7 @@
 #include <rte_bus.h>
 #include <rte_dev.h>
 #include <rte_ethdev.h>
+#include <rte_lcore.h>
 
 #include "port.h"
 
@@ -64,13 +65,50 @@ static void port_conf(const struct rte_eth_dev_info *info, uint16_t nb_rxq,
 	}
 }
 
+/* The queues and descriptors tally_port_start will set up, as the PMD adjusts
+ * them: the mbuf pool is sized from these before the port is configured. */
+int tally_port_plan(uint16_t port_id, uint16_t nb_rxq, uint16_t rx_desc,
+		    struct tally_pool_need *need, char *err, size_t errlen)
+{
+	struct rte_eth_dev_info info;
+	uint16_t nb_rxd = rx_desc, nb_txd = TALLY_TX_DESC;
+	int r = rte_eth_dev_info_get(port_id, &info);
+
+	if (r == 0)
+		r = rte_eth_dev_adjust_nb_rx_tx_desc(port_id, &nb_rxd, &nb_txd);
+	if (r < 0) {
+		snprintf(err, errlen, "port %u: cannot read its limits: %s", port_id, strerror(-r));
+		return r;
+	}
+	need->rx_queues = nb_rxq;
+	need->rx_desc = nb_rxd;
+	need->tx_queues = info.max_tx_queues == 0 ? 0 : 1;
+	need->tx_desc = nb_txd;
+	return 0;
+}
+
+static int queues_setup(uint16_t port_id, uint16_t nb_rxq, uint16_t nb_txq, uint16_t nb_rxd,
+			uint16_t nb_txd, struct rte_mempool *mp)
+{
+	int r = 0, socket = rte_eth_dev_socket_id(port_id);
+
+	if (socket < 0)
+		socket = SOCKET_ID_ANY;
+	for (uint16_t q = 0; q < nb_rxq && r == 0; q++)
+		r = rte_eth_rx_queue_setup(port_id, q, nb_rxd, socket, NULL, mp);
+	/* One TX queue for acks (later); some PMDs refuse to start without it. */
+	for (uint16_t q = 0; q < nb_txq && r == 0; q++)
+		r = rte_eth_tx_queue_setup(port_id, q, nb_txd, socket, NULL);
+	return r;
+}
+
 int tally_port_start(uint16_t port_id, uint16_t nb_rxq, uint16_t rx_desc,
 		     struct rte_mempool *mp, char *err, size_t errlen)
 {
 	struct rte_eth_dev_info info;
 	struct rte_eth_conf conf;
-	uint16_t nb_txq = 1, nb_rxd = rx_desc, nb_txd = 512;
-	int r, socket = rte_eth_dev_socket_id(port_id);
+	uint16_t nb_txq = 1, nb_rxd = rx_desc, nb_txd = TALLY_TX_DESC;
+	int r;
 
 	r = rte_eth_dev_info_get(port_id, &info);
 	if (r < 0)
@@ -85,23 +123,12 @@ int tally_port_start(uint16_t port_id, uint16_t nb_rxq, uint16_t rx_desc,
 		nb_txq = 0;
 	port_conf(&info, nb_rxq, &conf);
 	r = rte_eth_dev_configure(port_id, nb_rxq, nb_txq, &conf);
-	if (r < 0)
-		goto fail;
-	r = rte_eth_dev_adjust_nb_rx_tx_desc(port_id, &nb_rxd, &nb_txd);
-	if (r < 0)
-		goto fail;
-	for (uint16_t q = 0; q < nb_rxq; q++) {
-		r = rte_eth_rx_queue_setup(port_id, q, nb_rxd, socket < 0 ? 0 : socket, NULL, mp);
-		if (r < 0)
-			goto fail;
-	}
-	/* One TX queue for acks (later); some PMDs refuse to start without it. */
-	for (uint16_t q = 0; q < nb_txq; q++) {
-		r = rte_eth_tx_queue_setup(port_id, q, nb_txd, socket < 0 ? 0 : socket, NULL);
-		if (r < 0)
-			goto fail;
-	}
-	r = rte_eth_dev_start(port_id);
+	if (r == 0)
+		r = rte_eth_dev_adjust_nb_rx_tx_desc(port_id, &nb_rxd, &nb_txd);
+	if (r == 0)
+		r = queues_setup(port_id, nb_rxq, nb_txq, nb_rxd, nb_txd, mp);
+	if (r == 0)
+		r = rte_eth_dev_start(port_id);
 	if (r < 0)
 		goto fail;
 	rte_eth_promiscuous_enable(port_id); /* best effort: not every PMD has it */
@@ -109,6 +136,55 @@ int tally_port_start(uint16_t port_id, uint16_t nb_rxq, uint16_t rx_desc,
 fail:
 	snprintf(err, errlen, "port %u: setup failed: %s", port_id, strerror(-r));
 	return r;
+}
+
+/* rte_eth_link_speed_to_str is experimental in 22.11: the same text, here. */
+static void speed_str(uint32_t mbps, char *buf, size_t len)
+{
+	if (mbps == RTE_ETH_SPEED_NUM_UNKNOWN || mbps == RTE_ETH_SPEED_NUM_NONE)
+		snprintf(buf, len, "(speed unknown)");
+	else if (mbps >= 1000 && mbps % 1000 == 0)
+		snprintf(buf, len, "%u Gbps", mbps / 1000);
+	else
+		snprintf(buf, len, "%u Mbps", mbps);
+}
+
+/* Once, at start: a port that is down is reported, never fatal. A memif server
+ * is down until its client connects, a NIC until the cable or switch is up;
+ * tallyd counts whatever arrives once it is up. */
+void tally_port_report_link(uint16_t port_id, FILE *out)
+{
+	struct rte_eth_dev_info info;
+	struct rte_eth_link link;
+	const char *drv = "?";
+	char speed[32];
+
+	if (rte_eth_dev_info_get(port_id, &info) == 0)
+		drv = info.driver_name;
+	memset(&link, 0, sizeof(link));
+	if (rte_eth_link_get_nowait(port_id, &link) < 0 || link.link_status == RTE_ETH_LINK_DOWN) {
+		fprintf(out, "tallyd: port %u (%s): link down: waiting for it to come up "
+			"(tallyd runs on)\n", port_id, drv);
+		return;
+	}
+	speed_str(link.link_speed, speed, sizeof(speed));
+	fprintf(out, "tallyd: port %u (%s): link up %s %s\n", port_id, drv, speed,
+		link.link_duplex == RTE_ETH_LINK_FULL_DUPLEX ? "full-duplex" : "half-duplex");
+}
+
+/* A worker on another socket than its NIC reads every frame across the
+ * inter-socket link: it works, at a cost, so it is a warning, not an error. */
+void tally_port_check_lcore(uint16_t port_id, unsigned lcore, unsigned worker, FILE *out)
+{
+	int port_socket = rte_eth_dev_socket_id(port_id);
+	unsigned lcore_socket = rte_lcore_to_socket_id(lcore);
+
+	if (port_socket < 0 || (unsigned)port_socket == lcore_socket)
+		return;
+	fprintf(out, "tallyd: warning: worker %u on lcore %u is on socket %u but port %u is on "
+		"socket %d: every frame crosses sockets; give tallyd lcores of socket %d "
+		"(deploy/REAL-NIC.md)\n", worker, lcore, lcore_socket, port_id, port_socket,
+		port_socket);
 }
 
 void tally_port_stop(uint16_t port_id)

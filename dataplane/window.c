@@ -31,13 +31,18 @@ int tally_window_start(int64_t t, int64_t w, int64_t *start)
 
 struct tally_wtab *tally_wtab_create(uint32_t max_rows)
 {
+	return tally_wtab_create_node(max_rows, TALLY_NODE_ANY);
+}
+
+struct tally_wtab *tally_wtab_create_node(uint32_t max_rows, int node)
+{
 	struct tally_wtab *t;
 
 	if (max_rows == 0 || max_rows > INT32_MAX) {
 		errno = EINVAL;
 		return NULL;
 	}
-	t = tally_mem_map(sizeof(*t));
+	t = tally_mem_map_node(sizeof(*t), node);
 	if (t == NULL) {
 		errno = ENOMEM;
 		return NULL;
@@ -46,9 +51,9 @@ struct tally_wtab *tally_wtab_create(uint32_t max_rows)
 	t->max_rows = max_rows;
 	t->arena_cap = max_rows > UINT32_MAX / KEY_ARENA_PER_ROW ? UINT32_MAX
 							       : max_rows * KEY_ARENA_PER_ROW;
-	t->cell = tally_mem_map(t->ncells * sizeof(struct tally_row));
-	t->used = tally_mem_map((size_t)max_rows * sizeof(uint32_t));
-	t->arena = tally_mem_map(t->arena_cap);
+	t->cell = tally_mem_map_node(t->ncells * sizeof(struct tally_row), node);
+	t->used = tally_mem_map_node((size_t)max_rows * sizeof(uint32_t), node);
+	t->arena = tally_mem_map_node(t->arena_cap, node);
 	t->bytes = t->ncells * sizeof(struct tally_row) + (size_t)max_rows * sizeof(uint32_t) +
 		   t->arena_cap;
 	if (t->cell == NULL || t->used == NULL || t->arena == NULL) {

@@ -77,6 +77,8 @@ static inline uint64_t tally_row_hash(uint64_t key_hash, int64_t win_start)
 
 /* max_rows rows (cells: twice that). NULL with errno on failure. */
 struct tally_wtab *tally_wtab_create(uint32_t max_rows);
+/* The same, its pages on NUMA node `node` (the owning worker's; TALLY_NODE_ANY = any). */
+struct tally_wtab *tally_wtab_create_node(uint32_t max_rows, int node);
 void tally_wtab_destroy(struct tally_wtab *t);
 void tally_wtab_reset(struct tally_wtab *t);
 size_t tally_wtab_bytes(const struct tally_wtab *t);

@@ -19,6 +19,7 @@
 #include <rte_mbuf.h>
 #include <rte_prefetch.h>
 
+#include "mem.h"
 #include "parse_statsd.h"
 #include "parse_tly1.h"
 #include "pkt.h"
@@ -36,18 +37,26 @@
 int tally_worker_init(struct tally_worker *w, unsigned id, struct tally_shared *sh,
 		      uint32_t table_rows)
 {
+	return tally_worker_init_node(w, id, sh, table_rows, TALLY_NODE_ANY);
+}
+
+/* Buffers and tables on the worker's node, pre-faulted: calloc'd buffers were
+ * first touched by the first burst, a page fault on the hot path. */
+int tally_worker_init_node(struct tally_worker *w, unsigned id, struct tally_shared *sh,
+			   uint32_t table_rows, int node)
+{
 	w->id = id;
 	w->sh = sh;
 	w->evb.cap = TALLY_EVBUF_EVENTS;
 	w->evb.arena_cap = TALLY_EVBUF_ARENA;
-	w->evb.ev = calloc(TALLY_EVBUF_EVENTS, sizeof(*w->evb.ev));
-	w->evb.arena = malloc(TALLY_EVBUF_ARENA);
+	w->evb.ev = tally_mem_map_node(TALLY_EVBUF_EVENTS * sizeof(*w->evb.ev), node);
+	w->evb.arena = tally_mem_map_node(TALLY_EVBUF_ARENA, node);
 	if (w->evb.ev == NULL || w->evb.arena == NULL)
 		return -ENOMEM;
 	ck_ring_init(&w->sealed, TALLY_RING_SIZE);
 	ck_ring_init(&w->spare, TALLY_RING_SIZE);
 	for (unsigned i = 0; i < TALLY_TABLES_PER_WORKER; i++) {
-		w->tables[i] = tally_wtab_create(table_rows);
+		w->tables[i] = tally_wtab_create_node(table_rows, node);
 		if (w->tables[i] == NULL)
 			return -errno;
 		if (i > 0)
@@ -62,8 +71,8 @@ void tally_worker_fini(struct tally_worker *w)
 {
 	for (unsigned i = 0; i < TALLY_TABLES_PER_WORKER; i++)
 		tally_wtab_destroy(w->tables[i]);
-	free(w->evb.ev);
-	free(w->evb.arena);
+	tally_mem_unmap(w->evb.ev, TALLY_EVBUF_EVENTS * sizeof(*w->evb.ev));
+	tally_mem_unmap(w->evb.arena, TALLY_EVBUF_ARENA);
 }
 
 static enum tally_csum_state csum_state(uint64_t flags, uint64_t mask, uint64_t good,

@@ -76,6 +76,9 @@ struct tally_worker {
 /* Allocate tables and buffers; 0 or a negative errno. */
 int tally_worker_init(struct tally_worker *w, unsigned id, struct tally_shared *sh,
 		      uint32_t table_rows);
+/* The same, buffers and tables on NUMA node `node` (the worker lcore's socket). */
+int tally_worker_init_node(struct tally_worker *w, unsigned id, struct tally_shared *sh,
+			   uint32_t table_rows, int node);
 void tally_worker_fini(struct tally_worker *w);
 /* rte_eal_remote_launch entry point; arg is the struct tally_worker. */
 int tally_worker_main(void *arg);

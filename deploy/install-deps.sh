@@ -9,6 +9,8 @@ packages=(
   # dataplane and control plane libraries
   dpdk dpdk-dev libdpdk-dev libhyperscan-dev libbpf-dev libck-dev libsodium-dev
   libxxhash-dev libinih-dev libjansson-dev libsqlite3-dev libpcap-dev
+  # sd_notify for the systemd unit (Type=notify)
+  libsystemd-dev
   # tests, demo, benchmark driver
   libcmocka-dev sqlite3 python3 iproute2 procps util-linux
 )

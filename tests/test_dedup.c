@@ -641,14 +641,11 @@ static void test_two_threads_paths(void **st)
 }
 
 /*
- * PRODUCT BUG (reported with this branch; this test fails until it is fixed).
- * Both buckets full of live ids, two CAS writers inserting the same id both get
- * NEW_EVICT and the id takes two slots: evict() CASes from a fresh load of the
- * victim rather than from the value its scan judged, and the second writer's
- * oldest() re-reads the buckets after the first writer's claim without looking
- * for the id, so neither sees the other. The table is filled, then aged 4
- * generations, so the ids of the race are never each other's victims: exactly
- * one new per id is exact here.
+ * Both buckets full of live ids, two CAS writers inserting the same id: exactly
+ * one gets NEW_EVICT and the id takes one slot. evict() must CAS from the value
+ * its scan judged, and a writer that loses must look for the id again before it
+ * evicts. The table is filled, then aged 4 generations, so the ids of the race
+ * are never each other's victims: exactly one new per id is exact here.
  */
 static void test_two_threads_full(void **st)
 {
