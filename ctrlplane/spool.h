@@ -42,7 +42,8 @@
  * replayed (headers included); disk use can exceed it by at most one segment
  * of replayed records awaiting deletion. An append that would pass it is
  * refused with -ENOSPC (as is one the file system has no room for), counted in
- * full_refusals, and sets full_alarm until the spool is below the bound again.
+ * full_refusals, and sets full_alarm until an append succeeds again or replay
+ * brings the spool under 90% of max_bytes.
  * The spool never drops an old record to make room: the caller keeps the batch
  * in memory, applies back-pressure, and says so. max_age_ms (0 = off) raises
  * age_alarm while the oldest record is older than that; old records are never
