@@ -8,7 +8,7 @@ packages=(
   build-essential meson ninja-build pkg-config clang llvm libclang-rt-14-dev
   # dataplane and control plane libraries
   dpdk dpdk-dev libdpdk-dev libhyperscan-dev libbpf-dev libck-dev libsodium-dev
-  libxxhash-dev libinih-dev libjansson-dev libsqlite3-dev libpcap-dev
+  libxxhash-dev libinih-dev libjansson-dev libsqlite3-dev libpcap-dev libisal-dev
   # sd_notify for the systemd unit (Type=notify)
   libsystemd-dev
   # tests, demo, benchmark driver
