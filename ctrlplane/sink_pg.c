@@ -333,7 +333,8 @@ static int session_setup(struct sink_pg *s)
 	char sql[sizeof(schema_sql) + sizeof(stage_sql) + 200];
 	int e;
 
-	snprintf(sql, sizeof(sql), "SET client_encoding = 'UTF8'; SET statement_timeout = %u;"
+	snprintf(sql, sizeof(sql), "SET client_encoding = 'UTF8'; SET client_min_messages = warning;"
+		 " SET statement_timeout = %u;"
 		 " SET idle_in_transaction_session_timeout = %u; %s %s",
 		 s->timeout_ms, 2 * s->timeout_ms, schema_sql,
 		 s->method == PG_COPY ? stage_sql : "");
