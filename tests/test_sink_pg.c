@@ -345,6 +345,67 @@ static void wrong_password(void **st)
 	s->ops->close(s);
 }
 
+/* Write like the flusher: retry transient errors under the same seq. Returns
+ * how many attempts failed. */
+static int write_retry(struct tally_sink *s, const struct tally_batch *b)
+{
+	int fails = 0, r;
+
+	while ((r = s->ops->write(s, b)) < 0) {
+		if (!tally_sink_transient(r) || ++fails > 100)
+			fail_msg("write seq %llu: %s", (unsigned long long)b->seq, s->err);
+		usleep(100 * 1000);
+	}
+	return fails;
+}
+
+/* Primary and synchronous standby behind one multi-host conninfo with
+ * target_session_attrs=read-write: after the primary dies (immediate stop) and
+ * the standby is promoted, the next writes land on it; totals are exact. */
+static void failover(void **st)
+{
+	const char *ci = getenv("TALLY_PG_FAILOVER_CONNINFO"), *cmd = getenv("TALLY_PG_FAILOVER_CMD");
+	struct tally_sink *s;
+	struct tally_batch b;
+	char a[80], k[48], q[300];
+	uint64_t want = 0;
+	int fails = 0;
+	PGconn *c;
+	PGresult *r;
+
+	(void)st;
+	if (ci == NULL || cmd == NULL)
+		skip();
+	s = open_sink(ci, 2000, "copy");
+	snprintf(a, sizeof(a), "%s-failover", app);
+	for (uint64_t seq = 1; seq <= 40; seq++) {
+		batch(&b, a, seq, 1000);
+		for (int i = 0; i < 50; i++) {
+			snprintf(k, sizeof(k), "fo-%d-%d", getpid(), i);
+			add(&b, k, 0, seq, (double)seq, 1, (double)seq, (double)seq);
+		}
+		if (seq == 20)
+			assert_int_equal(system(cmd), 0);
+		fails += write_retry(s, &b);
+		want += 50 * seq;
+		tally_batch_free(&b);
+	}
+	assert_true(fails > 0); /* the primary's death was seen, and survived */
+	c = PQconnectdb(ci);
+	assert_int_equal(PQstatus(c), CONNECTION_OK);
+	snprintf(q, sizeof(q), "SELECT (SELECT sum(count) FROM tally_counts WHERE key LIKE"
+		 " 'fo-%d-%%') || ' ' || (SELECT count(*) FROM tally_batches WHERE appliance ="
+		 " '%s')", getpid(), a);
+	r = PQexec(c, q);
+	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+	snprintf(q, sizeof(q), "%llu 40", (unsigned long long)want);
+	assert_string_equal(PQgetvalue(r, 0, 0), q);
+	assert_int_equal(s->ops->last_seq(s, a), 40);
+	PQclear(r);
+	PQfinish(c);
+	s->ops->close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -357,6 +418,7 @@ int main(void)
 		cmocka_unit_test(silent_server),
 		cmocka_unit_test(wrong_password),
 		cmocka_unit_test(frozen_server),
+		cmocka_unit_test(failover), /* last: it kills the primary */
 	};
 
 	conninfo = getenv("TALLY_PG_CONNINFO");
