@@ -30,6 +30,7 @@
 static int check_sink(const char *v, char *err, size_t len);
 static int check_mac_keys(const char *v, char *err, size_t len);
 static int check_appliance(const char *v, char *err, size_t len);
+static int check_pg_method(const char *v, char *err, size_t len);
 
 const struct tally_cfg_key tally_cfg_keys[] = {
 	STR(port, "", false, "DPDK input device: vdev with args (net_pcap0,rx_pcap=f.pcap) or PCI "
@@ -53,12 +54,19 @@ const struct tally_cfg_key tally_cfg_keys[] = {
 	U64(dedup_horizon_ms, "600000", 1000, 604800000, false, "how long an event id is remembered"),
 	U64(table_rows, "1048576", 1024, 2147483647, false, "(key, window) rows a worker table "
 	    "holds: those one flush interval sees (3 tables per worker, 196 bytes a row)"),
-	STR(sink, "sqlite", false, "where batches go: sqlite (postgres, redis: coming)", check_sink),
+	STR(sink, "sqlite", false, "where batches go: sqlite, postgres (redis: coming)", check_sink),
 	U64(sink_timeout_ms, "5000", 100, 600000, false, "bound on every sink connect and call; "
 	    "a sink that does not answer by then has failed (transient)"),
 	STR(sqlite_path, "tally.db", false, "SQLite database file (WAL mode)", NULL),
 	U64(sqlite_cache_mb, "256", 1, 65536, false, "SQLite page cache in MiB; hold the "
 	    "tally_counts rows a flush touches, or upserts go to disk"),
+	STR(pg_conninfo, "", false, "PostgreSQL sink: libpq connection string or URI; TLS "
+	    "(sslmode, sslrootcert), password or passfile go in it; a multi-host string "
+	    "(host=a,b port=p,q) with target_session_attrs=read-write fails over to the "
+	    "host that takes writes", NULL),
+	STR(pg_method, "copy", false, "how the PostgreSQL sink sends rows: copy (binary COPY "
+	    "into a temporary table, one upsert) or pipeline (one upsert per row, pipelined)",
+	    check_pg_method),
 	STR(appliance_id, "tally", false, "this appliance's name in tally_batches "
 	    "([A-Za-z0-9._-]+)", check_appliance),
 	STR(ctl_socket, "/run/tally/tallyd.sock", false, "control socket for tallyctl", NULL),
@@ -78,6 +86,14 @@ static int check_sink(const char *v, char *err, size_t len)
 		return 0;
 	tally_sink_names(names, sizeof(names));
 	snprintf(err, len, "sink: \"%s\" is not a sink (this build has: %s)", v, names);
+	return -EINVAL;
+}
+
+static int check_pg_method(const char *v, char *err, size_t len)
+{
+	if (strcmp(v, "copy") == 0 || strcmp(v, "pipeline") == 0)
+		return 0;
+	snprintf(err, len, "pg_method: \"%s\" is not copy or pipeline", v);
 	return -EINVAL;
 }
 

@@ -33,6 +33,8 @@ struct tally_config {
 	uint64_t sink_timeout_ms;
 	char sqlite_path[TALLY_CFG_STR_MAX];
 	uint64_t sqlite_cache_mb;
+	char pg_conninfo[TALLY_CFG_STR_MAX * 4];
+	char pg_method[16];
 	char appliance_id[TALLY_CFG_STR_MAX];
 	char ctl_socket[TALLY_CFG_STR_MAX];
 	char mac_keys[TALLY_CFG_STR_MAX * 4];

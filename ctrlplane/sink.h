@@ -68,6 +68,19 @@ struct tally_sink *tally_sink_open(const struct tally_config *c, char *err, size
 struct tally_sink *tally_sink_sqlite_open(const char *path, unsigned cache_mb, char *err,
 					  size_t errlen);
 
+/*
+ * The PostgreSQL sink opened directly (tests, benchmarks, shards: one per
+ * conninfo, each with its own connection). conninfo is a libpq connection
+ * string or URI: TLS (sslmode, sslrootcert), password or passfile go in it, and
+ * a multi-host string (host=a,b port=p,q) with target_session_attrs=read-write
+ * fails over to whichever host takes writes. Every connect and call is bounded
+ * by timeout_ms. Connects lazily, on the first call. NULL with err.
+ */
+struct tally_sink *tally_sink_pg_open(const char *conninfo, unsigned timeout_ms, char *err,
+				      size_t errlen);
+/* How a PostgreSQL sink sends rows: "copy" or "pipeline". 0 or -EINVAL. */
+int tally_sink_pg_set_method(struct tally_sink *s, const char *method);
+
 #define TALLY_SINK_REGISTER(t) \
 	__attribute__((constructor)) static void tally_sink_register_##t(void) \
 	{ \

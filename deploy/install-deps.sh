@@ -8,11 +8,13 @@ packages=(
   build-essential meson ninja-build pkg-config clang llvm libclang-rt-14-dev
   # dataplane and control plane libraries
   dpdk dpdk-dev libdpdk-dev libhyperscan-dev libbpf-dev libck-dev libsodium-dev
-  libxxhash-dev libinih-dev libjansson-dev libsqlite3-dev libpcap-dev libisal-dev
+  libxxhash-dev libinih-dev libjansson-dev libsqlite3-dev libpcap-dev libisal-dev libpq-dev
   # sd_notify for the systemd unit (Type=notify)
   libsystemd-dev
   # tests, demo, benchmark driver
   libcmocka-dev sqlite3 python3 iproute2 procps util-linux
+  # PostgreSQL sink tests: a private server per test (initdb, pg_ctl, psql)
+  postgresql-15 postgresql-client-15
 )
 
 if [ "$(id -u)" -ne 0 ]; then
