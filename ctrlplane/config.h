@@ -33,6 +33,10 @@ struct tally_config {
 	uint64_t sink_timeout_ms;
 	char sqlite_path[TALLY_CFG_STR_MAX];
 	uint64_t sqlite_cache_mb;
+	char redis_addr[TALLY_CFG_STR_MAX];
+	char redis_password[TALLY_CFG_STR_MAX];
+	char redis_prefix[64];
+	char redis_cluster_nodes[TALLY_CFG_STR_MAX * 4];
 	char appliance_id[TALLY_CFG_STR_MAX];
 	char ctl_socket[TALLY_CFG_STR_MAX];
 	char mac_keys[TALLY_CFG_STR_MAX * 4];

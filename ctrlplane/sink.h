@@ -68,6 +68,15 @@ struct tally_sink *tally_sink_open(const struct tally_config *c, char *err, size
 struct tally_sink *tally_sink_sqlite_open(const char *path, unsigned cache_mb, char *err,
 					  size_t errlen);
 
+/* The Redis sinks opened directly (tests, benchmarks). NULL with err. nodes is
+ * the cluster's seed list "host:port,host:port". */
+struct tally_sink *tally_sink_redis_open(const char *addr, const char *password,
+					 const char *prefix, uint64_t timeout_ms, char *err,
+					 size_t errlen);
+struct tally_sink *tally_sink_redis_cluster_open(const char *nodes, const char *password,
+						 const char *prefix, uint64_t timeout_ms,
+						 char *err, size_t errlen);
+
 #define TALLY_SINK_REGISTER(t) \
 	__attribute__((constructor)) static void tally_sink_register_##t(void) \
 	{ \

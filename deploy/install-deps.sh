@@ -8,9 +8,11 @@ packages=(
   build-essential meson ninja-build pkg-config clang llvm libclang-rt-14-dev
   # dataplane and control plane libraries
   dpdk dpdk-dev libdpdk-dev libhyperscan-dev libbpf-dev libck-dev libsodium-dev
-  libxxhash-dev libinih-dev libjansson-dev libsqlite3-dev libpcap-dev
+  libxxhash-dev libinih-dev libjansson-dev libsqlite3-dev libpcap-dev libhiredis-dev
   # tests, demo, benchmark driver
   libcmocka-dev sqlite3 python3 iproute2 procps util-linux
+  # Redis sink tests: a server, and redis-cli for cluster setup and tally-check
+  redis-server redis-tools
 )
 
 if [ "$(id -u)" -ne 0 ]; then
