@@ -1,5 +1,6 @@
 # Redis helpers for tests, sourced after lib.sh: a server or a 6-node cluster
-# (3 masters, 1 replica each) on free loopback ports in $work, no persistence,
+# (3 masters, 1 replica each; a replica always takes over a dead master:
+# validity factor 0, as a freshly created, idle cluster would otherwise refuse) on free loopback ports in $work, no persistence,
 # all stopped by lib.sh's cleanup (their pids join $pids).
 
 # free_port: a TCP port nobody listens on now (asks the kernel for one).
@@ -32,7 +33,7 @@ redis_cluster_start() {
     cluster_ports+=("$p")
     addrs+=("127.0.0.1:$p")
     redis_start "$work/cluster-$p" "$p" --cluster-enabled yes --cluster-config-file nodes.conf \
-      --cluster-node-timeout 1000
+      --cluster-node-timeout 1000 --cluster-replica-validity-factor 0
   done
   redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes > "$work/cluster-create.log" 2>&1 \
     || { cat "$work/cluster-create.log"; fail "redis-cli --cluster create failed"; }
