@@ -31,6 +31,7 @@ static int check_sink(const char *v, char *err, size_t len);
 static int check_mac_keys(const char *v, char *err, size_t len);
 static int check_appliance(const char *v, char *err, size_t len);
 static int check_pg_method(const char *v, char *err, size_t len);
+static int check_redis_prefix(const char *v, char *err, size_t len);
 
 const struct tally_cfg_key tally_cfg_keys[] = {
 	STR(port, "", false, "DPDK input device: vdev with args (net_pcap0,rx_pcap=f.pcap) or PCI "
@@ -54,7 +55,8 @@ const struct tally_cfg_key tally_cfg_keys[] = {
 	U64(dedup_horizon_ms, "600000", 1000, 604800000, false, "how long an event id is remembered"),
 	U64(table_rows, "1048576", 1024, 2147483647, false, "(key, window) rows a worker table "
 	    "holds: those one flush interval sees (3 tables per worker, 196 bytes a row)"),
-	STR(sink, "sqlite", false, "where batches go: sqlite, postgres (redis: coming)", check_sink),
+	STR(sink, "sqlite", false, "where batches go: sqlite, postgres, redis, redis-cluster",
+	    check_sink),
 	U64(sink_timeout_ms, "5000", 100, 600000, false, "bound on every sink connect and call; "
 	    "a sink that does not answer by then has failed (transient)"),
 	STR(sqlite_path, "tally.db", false, "SQLite database file (WAL mode)", NULL),
@@ -67,6 +69,13 @@ const struct tally_cfg_key tally_cfg_keys[] = {
 	STR(pg_method, "copy", false, "how the PostgreSQL sink sends rows: copy (binary COPY "
 	    "into a temporary table, one upsert) or pipeline (one upsert per row, pipelined)",
 	    check_pg_method),
+	STR(redis_addr, "127.0.0.1:6379", false, "Redis server (sink redis) as host:port", NULL),
+	SECRET(redis_password, "", false, "Redis AUTH password, both Redis sinks; empty = none "
+	       "(secret: never shown)", NULL),
+	STR(redis_prefix, "tally:", false, "prefix of every Redis key the Redis sinks write "
+	    "(no { or })", check_redis_prefix),
+	STR(redis_cluster_nodes, "127.0.0.1:7000", false, "Redis Cluster seed nodes (sink "
+	    "redis-cluster): comma-separated host:port; the rest is learnt from CLUSTER SLOTS", NULL),
 	STR(appliance_id, "tally", false, "this appliance's name in tally_batches "
 	    "([A-Za-z0-9._-]+)", check_appliance),
 	STR(ctl_socket, "/run/tally/tallyd.sock", false, "control socket for tallyctl", NULL),
@@ -94,6 +103,16 @@ static int check_pg_method(const char *v, char *err, size_t len)
 	if (strcmp(v, "copy") == 0 || strcmp(v, "pipeline") == 0)
 		return 0;
 	snprintf(err, len, "pg_method: \"%s\" is not copy or pipeline", v);
+	return -EINVAL;
+}
+
+/* A brace in the prefix would become the hash tag of every key, one cluster slot. */
+static int check_redis_prefix(const char *v, char *err, size_t len)
+{
+	if (strpbrk(v, "{}") == NULL)
+		return 0;
+	snprintf(err, len, "redis_prefix: \"%s\" holds { or }, which Redis Cluster reads as a "
+		 "hash tag", v);
 	return -EINVAL;
 }
 

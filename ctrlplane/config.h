@@ -35,6 +35,10 @@ struct tally_config {
 	uint64_t sqlite_cache_mb;
 	char pg_conninfo[TALLY_CFG_STR_MAX * 4];
 	char pg_method[16];
+	char redis_addr[TALLY_CFG_STR_MAX];
+	char redis_password[TALLY_CFG_STR_MAX];
+	char redis_prefix[64];
+	char redis_cluster_nodes[TALLY_CFG_STR_MAX * 4];
 	char appliance_id[TALLY_CFG_STR_MAX];
 	char ctl_socket[TALLY_CFG_STR_MAX];
 	char mac_keys[TALLY_CFG_STR_MAX * 4];

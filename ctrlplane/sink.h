@@ -80,6 +80,14 @@ struct tally_sink *tally_sink_pg_open(const char *conninfo, unsigned timeout_ms,
 				      size_t errlen);
 /* How a PostgreSQL sink sends rows: "copy" or "pipeline". 0 or -EINVAL. */
 int tally_sink_pg_set_method(struct tally_sink *s, const char *method);
+/* The Redis sinks opened directly (tests, benchmarks). NULL with err. nodes is
+ * the cluster's seed list "host:port,host:port". */
+struct tally_sink *tally_sink_redis_open(const char *addr, const char *password,
+					 const char *prefix, uint64_t timeout_ms, char *err,
+					 size_t errlen);
+struct tally_sink *tally_sink_redis_cluster_open(const char *nodes, const char *password,
+						 const char *prefix, uint64_t timeout_ms,
+						 char *err, size_t errlen);
 
 #define TALLY_SINK_REGISTER(t) \
 	__attribute__((constructor)) static void tally_sink_register_##t(void) \

@@ -9,12 +9,15 @@ packages=(
   # dataplane and control plane libraries
   dpdk dpdk-dev libdpdk-dev libhyperscan-dev libbpf-dev libck-dev libsodium-dev
   libxxhash-dev libinih-dev libjansson-dev libsqlite3-dev libpcap-dev libisal-dev libpq-dev
+  libhiredis-dev
   # sd_notify for the systemd unit (Type=notify)
   libsystemd-dev
   # tests, demo, benchmark driver
   libcmocka-dev sqlite3 python3 iproute2 procps util-linux
   # PostgreSQL sink tests: a private server per test (initdb, pg_ctl, psql)
   postgresql-15 postgresql-client-15
+  # Redis sink tests: a server, and redis-cli for cluster setup and tally-check
+  redis-server redis-tools
 )
 
 if [ "$(id -u)" -ne 0 ]; then

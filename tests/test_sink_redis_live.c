@@ -1,0 +1,295 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Redis sinks against live servers started by tests/integration/sink_redis.sh
+ * (exit 77, skipped, without them): upsert arithmetic, a batch applied once,
+ * appliances and window sizes apart, last_seq, a stopped server failing
+ * transiently within the timeout, a wrong password failing clearly; and a
+ * cluster kept written while a master is SIGKILLed, whose totals the wrapper
+ * checks with tally-check. */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <hiredis/hiredis.h>
+
+#include "sink.h"
+
+static const char *env(const char *n)
+{
+	const char *v = getenv(n);
+
+	return v != NULL ? v : "";
+}
+
+static struct tally_sink *open_plain(void)
+{
+	char err[256];
+	struct tally_sink *s = tally_sink_redis_open(env("TALLY_REDIS_ADDR"), "", "t:", 1000, err,
+						     sizeof(err));
+
+	if (s == NULL)
+		fail_msg("%s", err);
+	return s;
+}
+
+static void batch(struct tally_batch *b, const char *app, uint64_t seq, int64_t wms)
+{
+	tally_batch_free(b);
+	tally_batch_init(b, app, wms);
+	b->seq = seq;
+	b->now_ms = 1;
+}
+
+static void add(struct tally_batch *b, const char *key, int64_t win, uint64_t n, double sum,
+		double mn, double mx, double last)
+{
+	assert_int_equal(tally_batch_add(b, (const uint8_t *)key, (uint8_t)strlen(key), win, n, sum,
+					 mn, mx, last), 0);
+}
+
+/* "count,sum,min,max,last" of a stored hash, or "none". */
+static void row(const char *key, char *out, size_t len)
+{
+	char host[64];
+	int port;
+	redisContext *c;
+	redisReply *r;
+
+	sscanf(env("TALLY_REDIS_ADDR"), "%63[^:]:%d", host, &port);
+	c = redisConnect(host, port);
+	r = redisCommand(c, "HMGET %s count sum min max last", key);
+	if (r->element[0]->type == REDIS_REPLY_NIL)
+		snprintf(out, len, "none");
+	else
+		snprintf(out, len, "%s,%s,%s,%s,%s", r->element[0]->str, r->element[1]->str,
+			 r->element[2]->str, r->element[3]->str, r->element[4]->str);
+	freeReplyObject(r);
+	redisFree(c);
+}
+
+static void test_upsert_once(void **st)
+{
+	struct tally_sink *s = open_plain();
+	struct tally_batch b = {0};
+	char got[128];
+
+	(void)st;
+	assert_int_equal(s->ops->last_seq(s, "a"), 0);
+	batch(&b, "a", 1, 1000);
+	add(&b, "k", 5000, 2, 7, 3, 4, 4);
+	add(&b, "j", 5000, 1, -1, -1, -1, -1);
+	assert_int_equal(s->ops->write(s, &b), TALLY_SINK_APPLIED);
+	batch(&b, "a", 2, 1000);
+	add(&b, "k", 5000, 3, 3.5, 0.5, 9, 2);
+	assert_int_equal(s->ops->write(s, &b), TALLY_SINK_APPLIED);
+	/* the same batch again: skipped whole */
+	assert_int_equal(s->ops->write(s, &b), TALLY_SINK_SKIPPED);
+	row("t:c:1000:5000:k", got, sizeof(got));
+	assert_string_equal(got, "5,10.5,0.5,9,2");
+	/* another appliance with the same seq is another batch */
+	batch(&b, "b", 2, 1000);
+	add(&b, "k", 5000, 1, 1, 1, 1, 1);
+	assert_int_equal(s->ops->write(s, &b), TALLY_SINK_APPLIED);
+	row("t:c:1000:5000:k", got, sizeof(got));
+	assert_string_equal(got, "6,11.5,0.5,9,1");
+	/* another window size stays apart */
+	batch(&b, "a", 3, 2000);
+	add(&b, "k", 4000, 1, 1, 1, 1, 1);
+	assert_int_equal(s->ops->write(s, &b), TALLY_SINK_APPLIED);
+	row("t:c:2000:4000:k", got, sizeof(got));
+	assert_string_equal(got, "1,1,1,1,1");
+	assert_int_equal(s->ops->last_seq(s, "a"), 3);
+	assert_int_equal(s->ops->last_seq(s, "b"), 2);
+	tally_batch_free(&b);
+	s->ops->close(s);
+}
+
+/* 2500 rows = 3 chunks; a retry after the whole batch counts once. */
+static void test_chunks(void **st)
+{
+	struct tally_sink *s = open_plain();
+	struct tally_batch b = {0};
+	char key[32], got[128];
+
+	(void)st;
+	batch(&b, "c", 1, 1000);
+	for (int i = 0; i < 2500; i++) {
+		snprintf(key, sizeof(key), "row%d", i);
+		add(&b, key, 0, 1, i, i, i, i);
+	}
+	assert_int_equal(s->ops->write(s, &b), TALLY_SINK_APPLIED);
+	assert_int_equal(s->ops->write(s, &b), TALLY_SINK_SKIPPED);
+	row("t:c:1000:0:row2499", got, sizeof(got));
+	assert_string_equal(got, "1,2499,2499,2499,2499");
+	tally_batch_free(&b);
+	s->ops->close(s);
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static void test_stopped_server(void **st)
+{
+	struct tally_sink *s = open_plain();
+	struct tally_batch b = {0};
+	pid_t pid = (pid_t)atoi(env("TALLY_REDIS_PID"));
+	char got[128];
+	int64_t t0;
+	int r;
+
+	(void)st;
+	batch(&b, "stop", 1, 1000);
+	add(&b, "k", 0, 1, 1, 1, 1, 1);
+	kill(pid, SIGSTOP);
+	t0 = now_ms();
+	r = s->ops->write(s, &b);
+	kill(pid, SIGCONT);
+	print_message("stopped server: %d (%s) after %lld ms\n", r, s->err,
+		      (long long)(now_ms() - t0));
+	assert_true(r < 0 && tally_sink_transient(r));
+	assert_true(now_ms() - t0 < 2500);
+	/* back: the server may have run the script it had read before it stopped;
+	 * either way the retry leaves the row counted once */
+	r = s->ops->write(s, &b);
+	assert_true(r == TALLY_SINK_APPLIED || r == TALLY_SINK_SKIPPED);
+	assert_int_equal(s->ops->write(s, &b), TALLY_SINK_SKIPPED);
+	row("t:c:1000:0:k", got, sizeof(got));
+	assert_string_equal(got, "1,1,1,1,1");
+	tally_batch_free(&b);
+	s->ops->close(s);
+}
+
+static void test_wrong_password(void **st)
+{
+	char err[256];
+	struct tally_sink *s;
+
+	(void)st;
+	s = tally_sink_redis_open(env("TALLY_REDIS_AUTH_ADDR"), "wrong-secret", "t:", 1000, err,
+				  sizeof(err));
+	assert_null(s);
+	print_message("wrong password: %s\n", err);
+	assert_non_null(strstr(err, "AUTH"));
+	assert_null(strstr(err, "wrong-secret"));
+	s = tally_sink_redis_open(env("TALLY_REDIS_AUTH_ADDR"), "s3cret", "t:", 1000, err,
+				  sizeof(err));
+	assert_non_null(s);
+	s->ops->close(s);
+}
+
+#define FO_KEYS 3000
+#define FO_BATCHES 30
+
+struct fo_expect {
+	uint64_t count[FO_KEYS];
+	double sum[FO_KEYS], min[FO_KEYS], max[FO_KEYS];
+};
+
+/* Write b, retrying transient errors under the same seq as tallyd's flusher does. */
+static int write_retrying(struct tally_sink *s, const struct tally_batch *b)
+{
+	int64_t until = now_ms() + 60000;
+	int r;
+
+	while ((r = s->ops->write(s, b)) < 0 && tally_sink_transient(r) && now_ms() < until) {
+		print_message("batch %llu: %s (retrying)\n", (unsigned long long)b->seq, s->err);
+		usleep(300 * 1000);
+	}
+	return r;
+}
+
+static void fo_batch(struct tally_batch *b, uint64_t seq, struct fo_expect *e)
+{
+	char key[32];
+
+	batch(b, "fo", seq, 10000);
+	for (int i = 0; i < 1500; i++) {
+		int k = (int)((seq * 7919 + (uint64_t)i * 104729) % FO_KEYS);
+		double v = (double)(seq % 13) + i % 5;
+
+		snprintf(key, sizeof(key), "fo.key.%d", k);
+		add(b, key, 10000, 1, v, v, v, v);
+		if (e->count[k] == 0 || v < e->min[k])
+			e->min[k] = v;
+		if (e->count[k] == 0 || v > e->max[k])
+			e->max[k] = v;
+		e->count[k]++;
+		e->sum[k] += v;
+	}
+}
+
+static void fo_write_expected(const struct fo_expect *e)
+{
+	FILE *f = fopen(env("TALLY_REDIS_EXPECTED"), "w");
+
+	assert_non_null(f);
+	fprintf(f, "key\twindow_start_ms\twindow_ms\tcount\tsum\tmin\tmax\n");
+	for (int k = 0; k < FO_KEYS; k++)
+		if (e->count[k])
+			fprintf(f, "fo.key.%d\t10000\t10000\t%llu\t%.17g\t%.17g\t%.17g\n", k,
+				(unsigned long long)e->count[k], e->sum[k], e->min[k], e->max[k]);
+	fclose(f);
+}
+
+static void test_cluster_failover(void **st)
+{
+	struct fo_expect *e = calloc(1, sizeof(*e));
+	struct tally_batch b = {0};
+	struct fo_expect scratch;
+	char err[256];
+	struct tally_sink *s = tally_sink_redis_cluster_open(env("TALLY_REDIS_CLUSTER_SEEDS"), "",
+							     "tally:", 1000, err, sizeof(err));
+
+	(void)st;
+	if (s == NULL)
+		fail_msg("%s", err);
+	assert_int_equal(s->ops->last_seq(s, "fo"), 0);
+	for (uint64_t seq = 1; seq <= FO_BATCHES; seq++) {
+		fo_batch(&b, seq, e);
+		if (seq == 10) {
+			print_message("SIGKILL master pid %s\n", env("TALLY_REDIS_KILL_PID"));
+			kill((pid_t)atoi(env("TALLY_REDIS_KILL_PID")), SIGKILL);
+		}
+		assert_int_equal(write_retrying(s, &b), TALLY_SINK_APPLIED);
+	}
+	/* replays of batches written before and after the failover count nothing */
+	for (uint64_t seq = 8; seq <= 12; seq++) {
+		fo_batch(&b, seq, &scratch);
+		assert_int_equal(write_retrying(s, &b), TALLY_SINK_SKIPPED);
+	}
+	assert_int_equal(s->ops->last_seq(s, "fo"), FO_BATCHES);
+	fo_write_expected(e);
+	tally_batch_free(&b);
+	s->ops->close(s);
+	free(e);
+}
+
+int main(void)
+{
+	const struct CMUnitTest plain[] = {
+		cmocka_unit_test(test_upsert_once),    cmocka_unit_test(test_chunks),
+		cmocka_unit_test(test_stopped_server), cmocka_unit_test(test_wrong_password),
+	};
+	const struct CMUnitTest cluster[] = {
+		cmocka_unit_test(test_cluster_failover),
+	};
+
+	if (getenv("TALLY_REDIS_CLUSTER_SEEDS") != NULL)
+		return cmocka_run_group_tests(cluster, NULL, NULL);
+	if (getenv("TALLY_REDIS_ADDR") == NULL)
+		return 77; /* no server: run through tests/integration/sink_redis.sh */
+	return cmocka_run_group_tests(plain, NULL, NULL);
+}
