@@ -14,6 +14,7 @@
 #include <ini.h>
 
 #include "config.h"
+#include "shard.h"
 #include "sink.h"
 
 #define U64(n, def, lo, hi, rt, help) \
@@ -31,6 +32,8 @@ static int check_sink(const char *v, char *err, size_t len);
 static int check_mac_keys(const char *v, char *err, size_t len);
 static int check_appliance(const char *v, char *err, size_t len);
 static int check_pg_method(const char *v, char *err, size_t len);
+static int check_pg_shards(const char *v, char *err, size_t len);
+static int check_spool_dir(const char *v, char *err, size_t len);
 static int check_redis_prefix(const char *v, char *err, size_t len);
 
 const struct tally_cfg_key tally_cfg_keys[] = {
@@ -59,13 +62,31 @@ const struct tally_cfg_key tally_cfg_keys[] = {
 	    check_sink),
 	U64(sink_timeout_ms, "5000", 100, 600000, false, "bound on every sink connect and call; "
 	    "a sink that does not answer by then has failed (transient)"),
+	U64(sink_retry_base_ms, "100", 1, 600000, false, "first retry of a failed sink write after "
+	    "a random wait below this; doubles with each failure in a row (full jitter)"),
+	U64(sink_retry_max_ms, "10000", 1, 3600000, false, "cap of the random wait between sink "
+	    "retries"),
+	U64(breaker_failures, "3", 1, 1000, false, "failures in a row that open a sink endpoint's "
+	    "circuit breaker"),
+	U64(breaker_open_ms, "5000", 10, 3600000, false, "how long an open breaker waits before one "
+	    "probe (half-open)"),
+	STR(spool_dir, "tally-spool", false, "where batches a sink cannot take are kept, fsync'd "
+	    "(one subdirectory per sink endpoint; created if missing; one tallyd per directory)",
+	    check_spool_dir),
+	U64(spool_max_bytes, "1073741824", 1048576, 1099511627776ULL, false, "bound of the spool: "
+	    "past it batches stay in memory, then workers count drop_table_full"),
+	U64(spool_max_age_ms, "3600000", 0, UINT64_MAX / 4, false, "alarm when the oldest spooled "
+	    "batch is older than this (nothing is deleted); 0 = off"),
 	STR(sqlite_path, "tally.db", false, "SQLite database file (WAL mode)", NULL),
 	U64(sqlite_cache_mb, "256", 1, 65536, false, "SQLite page cache in MiB; hold the "
 	    "tally_counts rows a flush touches, or upserts go to disk"),
-	STR(pg_conninfo, "", false, "PostgreSQL sink: libpq connection string or URI; TLS "
+	SECRET(pg_conninfo, "", false, "PostgreSQL sink: libpq connection string or URI; TLS "
 	    "(sslmode, sslrootcert), password or passfile go in it; a multi-host string "
 	    "(host=a,b port=p,q) with target_session_attrs=read-write fails over to the "
 	    "host that takes writes", NULL),
+	SECRET(pg_shards, "", false, "PostgreSQL shards instead of pg_conninfo: NAME CONNINFO "
+	       "entries separated by |; keys spread by consistent hashing on NAME (secret: may "
+	       "hold passwords)", check_pg_shards),
 	STR(pg_method, "copy", false, "how the PostgreSQL sink sends rows: copy (binary COPY "
 	    "into a temporary table, one upsert) or pipeline (one upsert per row, pipelined)",
 	    check_pg_method),
@@ -104,6 +125,46 @@ static int check_pg_method(const char *v, char *err, size_t len)
 		return 0;
 	snprintf(err, len, "pg_method: \"%s\" is not copy or pipeline", v);
 	return -EINVAL;
+}
+
+static int check_spool_dir(const char *v, char *err, size_t len)
+{
+	if (v[0] != '\0')
+		return 0;
+	snprintf(err, len, "spool_dir: must not be empty (batches a sink cannot take need a home)");
+	return -EINVAL;
+}
+
+/* "NAME CONNINFO | NAME CONNINFO": names [A-Za-z0-9._-], distinct, each with a conninfo. */
+static int check_pg_shards(const char *v, char *err, size_t len)
+{
+	char names[TALLY_SHARD_MAX][64];
+	unsigned n = 0;
+
+	for (const char *p = v; *p != '\0';) {
+		size_t e = strcspn(p, "|"), k;
+
+		p += strspn(p, " \t");
+		k = strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-");
+		if (k == 0 || k >= 64 || (p[k] != ' ' && p[k] != '\t') || n == TALLY_SHARD_MAX) {
+			snprintf(err, len, "pg_shards: entry %u is not NAME CONNINFO (NAME of "
+				 "[A-Za-z0-9._-], at most %d entries)", n + 1, TALLY_SHARD_MAX);
+			return -EINVAL;
+		}
+		snprintf(names[n], sizeof(names[n]), "%.*s", (int)k, p);
+		for (unsigned i = 0; i < n; i++)
+			if (strcmp(names[i], names[n]) == 0) {
+				snprintf(err, len, "pg_shards: shard name \"%s\" is used twice", names[n]);
+				return -EINVAL;
+			}
+		n++;
+		p = strchr(p, '|');
+		if (p == NULL)
+			break;
+		p++;
+		(void)e;
+	}
+	return 0;
 }
 
 /* A brace in the prefix would become the hash tag of every key, one cluster slot. */
@@ -311,6 +372,21 @@ int tally_config_validate(const struct tally_config *c, char *err, size_t errlen
 {
 	if (c->tly1_port == 0 && c->statsd_port == 0) {
 		snprintf(err, errlen, "tly1_port and statsd_port are both 0: nothing to listen on");
+		return -EINVAL;
+	}
+	if (c->pg_shards[0] != '\0' && strcmp(c->sink, "postgres") != 0) {
+		snprintf(err, errlen, "pg_shards is set but sink is %s: shards are PostgreSQL's "
+			 "(set sink = postgres)", c->sink);
+		return -EINVAL;
+	}
+	if (c->pg_shards[0] != '\0' && c->pg_conninfo[0] != '\0') {
+		snprintf(err, errlen, "pg_conninfo and pg_shards are both set: use one");
+		return -EINVAL;
+	}
+	if (c->sink_retry_base_ms > c->sink_retry_max_ms) {
+		snprintf(err, errlen, "sink_retry_base_ms (%llu) is above sink_retry_max_ms (%llu)",
+			 (unsigned long long)c->sink_retry_base_ms,
+			 (unsigned long long)c->sink_retry_max_ms);
 		return -EINVAL;
 	}
 	return 0;

@@ -31,9 +31,14 @@ struct tally_config {
 	uint64_t table_rows;
 	char sink[TALLY_CFG_STR_MAX];
 	uint64_t sink_timeout_ms;
+	uint64_t sink_retry_base_ms, sink_retry_max_ms;
+	uint64_t breaker_failures, breaker_open_ms;
+	char spool_dir[TALLY_CFG_STR_MAX];
+	uint64_t spool_max_bytes, spool_max_age_ms;
 	char sqlite_path[TALLY_CFG_STR_MAX];
 	uint64_t sqlite_cache_mb;
 	char pg_conninfo[TALLY_CFG_STR_MAX * 4];
+	char pg_shards[TALLY_CFG_STR_MAX * 16];
 	char pg_method[16];
 	char redis_addr[TALLY_CFG_STR_MAX];
 	char redis_password[TALLY_CFG_STR_MAX];

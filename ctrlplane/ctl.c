@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <stdbool.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <time.h>
 #include <sys/epoll.h>
@@ -25,6 +26,28 @@
 #include "tallyd.h"
 #include "window.h"
 
+/* The spools' gauges and damage counts, summed over the writer's lanes. */
+static void spool_counters(const struct tally_daemon *d, uint64_t *out)
+{
+	for (unsigned i = 0; i < d->wr.nlanes; i++) {
+		const struct tally_lane *l = &d->wr.lanes[i];
+		struct tally_spool_stats st;
+
+		if (l->spool == NULL)
+			continue;
+		tally_spool_stats(l->spool, &st);
+		out[TALLY_C_SPOOL_RECORDS] += st.records;
+		out[TALLY_C_SPOOL_BYTES] += st.bytes;
+		out[TALLY_C_SPOOL_CORRUPT] += st.corrupt;
+		out[TALLY_C_SPOOL_TORN] += st.torn;
+		out[TALLY_C_SPOOL_FULL_REFUSALS] += st.full_refusals;
+		if ((uint64_t)st.oldest_age_ms > out[TALLY_C_SPOOL_OLDEST_AGE_MS])
+			out[TALLY_C_SPOOL_OLDEST_AGE_MS] = (uint64_t)st.oldest_age_ms;
+		out[TALLY_C_BREAKER_OPENS] += l->br.opens;
+	}
+	out[TALLY_C_FLUSH_PENDING] = tally_writer_queued(&d->wr);
+}
+
 void tally_daemon_counters(const struct tally_daemon *d, uint64_t out[TALLY_C_MAX])
 {
 	struct rte_eth_stats ps;
@@ -34,7 +57,9 @@ void tally_daemon_counters(const struct tally_daemon *d, uint64_t out[TALLY_C_MA
 		for (unsigned c = 0; c < TALLY_C_MAX; c++)
 			out[c] += ck_pr_load_64((uint64_t *)&d->workers[i].ctr.v[c]);
 	for (unsigned c = 0; c < TALLY_C_MAX; c++)
-		out[c] += ck_pr_load_64((uint64_t *)&d->fl.ctr.v[c]);
+		out[c] += ck_pr_load_64((uint64_t *)&d->fl.ctr.v[c]) +
+			  ck_pr_load_64((uint64_t *)&d->wr.ctr.v[c]);
+	spool_counters(d, out);
 	out[TALLY_C_DEDUP_GEN_HELD] = ck_pr_load_64((uint64_t *)&d->sh.dedup->ctl.held_back);
 	out[TALLY_C_CTL_LATE_TICKS] = d->loop.late;
 	out[TALLY_C_CTL_REQUESTS] = d->ctl_requests;
@@ -72,6 +97,14 @@ static json_t *workers_json(const struct tally_daemon *d)
 	return a;
 }
 
+static const char *last_sink_error(const struct tally_daemon *d)
+{
+	for (unsigned i = 0; i < d->wr.nlanes; i++)
+		if (d->wr.lanes[i].last_err[0] != '\0')
+			return d->wr.lanes[i].last_err;
+	return "";
+}
+
 static json_t *stats_json(const struct tally_daemon *d)
 {
 	uint64_t v[TALLY_C_MAX];
@@ -85,7 +118,74 @@ static json_t *stats_json(const struct tally_daemon *d)
 			 "generation", (int)tally_dedup_gen(d->sh.dedup),
 			 "tables", "rows_per_table", (json_int_t)d->cfg.table_rows,
 			 "bytes", (json_int_t)(tbytes * TALLY_TABLES_PER_WORKER * d->nworkers),
-			 "sink_last_error", d->fl.last_err);
+			 "sink_last_error", last_sink_error(d));
+}
+
+/* One lane of the sink writer: its endpoint, breaker and counts. */
+static json_t *lane_json(struct tally_daemon *d, const struct tally_lane *l)
+{
+	json_t *o;
+
+	pthread_mutex_lock(&d->wr.lock);
+	o = json_pack("{s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "name", l->name,
+		      "breaker", tally_breaker_state_name(l->br.state), "failures_in_a_row",
+		      (int)l->br.failures, "breaker_opens", (json_int_t)l->br.opens,
+		      "written", (json_int_t)l->written, "skipped", (json_int_t)l->skipped,
+		      "errors", (json_int_t)l->errors, "spooled", (json_int_t)l->spooled,
+		      "replayed", (json_int_t)l->replayed, "last_error", l->last_err);
+	pthread_mutex_unlock(&d->wr.lock);
+	json_object_set_new(o, "last_ok_ms", json_integer((json_int_t)l->last_ok_ms));
+	return o;
+}
+
+static json_t *sink_json(struct tally_daemon *d)
+{
+	json_t *a = json_array();
+
+	for (unsigned i = 0; i < d->wr.nlanes; i++)
+		json_array_append_new(a, lane_json(d, &d->wr.lanes[i]));
+	return json_pack("{s:s, s:o}", "sink", d->cfg.sink, "endpoints", a);
+}
+
+static json_t *spool_json(struct tally_daemon *d)
+{
+	json_t *a = json_array();
+
+	for (unsigned i = 0; i < d->wr.nlanes; i++) {
+		struct tally_spool_stats st;
+
+		tally_spool_stats(d->wr.lanes[i].spool, &st);
+		json_array_append_new(a, json_pack(
+			"{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:b, s:s}",
+			"name", d->wr.lanes[i].name, "records", (json_int_t)st.records,
+			"bytes", (json_int_t)st.bytes, "oldest_age_ms", (json_int_t)st.oldest_age_ms,
+			"appended", (json_int_t)st.appended, "replayed", (json_int_t)st.replayed,
+			"corrupt", (json_int_t)st.corrupt, "torn", (json_int_t)st.torn,
+			"full_refusals", (json_int_t)st.full_refusals, "full_alarm", st.full_alarm,
+			"age_alarm", st.age_alarm, "last_error", st.last_err));
+	}
+	return json_pack("{s:s, s:I, s:I, s:o}", "dir", d->spool_dir,
+			 "max_bytes", (json_int_t)d->cfg.spool_max_bytes,
+			 "max_age_ms", (json_int_t)d->cfg.spool_max_age_ms, "lanes", a);
+}
+
+static json_t *spool_cmd(struct tally_daemon *d, const char *arg)
+{
+	if (arg == NULL)
+		return spool_json(d);
+	if (strcmp(arg, "replay") == 0) {
+		ck_pr_store_int(&d->wr.force, 1);
+		return json_pack("{s:s}", "result", "replay forced: every endpoint tries its spool now");
+	}
+	return json_pack("{s:s}", "error", "usage: spool [replay]");
+}
+
+static json_t *where_json(struct tally_daemon *d, const char *key)
+{
+	if (key == NULL || key[0] == '\0' || strlen(key) > 255)
+		return json_pack("{s:s}", "error", "usage: where KEY (1..255 bytes)");
+	return json_pack("{s:s, s:s}", "key", key, "endpoint",
+			 tally_writer_where(&d->wr, (const uint8_t *)key, strlen(key)));
 }
 
 static json_t *status_json(const struct tally_daemon *d)
@@ -98,7 +198,7 @@ static json_t *status_json(const struct tally_daemon *d)
 			 "port", (int)d->port,
 			 "uptime_ms", (json_int_t)((uint64_t)ts.tv_sec * 1000 +
 						   (uint64_t)ts.tv_nsec / 1000000 - d->start_ms),
-			 "sink", d->cfg.sink, "next_batch_seq", (json_int_t)d->fl.seq,
+			 "sink", d->cfg.sink, "next_batch_seq", (json_int_t)d->wr.seq_floor,
 			 "window_ms", (json_int_t)d->cfg.window_ms);
 }
 
@@ -134,6 +234,12 @@ static json_t *dispatch(struct tally_daemon *d, char *line)
 		return status_json(d);
 	if (strcmp(line, "config") == 0)
 		return config_json(d, arg);
+	if (strcmp(line, "sink") == 0)
+		return sink_json(d);
+	if (strcmp(line, "spool") == 0)
+		return spool_cmd(d, arg);
+	if (strcmp(line, "where") == 0)
+		return where_json(d, arg);
 	if (strcmp(line, "flush") == 0) {
 		ck_pr_store_int(&d->fl.flush_now, 1);
 		return json_pack("{s:s}", "result", "flush requested");
@@ -143,7 +249,7 @@ static json_t *dispatch(struct tally_daemon *d, char *line)
 		return json_pack("{s:s}", "result", "stopping: draining workers and flushing");
 	}
 	return json_pack("{s:s, s:s}", "error", "unknown command", "commands",
-			 "stats, status, config [KEY], flush, stop");
+			 "stats, status, config [KEY], sink, spool [replay], where KEY, flush, stop");
 }
 
 /*

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * Flusher: seal, collect, merge, write. Every sealed table is copied into a
+ * Flusher: seal, collect, merge, hand over. Every sealed table is copied into a
  * batch (batch.h) or merged, then given back to its worker at once, before any
  * sink call: a worker's spare tables never wait on the sink, nor on the seal
  * request they would answer (while the flusher waits for answers it keeps
@@ -8,12 +8,13 @@
  *
  * The merge visits workers in id order, so "last" of a key seen by several
  * workers within one flush is the highest-numbered worker's value (documented
- * in the README). A batch that fails to write is kept and retried with backoff
- * under the same seq, so a retry of a batch the sink did commit is skipped by
- * the sink, never applied twice.
+ * in the README). Finished batches go to the sink writer (sink_writer.h),
+ * which numbers, writes, spools and replays them: the flusher never waits on
+ * a sink.
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,57 +36,22 @@ static uint64_t mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void account(struct tally_flusher *f, const struct tally_batch *b, int r)
-{
-	if (r == TALLY_SINK_SKIPPED) {
-		f->ctr.v[TALLY_C_SINK_SKIPPED]++;
-		return;
-	}
-	f->ctr.v[TALLY_C_FLUSH_BATCHES]++;
-	f->ctr.v[TALLY_C_FLUSH_ROWS] += b->nrows;
-	f->ctr.v[TALLY_C_FLUSH_EVENTS] += tally_batch_events(b);
-}
-
-/* Write b under the next seq; retry until it lands or give_up is set. */
+/* Hand the finished batch to the sink writer, which owns it from now on
+ * (seq, sink, spool). f->out starts afresh. */
 static void write_batch(struct tally_flusher *f, struct tally_batch *b)
 {
-	unsigned backoff_ms = 100;
+	struct tally_batch *out;
 
 	if (b->nrows == 0)
 		return;
-	b->seq = f->seq;
-	ck_pr_store_64(&f->ctr.v[TALLY_C_FLUSH_PENDING], 1);
-	for (;;) {
-		b->now_ms = wall_ms();
-		int r = f->sink->ops->write(f->sink, b);
-
-		if (r >= 0) {
-			account(f, b, r);
-			break;
-		}
-		f->ctr.v[TALLY_C_SINK_ERRORS]++;
-		snprintf(f->last_err, sizeof(f->last_err), "%s", f->sink->err);
-		fprintf(stderr, "tallyd: flush batch %llu (%u rows) failed: %s; retrying in %u ms\n",
-			(unsigned long long)b->seq, b->nrows, f->sink->err, backoff_ms);
-		if (ck_pr_load_int(&f->give_up)) {
-			f->ctr.v[TALLY_C_FLUSH_ROWS_LOST] += b->nrows;
-			f->ctr.v[TALLY_C_FLUSH_EVENTS_LOST] += tally_batch_events(b);
-			break;
-		}
-		usleep(backoff_ms * 1000);
-		backoff_ms = backoff_ms < 5000 ? backoff_ms * 2 : 5000;
+	out = malloc(sizeof(*out));
+	if (out == NULL) { /* keep it: the next tick tries again with more rows */
+		fprintf(stderr, "tallyd: flusher: out of memory handing over %u rows\n", b->nrows);
+		return;
 	}
-	f->seq++;
-	ck_pr_store_64(&f->ctr.v[TALLY_C_FLUSH_PENDING], 0);
-	tally_batch_clear(b);
+	*out = *b;
+	tally_batch_init(b, out->appliance, out->window_ms);
+	tally_writer_submit(f->writer, out);
 }
 
 /* The merge table's rows as one batch, and the merge table emptied. */
@@ -230,21 +196,15 @@ static void *flusher_main(void *arg)
 	drain(f);
 	if (f->merge != NULL)
 		write_merged(f);
+	tally_writer_stop(f->writer);
 	return NULL;
 }
 
 int tally_flusher_start(struct tally_flusher *f, uint32_t merge_rows, char *err,
 			size_t errlen)
 {
-	int64_t last = f->sink->ops->last_seq(f->sink, f->appliance);
 	int r;
 
-	if (last < 0) {
-		snprintf(err, errlen, "sink %s: cannot read the last batch of \"%s\": %s",
-			 f->sink->name, f->appliance, f->sink->err);
-		return (int)last;
-	}
-	f->seq = (uint64_t)last + 1;
 	tally_batch_init(&f->out, f->appliance, f->window_ms);
 	f->merge = f->nworkers > 1 ? tally_wtab_create(merge_rows) : NULL;
 	if (f->nworkers > 1 && f->merge == NULL) {
@@ -268,8 +228,11 @@ void tally_flusher_stop(struct tally_flusher *f)
 
 bool tally_flusher_done(struct tally_flusher *f)
 {
+	if (f->joined)
+		return true;
 	if (pthread_tryjoin_np(f->thread, NULL) != 0)
 		return false;
+	f->joined = true;
 	tally_wtab_destroy(f->merge);
 	f->merge = NULL;
 	tally_batch_free(&f->out);

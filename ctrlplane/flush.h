@@ -2,8 +2,9 @@
 /*
  * The flusher thread: at every flush tick it asks each worker to seal its
  * window table, merges the sealed tables in worker order into one batch (with
- * one worker, writes its table as it is) and writes it to the sink as
- * (appliance, seq). Runs off the worker cores.
+ * one worker, copies its table as it is) and hands it to the sink writer,
+ * which numbers it (appliance, seq) and writes or spools it. Runs off the
+ * worker cores.
  */
 #ifndef TALLY_FLUSH_H
 #define TALLY_FLUSH_H
@@ -14,27 +15,25 @@
 
 #include "batch.h"
 #include "counters.h"
-#include "sink.h"
+#include "sink_writer.h"
 #include "worker.h"
 
 struct tally_flusher {
 	struct tally_worker *workers;
 	unsigned nworkers;
-	struct tally_sink *sink;
+	struct tally_writer *writer;
 	const char *appliance;
 	int64_t window_ms;
 	uint64_t interval_ms;
 	struct tally_wtab *merge;  /* several workers: their tables merged here */
 	struct tally_batch out;    /* the batch being written */
 	unsigned seal_wait_ms;     /* a worker silent this long is stalled; 0 = 2000 */
-	uint64_t seq;  /* next batch sequence number */
 	uint64_t tick; /* last seal request */
 	struct tally_counters ctr; /* single writer: the flusher */
 	int flush_now;             /* ck_pr: tallyctl flush */
 	int stop;                  /* ck_pr: workers are done, drain and exit */
-	int give_up;               /* ck_pr: stop retrying a failing sink */
-	char last_err[256];
 	pthread_t thread;
+	bool joined;
 };
 
 /* merge_rows: capacity of the merge table (several workers only). 0 or a negative
@@ -43,7 +42,8 @@ int tally_flusher_start(struct tally_flusher *f, uint32_t merge_rows, char *err,
 			size_t errlen);
 /* Call after every worker returned: the flusher drains what they sealed. */
 void tally_flusher_stop(struct tally_flusher *f);
-/* True once the flusher has written everything and exited (then it is joined). */
+/* True once the flusher has handed over everything and exited (then it is
+ * joined); the writer was told to stop. */
 bool tally_flusher_done(struct tally_flusher *f);
 
 #endif

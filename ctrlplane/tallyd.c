@@ -24,6 +24,7 @@
 #include "config.h"
 #include "port.h"
 #include "sink.h"
+#include "sink_config.h"
 #include "stats.h"
 #include "tallyd.h"
 
@@ -292,15 +293,19 @@ static int setup(struct tally_daemon *d, char *err, size_t errlen)
 		return -ENOMEM;
 	}
 	tally_dedup_set_writers(d->sh.dedup, d->nworkers);
-	d->sink = tally_sink_open(&d->cfg, err, errlen);
-	if (d->sink == NULL)
-		return -EIO;
+	r = tally_writer_from_config(&d->wr, &d->cfg, d->spool_dir, sizeof(d->spool_dir), err,
+				     errlen);
+	if (r < 0)
+		return r;
+	r = tally_writer_start(&d->wr, d->cfg.appliance_id, err, errlen);
+	if (r < 0)
+		return r;
 	r = setup_workers(d, (uint16_t)nq, err, errlen);
 	if (r < 0)
 		return r;
 	d->fl.workers = d->workers;
 	d->fl.nworkers = d->nworkers;
-	d->fl.sink = d->sink;
+	d->fl.writer = &d->wr;
 	d->fl.appliance = d->cfg.appliance_id;
 	d->fl.window_ms = (int64_t)d->cfg.window_ms;
 	d->fl.interval_ms = d->cfg.flush_interval_ms;
@@ -339,10 +344,10 @@ static int shutdown_daemon(struct tally_daemon *d)
 	rte_eal_mp_wait_lcore();
 	tally_flusher_stop(&d->fl);
 	/* Keep answering tallyctl while the last batches go out; a second signal
-	 * makes the flusher stop retrying a sink that keeps failing. */
-	while (!tally_flusher_done(&d->fl)) {
+	 * makes the writer stop trying the sinks: what is left goes to the spool. */
+	while (!tally_flusher_done(&d->fl) || !tally_writer_done(&d->wr)) {
 		if (signals >= 2)
-			ck_pr_store_int(&d->fl.give_up, 1);
+			ck_pr_store_int(&d->wr.give_up, 1);
 		tally_loop_once(&d->loop, STOP_CHECK_MS);
 	}
 	tally_daemon_counters(d, v);
@@ -353,9 +358,9 @@ static int shutdown_daemon(struct tally_daemon *d)
 			(unsigned long long)d->workers[i].ctr.v[TALLY_C_RX_PACKETS],
 			(unsigned long long)d->workers[i].ctr.v[TALLY_C_EVENTS_ACCEPTED]);
 	if (v[TALLY_C_FLUSH_ROWS_LOST]) {
-		fprintf(stderr, "tallyd: %llu rows (%llu events) were NOT written: the sink kept "
-			"failing (%s)\n", (unsigned long long)v[TALLY_C_FLUSH_ROWS_LOST],
-			(unsigned long long)v[TALLY_C_FLUSH_EVENTS_LOST], d->fl.last_err);
+		fprintf(stderr, "tallyd: %llu rows (%llu events) were NOT stored: neither the sink "
+			"nor the spool took them (%s)\n", (unsigned long long)v[TALLY_C_FLUSH_ROWS_LOST],
+			(unsigned long long)v[TALLY_C_FLUSH_EVENTS_LOST], d->wr.lanes[0].last_err);
 		return EXIT_FAILURE;
 	}
 	return EXIT_SUCCESS;
@@ -407,14 +412,14 @@ int main(int argc, char **argv)
 		return EXIT_FAILURE;
 	}
 	fprintf(stderr, "tallyd: %u worker(s) on port %u, window %llu ms, flush every %llu ms, "
-		"sink %s (%s), control %s\n", d.nworkers, d.port,
+		"sink %s (%u endpoint%s), spool %s, control %s\n", d.nworkers, d.port,
 		(unsigned long long)d.cfg.window_ms, (unsigned long long)d.cfg.flush_interval_ms,
-		d.cfg.sink, d.cfg.sqlite_path, d.cfg.ctl_socket);
+		d.cfg.sink, d.wr.nlanes, d.wr.nlanes > 1 ? "s" : "", d.spool_dir, d.cfg.ctl_socket);
 	control_loop(&d);
 	rc = shutdown_daemon(&d);
 	tally_ctl_close(&d);
 	tally_loop_fini(&d.loop);
-	d.sink->ops->close(d.sink);
+	tally_writer_fini(&d.wr);
 	tally_port_stop(d.port);
 	for (unsigned i = 0; i < d.nworkers; i++)
 		tally_worker_fini(&d.workers[i]);

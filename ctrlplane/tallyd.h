@@ -22,7 +22,8 @@ struct tally_daemon {
 	unsigned nworkers;
 	uint16_t port;
 	struct rte_mempool *mp;
-	struct tally_sink *sink;
+	struct tally_writer wr;
+	char spool_dir[1024];
 	struct tally_flusher fl;
 	int ctl_fd;
 	struct tally_loop loop;

@@ -80,11 +80,23 @@
 	_(FLUSH_ROWS, "flush_rows", "rows committed to the sink") \
 	_(FLUSH_EVENTS, "flush_events", "events committed to the sink (sum of row counts)") \
 	_(FLUSH_EMPTY, "flush_empty", "flush ticks with nothing to write") \
-	_(SINK_ERRORS, "sink_errors", "sink write attempts that failed (batch kept and retried)") \
+	_(SINK_ERRORS, "sink_errors", "sink opens and writes that failed (the batch went to the spool)") \
 	_(SINK_SKIPPED, "sink_skipped", "batches the sink had applied before (replay skipped)") \
-	_(FLUSH_PENDING, "flush_pending", "batches waiting for the sink (gauge)") \
+	_(SINK_PERMANENT_ERRORS, "sink_permanent_errors", "sink errors retrying cannot fix (data, schema, credentials): the lane holds until tallyctl spool replay") \
+	_(SINK_QUEUE_FULL, "sink_queue_full", "times the flusher waited: the sink writer's queue was full") \
+	_(SPOOL_APPENDED, "spool_appended", "batch parts written to the spool (sink down, slow or behind its spool)") \
+	_(SPOOL_REPLAYED, "spool_replayed", "spooled batch parts replayed into their sink") \
+	_(SPOOL_ERRORS, "spool_errors", "spool appends or syncs that failed (full, disk error): the batch is kept and retried") \
+	_(SPOOL_RECORDS, "spool_records", "batch parts in the spools waiting for replay (gauge)") \
+	_(SPOOL_BYTES, "spool_bytes", "bytes in the spools waiting for replay (gauge)") \
+	_(SPOOL_OLDEST_AGE_MS, "spool_oldest_age_ms", "age of the oldest spooled batch part (gauge)") \
+	_(SPOOL_CORRUPT, "spool_corrupt", "spool records found corrupt and skipped (reported)") \
+	_(SPOOL_TORN, "spool_torn", "torn spool tails found and truncated at start") \
+	_(SPOOL_FULL_REFUSALS, "spool_full_refusals", "spool appends refused: spool_max_bytes reached") \
+	_(BREAKER_OPENS, "breaker_opens", "times a sink lane's circuit breaker opened") \
+	_(FLUSH_PENDING, "flush_pending", "batches queued for the sink writer (gauge)") \
 	_(FLUSH_MERGE_FULL, "flush_merge_full", "merge table filled mid-flush: the merged rows went out as a batch of their own") \
-	_(FLUSH_ROWS_LOST, "flush_rows_lost", "rows NOT written: the sink kept failing and tallyd was told to give up") \
+	_(FLUSH_ROWS_LOST, "flush_rows_lost", "rows NOT stored: neither the sink nor the spool took them before tallyd was told to give up") \
 	_(FLUSH_EVENTS_LOST, "flush_events_lost", "events in the rows of flush_rows_lost") \
 	_(SEAL_TIMEOUTS, "seal_timeouts", "seal requests a worker left unanswered for 2 s (stalled)") \
 	/* control thread (filled from the daemon when read) */ \

@@ -28,7 +28,7 @@ echo "== tally-gen: 5000 StatsD datagrams (10 lines each, tags, sample rates, 1%
 { cat "$out/tly1.tsv"; tail -n +2 "$out/statsd.tsv"; } > "$out/expected.tsv"
 
 echo "== tallyd: replaying both captures through net_pcap into $out/tally.db"
-build/ctrlplane/tallyd --window_ms 10000 --sqlite_path "$out/tally.db" \
+build/ctrlplane/tallyd --window_ms 10000 --sqlite_path "$out/tally.db" --spool_dir "$out/spool" \
   --ctl_socket "$out/tallyd.sock" --stop_after_idle_ms 1500 --dedup_capacity 1048576 \
   --table_rows 262144 --rx_queues 2 \
   --port "net_pcap0,rx_pcap=$out/tly1.pcap,rx_pcap=$out/statsd.pcap" \

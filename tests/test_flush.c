@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The flusher (ctrlplane/flush.c) against plain-thread workers and an
- * in-memory sink: a worker whose spares are all sealed is answered at once,
- * not after the 2 s stall timeout; a merge table that fills mid-flush sends
- * what it holds as a batch of its own and loses nothing; a sink that keeps
- * failing is given up on only when told, with the loss counted.
+ * in-memory sink behind the sink writer: a worker whose spares are all sealed
+ * is answered at once, not after the 2 s stall timeout; a merge table that
+ * fills mid-flush sends what it holds as a batch of its own and loses nothing;
+ * a sink that is down costs nothing (spool, then replay, exactly once); a
+ * batch neither the sink nor the spool takes is given up only when told, with
+ * the loss counted.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -114,17 +116,40 @@ static void fill(struct tally_worker *w, unsigned tag, unsigned from, unsigned n
 	}
 }
 
+static struct tally_sink *open_mem(void *arg, char *err, size_t errlen)
+{
+	(void)err, (void)errlen;
+	return arg;
+}
+
+static struct tally_writer wr;
+static char spool_dir[64];
+
+/* The sink writer in front of the in-memory sink, spooling in a fresh dir. */
+static void writer_run(struct mem_sink *m, uint64_t spool_bytes)
+{
+	struct tally_writer_opts o = {spool_dir, spool_bytes, 0, 3, 1, 5, 20};
+	char err[256];
+
+	snprintf(spool_dir, sizeof(spool_dir), "/tmp/tally-test-flush-%d", getpid());
+	assert_int_equal(system("rm -rf /tmp/tally-test-flush-*"), 0);
+	m->base.ops = &mem_ops;
+	m->base.name = "mem";
+	tally_writer_init(&wr, &o);
+	assert_int_equal(tally_writer_add_lane(&wr, "mem", open_mem, &m->base, err, sizeof(err)), 0);
+	assert_int_equal(tally_writer_start(&wr, "test", err, sizeof(err)), 0);
+}
+
 static void flusher_run(struct tally_flusher *f, struct mem_sink *m, struct tally_worker *ws,
 			unsigned n, uint32_t merge_rows, uint64_t interval_ms)
 {
 	char err[256];
 
 	memset(f, 0, sizeof(*f));
-	m->base.ops = &mem_ops;
-	m->base.name = "mem";
+	writer_run(m, 1 << 20);
 	f->workers = ws;
 	f->nworkers = n;
-	f->sink = &m->base;
+	f->writer = &wr;
 	f->appliance = "test";
 	f->window_ms = 10000;
 	f->interval_ms = interval_ms;
@@ -138,10 +163,11 @@ static void flusher_end(struct tally_flusher *f, struct tally_worker *ws, unsign
 	for (unsigned k = 0; k < n; k++)
 		tally_worker_seal_last(&ws[k]);
 	tally_flusher_stop(f);
-	while (!tally_flusher_done(f)) {
+	while (!tally_flusher_done(f) || !tally_writer_done(&wr)) {
 		assert_true(mono_ms() - t0 < 10000);
 		usleep(1000);
 	}
+	tally_writer_fini(&wr);
 }
 
 /*
@@ -202,13 +228,53 @@ static void test_merge_overflow(void **st)
 	assert_true(f.ctr.v[TALLY_C_FLUSH_MERGE_FULL] >= 1);
 	assert_true(m.batches >= 2);
 	assert_int_equal(m.events, 2010);
-	assert_int_equal(f.ctr.v[TALLY_C_FLUSH_EVENTS], 2010);
-	assert_int_equal(f.ctr.v[TALLY_C_FLUSH_ROWS_LOST], 0);
+	assert_int_equal(wr.ctr.v[TALLY_C_FLUSH_EVENTS], 2010);
+	assert_int_equal(wr.ctr.v[TALLY_C_FLUSH_ROWS_LOST], 0);
 	workers_free(ws, 2);
 }
 
-/* A sink that keeps failing: the flusher retries (the batch is kept) until it
- * is told to give up; then the loss is counted, rows and events. */
+/* A sink that is down: batches go to the spool, nothing is lost; once it is
+ * back the spool replays into it, each batch exactly once. */
+static void test_sink_down_spools_then_replays(void **st)
+{
+	struct tally_worker *w = workers_make(1, 1024);
+	struct tally_flusher f;
+	struct mem_sink m = {.fail_always = 1};
+	uint64_t t0;
+
+	(void)st;
+	flusher_run(&f, &m, w, 1, 0, 10);
+	for (unsigned round = 0; round < 5; round++) {
+		fill(w, round, 0, 100);
+		t0 = mono_ms();
+		while (tally_wtab_rows(w->cur) > 0) { /* until the flusher took it */
+			tally_worker_maybe_seal(w);
+			assert_true(mono_ms() - t0 < 5000);
+			usleep(1000);
+		}
+	}
+	t0 = mono_ms();
+	while (ck_pr_load_64(&wr.ctr.v[TALLY_C_SPOOL_APPENDED]) < 5) {
+		assert_true(mono_ms() - t0 < 5000);
+		usleep(1000);
+	}
+	assert_int_equal(m.events, 0);
+	ck_pr_store_int(&m.fail_always, 0); /* the sink is back */
+	t0 = mono_ms();
+	while (ck_pr_load_64(&wr.ctr.v[TALLY_C_SPOOL_REPLAYED]) < 5) {
+		assert_true(mono_ms() - t0 < 10000);
+		usleep(1000);
+	}
+	flusher_end(&f, w, 1);
+	assert_int_equal(m.events, 500); /* every event, once */
+	assert_int_equal(m.batches, 5);
+	assert_int_equal(wr.ctr.v[TALLY_C_FLUSH_ROWS_LOST], 0);
+	workers_free(w, 1);
+}
+
+/* Neither the sink nor the spool (too small for one batch) takes it: the
+ * writer keeps the batch and retries; only when told to give up at exit is
+ * the loss counted, rows and events. */
 static void test_give_up_counts_the_loss(void **st)
 {
 	struct tally_worker *w = workers_make(1, 1024);
@@ -217,20 +283,32 @@ static void test_give_up_counts_the_loss(void **st)
 	uint64_t t0;
 
 	(void)st;
+	memset(&f, 0, sizeof(f));
+	writer_run(&m, 64); /* 64 bytes: no batch fits */
+	f.workers = w;
+	f.nworkers = 1;
+	f.writer = &wr;
+	f.appliance = "test";
+	f.window_ms = 10000;
+	f.interval_ms = 10;
+	{
+		char err[256];
+
+		assert_int_equal(tally_flusher_start(&f, 0, err, sizeof(err)), 0);
+	}
 	fill(w, 0, 0, 100);
-	flusher_run(&f, &m, w, 1, 0, 10);
 	t0 = mono_ms();
-	while (ck_pr_load_64(&f.ctr.v[TALLY_C_SINK_ERRORS]) < 2) {
+	while (ck_pr_load_64(&wr.ctr.v[TALLY_C_SPOOL_ERRORS]) < 2) {
 		tally_worker_maybe_seal(w);
 		assert_true(mono_ms() - t0 < 5000);
 		usleep(1000);
 	}
-	assert_int_equal(f.ctr.v[TALLY_C_FLUSH_ROWS_LOST], 0); /* still retrying */
-	ck_pr_store_int(&f.give_up, 1);
+	assert_int_equal(wr.ctr.v[TALLY_C_FLUSH_ROWS_LOST], 0); /* still held and retried */
+	ck_pr_store_int(&wr.give_up, 1);
 	flusher_end(&f, w, 1);
-	assert_int_equal(f.ctr.v[TALLY_C_FLUSH_ROWS_LOST], 100);
-	assert_int_equal(f.ctr.v[TALLY_C_FLUSH_EVENTS_LOST], 100);
-	assert_int_equal(f.ctr.v[TALLY_C_FLUSH_EVENTS], 0);
+	assert_int_equal(wr.ctr.v[TALLY_C_FLUSH_ROWS_LOST], 100);
+	assert_int_equal(wr.ctr.v[TALLY_C_FLUSH_EVENTS_LOST], 100);
+	assert_int_equal(wr.ctr.v[TALLY_C_FLUSH_EVENTS], 0);
 	workers_free(w, 1);
 }
 
@@ -239,6 +317,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_seal_never_waits_on_itself),
 		cmocka_unit_test(test_merge_overflow),
+		cmocka_unit_test(test_sink_down_spools_then_replays),
 		cmocka_unit_test(test_give_up_counts_the_loss),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -25,8 +25,9 @@ expect_error "bad.conf:3" -c "$work/bad.conf"
 printf 'window_ms = 1000\nnot_a_key = 1\n' > "$work/bad2.conf"
 expect_error "bad2.conf:2" -c "$work/bad2.conf"
 expect_error 'both' --tly1_port=0 --statsd_port=0
-expect_error 'sqlite' --sqlite_path=/nonexistent/dir/x.db --ctl_socket="$work/c.sock" \
-  --port=net_null0 -- -l 0-1 "${eal_test[@]}"
+expect_error 'spool_dir' --spool_dir= --port=net_null0
+expect_error 'spool' --spool_dir=/proc/tally-spool --sqlite_path="$work/x.db" \
+  --ctl_socket="$work/c.sock" --port=net_null0 -- -l 0-1 "${eal_test[@]}"
 expect_error 'lcore' --sqlite_path="$work/x.db" --ctl_socket="$work/c.sock" --port=net_null0 \
   -- -l 0 "${eal_test[@]}"
 expect_error 'probe' --sqlite_path="$work/x.db" --ctl_socket="$work/c.sock" \

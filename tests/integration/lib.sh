@@ -16,6 +16,8 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# tallyd's relative defaults (tally.db, tally-spool) land in this test's own dir.
+cd "$work"
 # --no-huge cannot go with --in-memory: each DPDK process gets its own file prefix.
 eal_base=(--no-huge --no-pci -m 512 --log-level='*:warning')
 eal_test=("${eal_base[@]}" --file-prefix "tally-it-$$")
