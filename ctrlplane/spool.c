@@ -839,6 +839,30 @@ int tally_spool_peek(struct tally_spool *s, struct tally_batch *out)
 	return -ENOENT;
 }
 
+int tally_spool_walk(struct tally_spool *s, tally_spool_walk_fn fn, void *arg)
+{
+	struct tally_batch b;
+	int rc = 0;
+
+	tally_batch_init(&b, "", 0);
+	for (size_t i = 0; rc == 0 && i < s->qlen; i++) {
+		const struct rec *e = &s->q[s->qhead + i];
+		const char *why = "payload does not decode";
+
+		rc = read_record(s, e, &why);
+		if (rc == 0)
+			rc = tally_batch_decode(&b, s->buf + TALLY_SPOOL_HDR, e->len);
+		if (rc == -EBADMSG) { /* the reader of record i judges it, as peek would */
+			rc = 0;
+			continue;
+		}
+		if (rc == 0)
+			rc = fn(&b, e->time_ms, arg);
+	}
+	tally_batch_free(&b);
+	return rc;
+}
+
 int tally_spool_consume(struct tally_spool *s)
 {
 	const struct rec *e;

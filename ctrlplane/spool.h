@@ -110,6 +110,11 @@ int tally_spool_sync(struct tally_spool *s);
  * tally_batch_init). 0, -ENOENT when empty, or a negative errno. A record
  * that fails its CRC now is counted as corrupt and skipped. */
 int tally_spool_peek(struct tally_spool *s, struct tally_batch *out);
+/* Call fn on every record not yet replayed, oldest first, without consuming
+ * (tally-spool, tests); records that fail their check are passed over. Stops at
+ * fn's first non-zero return, which it returns. */
+typedef int (*tally_spool_walk_fn)(const struct tally_batch *b, int64_t appended_ms, void *arg);
+int tally_spool_walk(struct tally_spool *s, tally_spool_walk_fn fn, void *arg);
 /* Durably mark the record peek returned as replayed. 0, -ENOENT or -errno. */
 int tally_spool_consume(struct tally_spool *s);
 

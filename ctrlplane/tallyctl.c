@@ -30,6 +30,9 @@ static void usage(FILE *out)
 		"  stats [--json] [--watch SECONDS]   every counter (with rates when watching)\n"
 		"  status [--json]                    state, workers, uptime, next batch seq\n"
 		"  config [KEY]                       running configuration\n"
+		"  sink                               each sink endpoint: breaker, counts, last error\n"
+		"  spool [replay]                     what waits in the spool; replay: retry now\n"
+		"  where KEY                          the sink endpoint (shard) that holds KEY\n"
 		"  flush                              flush window tables to the sink now\n"
 		"  stop                               drain, flush everything, exit\n",
 		DEFAULT_SOCKET);
@@ -141,6 +144,35 @@ static int cmd_stats(const char *path, bool json, unsigned watch)
 	return EXIT_SUCCESS;
 }
 
+/* A reply for people: "key  value" lines, nested objects and arrays indented. */
+static void print_value(const char *key, json_t *val, int depth)
+{
+	const char *k;
+	json_t *v;
+	size_t i;
+
+	if (json_is_object(val)) {
+		printf("%*s%s%s", depth * 2, "", key ? key : "", key ? ":\n" : "");
+		json_object_foreach(val, k, v)
+			print_value(k, v, depth + (key != NULL));
+	} else if (json_is_array(val)) {
+		printf("%*s%s:\n", depth * 2, "", key);
+		json_array_foreach(val, i, v) {
+			const char *name = json_string_value(json_object_get(v, "name"));
+			char idx[32];
+
+			snprintf(idx, sizeof(idx), "[%zu]", i);
+			print_value(name ? name : idx, v, depth + 1);
+		}
+	} else if (json_is_string(val)) {
+		printf("%*s%-22s %s\n", depth * 2, "", key, json_string_value(val));
+	} else if (json_is_boolean(val)) {
+		printf("%*s%-22s %s\n", depth * 2, "", key, json_is_true(val) ? "yes" : "no");
+	} else {
+		printf("%*s%-22s %lld\n", depth * 2, "", key, json_integer_value(val));
+	}
+}
+
 static int cmd_simple(const char *path, const char *cmd, bool json)
 {
 	json_t *r = request(path, cmd), *val;
@@ -157,12 +189,8 @@ static int cmd_simple(const char *path, const char *cmd, bool json)
 		json_dumpf(r, stdout, JSON_INDENT(2));
 		putchar('\n');
 	} else {
-		json_object_foreach(r, key, val) {
-			if (json_is_string(val))
-				printf("%-20s %s\n", key, json_string_value(val));
-			else
-				printf("%-20s %lld\n", key, json_integer_value(val));
-		}
+		json_object_foreach(r, key, val)
+			print_value(key, val, 0);
 	}
 	json_decref(r);
 	return rc;
@@ -214,7 +242,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(words[0], "stats"))
 		return cmd_stats(path, json, watch);
-	if (strcmp(words[0], "status") && strcmp(words[0], "config") &&
+	if (strcmp(words[0], "status") && strcmp(words[0], "config") && strcmp(words[0], "sink") &&
+	    strcmp(words[0], "spool") && strcmp(words[0], "where") &&
 	    strcmp(words[0], "flush") && strcmp(words[0], "stop")) {
 		fprintf(stderr, "tallyctl: unknown command \"%s\"\n", words[0]);
 		usage(stderr);

@@ -10,9 +10,11 @@ tallyctl=$build/ctrlplane/tallyctl
 check=$src/perf/tally-check
 work=$(mktemp -d /tmp/tally-it.XXXXXX)
 pids=()
+on_exit=() # commands a test needs run before the scratch dir goes (umount...)
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  for c in "${on_exit[@]}"; do eval "$c" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
