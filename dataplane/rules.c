@@ -140,11 +140,11 @@ static int parse_line(char *line, struct tally_rule *r, char *msg, size_t len)
 /* A rename with groups gets its PCRE2 program; the template's groups must exist. */
 static int compile_groups(struct tally_rule *r, char *msg, size_t len)
 {
-	int groups = template_groups(r->arg), ec;
+	int groups = r->action == TALLY_RULE_RENAME ? template_groups(r->arg) : -1, ec;
 	uint32_t have = 0;
 	PCRE2_SIZE off;
 
-	if (r->action != TALLY_RULE_RENAME || groups < 0)
+	if (groups < 0)
 		return 0;
 	r->re = pcre2_compile((PCRE2_SPTR)r->pattern, PCRE2_ZERO_TERMINATED, PCRE2_UTF, &ec, &off,
 			      NULL);
