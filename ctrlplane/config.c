@@ -19,14 +19,18 @@
 
 #define U64(n, def, lo, hi, rt, help) \
 	{#n, TALLY_CFG_U64, offsetof(struct tally_config, n), \
-	 sizeof(((struct tally_config *)0)->n), def, lo, hi, rt, false, help, NULL}
+	 sizeof(((struct tally_config *)0)->n), def, lo, hi, rt != TALLY_APPLY_RESTART, false, \
+	 help, NULL, rt}
 #define STR(n, def, rt, help, chk) \
 	{#n, TALLY_CFG_STR, offsetof(struct tally_config, n), \
-	 sizeof(((struct tally_config *)0)->n), def, 0, 0, rt, false, help, chk}
+	 sizeof(((struct tally_config *)0)->n), def, 0, 0, rt != TALLY_APPLY_RESTART, false, \
+	 help, chk, rt}
+/* rt: false (needs a restart) or how a running tallyd applies it. */
 /* A secret: shown as "(hidden)", never echoed in an error. */
 #define SECRET(n, def, rt, help, chk) \
 	{#n, TALLY_CFG_STR, offsetof(struct tally_config, n), \
-	 sizeof(((struct tally_config *)0)->n), def, 0, 0, rt, true, help, chk}
+	 sizeof(((struct tally_config *)0)->n), def, 0, 0, rt != TALLY_APPLY_RESTART, true, \
+	 help, chk, rt}
 
 static int check_sink(const char *v, char *err, size_t len);
 static int check_mac_keys(const char *v, char *err, size_t len);
@@ -48,11 +52,11 @@ const struct tally_cfg_key tally_cfg_keys[] = {
 	U64(statsd_port, "8125", 0, 65535, false, "UDP port for StatsD; 0 = off; may equal "
 	    "tly1_port (then the magic \"TLY1\" decides)"),
 	U64(window_ms, "10000", 1, 86400000, false, "tumbling event-time window size"),
-	U64(flush_interval_ms, "1000", 10, 3600000, true, "how often worker tables are sealed "
+	U64(flush_interval_ms, "1000", 10, 3600000, TALLY_APPLY_FLUSH, "how often worker tables are sealed "
 	    "and written to the sink"),
-	U64(lateness_ms, "3600000", 0, UINT64_MAX / 4, true, "drop events older than this "
+	U64(lateness_ms, "3600000", 0, UINT64_MAX / 4, TALLY_APPLY_PARAMS, "drop events older than this "
 	    "(against arrival time); 0 = off"),
-	U64(future_ms, "60000", 0, UINT64_MAX / 4, true, "drop events further ahead than this; 0 = off"),
+	U64(future_ms, "60000", 0, UINT64_MAX / 4, TALLY_APPLY_PARAMS, "drop events further ahead than this; 0 = off"),
 	U64(dedup_capacity, "8388608", 1024, 17179869184ULL, false, "event ids the dedup horizon "
 	    "holds at least (16 bytes each)"),
 	U64(dedup_horizon_ms, "600000", 1000, 604800000, false, "how long an event id is remembered"),
@@ -102,6 +106,9 @@ const struct tally_cfg_key tally_cfg_keys[] = {
 	STR(ctl_socket, "/run/tally/tallyd.sock", false, "control socket for tallyctl", NULL),
 	SECRET(mac_keys, "", false, "TLY1 MAC keys: comma-separated id:32-hex-digits, id 1..255 "
 	       "(secret: never shown; keep the file mode 600)", check_mac_keys),
+	STR(rules_file, "", TALLY_APPLY_RULES, "rules on TLY1 keys and StatsD names: lines of "
+	    "ACTION /PATTERN/ [ARG] (drop, keep, rename NEW, sample N; README: Rules); empty = "
+	    "none, every key kept", NULL),
 	U64(run_ms, "0", 0, UINT64_MAX / 4, false, "stop after this long; 0 = until SIGINT/SIGTERM"),
 	U64(stop_after_idle_ms, "0", 0, UINT64_MAX / 4, false, "stop once no frame arrived for "
 	    "this long after the first (pcap replays); 0 = never"),

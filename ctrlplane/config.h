@@ -47,11 +47,21 @@ struct tally_config {
 	char appliance_id[TALLY_CFG_STR_MAX];
 	char ctl_socket[TALLY_CFG_STR_MAX];
 	char mac_keys[TALLY_CFG_STR_MAX * 4];
+	char rules_file[TALLY_CFG_STR_MAX];
 	uint64_t run_ms;
 	uint64_t stop_after_idle_ms;
 };
 
 enum tally_cfg_type { TALLY_CFG_U64, TALLY_CFG_STR };
+
+/* How a running tallyd takes a new value (live.c has one apply step per kind;
+ * the rollback of a failed change is the same step with the old value). */
+enum tally_cfg_apply {
+	TALLY_APPLY_RESTART = 0, /* not at run time: "needs a restart" */
+	TALLY_APPLY_PARAMS,      /* a new struct tally_params, swapped under ck_epoch */
+	TALLY_APPLY_FLUSH,       /* the flusher's interval (an atomic store) */
+	TALLY_APPLY_RULES,       /* compile the rules file, swap it in with new params */
+};
 
 struct tally_cfg_key {
 	const char *name;
@@ -64,6 +74,7 @@ struct tally_cfg_key {
 	const char *help;
 	/* extra check of a value (enum-like strings, key lists); NULL = none */
 	int (*check)(const char *value, char *err, size_t errlen);
+	enum tally_cfg_apply apply; /* runtime keys: how to apply a change */
 };
 
 extern const struct tally_cfg_key tally_cfg_keys[];

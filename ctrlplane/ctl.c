@@ -2,7 +2,8 @@
 /*
  * The control API: a Unix stream socket that takes one command line per
  * connection and answers one JSON document (jansson). tallyctl is its client.
- * Commands: stats, status, flush, stop, config [KEY]. Served from the main
+ * Commands: stats, status, flush, stop, config [KEY], config set KEY VALUE,
+ * rules show | reload [FILE] | test [--statsd] KEY. Served from the main
  * lcore's event loop (loop.h), never from a worker, never blocking it.
  */
 #include <errno.h>
@@ -23,6 +24,8 @@
 #include <rte_ethdev.h>
 
 #include "dedup.h"
+#include "live.h"
+#include "rules.h"
 #include "tallyd.h"
 #include "window.h"
 
@@ -67,6 +70,9 @@ void tally_daemon_counters(const struct tally_daemon *d, uint64_t out[TALLY_C_MA
 	out[TALLY_C_CTL_CLIENT_TIMEOUTS] = d->ctl_client_timeouts;
 	out[TALLY_C_CTL_REFUSED] = d->ctl_refused;
 	out[TALLY_C_CLOCK_STEPS] = d->sh.clock.steps;
+	out[TALLY_C_RULES_RELOADS] = d->rules_reloads;
+	out[TALLY_C_RULES_RELOAD_ERRORS] = d->rules_reload_errors;
+	out[TALLY_C_CONFIG_CHANGES] = d->config_changes;
 	if (rte_eth_stats_get(d->port, &ps) == 0) {
 		out[TALLY_C_PORT_IMISSED] = ps.imissed;
 		out[TALLY_C_PORT_NOMBUF] = ps.rx_nombuf;
@@ -220,6 +226,90 @@ static json_t *config_json(const struct tally_daemon *d, const char *key)
 	return o;
 }
 
+/* "set KEY VALUE": the value is the rest of the line (it may hold spaces). */
+static json_t *config_set_json(struct tally_daemon *d, char *arg)
+{
+	char *value = arg != NULL ? strchr(arg, ' ') : NULL, err[512], now[TALLY_CFG_STR_MAX * 4];
+
+	if (value == NULL)
+		return json_pack("{s:s}", "error", "usage: config set KEY VALUE");
+	*value++ = '\0';
+	if (tally_live_set(d, arg, value, err, sizeof(err)) != 0)
+		return json_pack("{s:s}", "error", err);
+	tally_config_get(&d->cfg, arg, now, sizeof(now));
+	return json_pack("{s:s}", arg, now);
+}
+
+static json_t *rules_show_json(const struct tally_daemon *d)
+{
+	const struct tally_rules *rs = d->rules;
+	json_t *a = json_array();
+
+	for (unsigned i = 0; rs != NULL && i < rs->n; i++) {
+		const struct tally_rule *r = &rs->rule[i];
+		struct tally_rule_ctr c = tally_rules_ctr_sum(rs, i);
+
+		json_array_append_new(a, json_pack("{s:i, s:i, s:s, s:s, s:s?, s:I, s:I, s:I, s:I}",
+			"id", (int)i, "line", (int)r->line, "action", tally_rule_action_name(r->action),
+			"pattern", r->pattern, "arg", r->arg, "matched", (json_int_t)c.matched,
+			"dropped", (json_int_t)c.dropped, "renamed", (json_int_t)c.renamed,
+			"sampled_out", (json_int_t)c.sampled_out));
+	}
+	return json_pack("{s:s, s:I, s:o}", "file", rs != NULL ? rs->file : "",
+			 "generation", (json_int_t)(rs != NULL ? rs->gen : 0), "rules", a);
+}
+
+/* "test [--statsd] KEY": which rule, and what the key becomes; the control
+ * thread's own scratch (the last one), never a worker's. */
+static json_t *rules_test_json(const struct tally_daemon *d, char *arg)
+{
+	const struct tally_rules *rs = d->rules;
+	bool statsd = arg != NULL && strncmp(arg, "--statsd ", 9) == 0;
+	const char *key = statsd ? arg + 9 : arg, *result;
+	struct tally_decision dec = {.rule = -1, .action = TALLY_RULE_KEEP};
+	uint8_t out[TALLY_KEY_MAX + 1];
+	pcre2_match_data *md;
+
+	if (key == NULL || key[0] == '\0' || strlen(key) > TALLY_KEY_MAX)
+		return json_pack("{s:s}", "error", "usage: rules test [--statsd] KEY (1..255 bytes)");
+	md = pcre2_match_data_create(10, NULL);
+	if (rs != NULL && (md == NULL || tally_rules_decide(rs, rs->scratch[rs->nworkers], md,
+			(const uint8_t *)key, (uint32_t)strlen(key), statsd, out, &dec) != 0)) {
+		pcre2_match_data_free(md);
+		return json_pack("{s:s}", "error", "Hyperscan scan failed");
+	}
+	pcre2_match_data_free(md);
+	out[dec.action == TALLY_RULE_RENAME ? dec.key_len : 0] = '\0';
+	result = dec.action == TALLY_RULE_DROP ? "(dropped)"
+		 : dec.action == TALLY_RULE_RENAME && dec.key_len ? (const char *)out : key;
+	return json_pack("{s:s, s:i, s:i, s:s, s:s, s:i}", "key", key, "rule", dec.rule,
+			 "line", dec.rule >= 0 ? (int)rs->rule[dec.rule].line : 0, "action",
+			 dec.rule >= 0 ? tally_rule_action_name(dec.action) : "keep (no rule)",
+			 "result", result, "sample_n",
+			 dec.action == TALLY_RULE_SAMPLE ? (int)rs->rule[dec.rule].sample_n : 1);
+}
+
+static json_t *rules_json(struct tally_daemon *d, char *arg)
+{
+	char *rest = arg != NULL ? strchr(arg, ' ') : NULL, err[512];
+	int r;
+
+	if (rest != NULL)
+		*rest++ = '\0';
+	if (arg != NULL && strcmp(arg, "show") == 0)
+		return rules_show_json(d);
+	if (arg != NULL && strcmp(arg, "test") == 0)
+		return rules_test_json(d, rest);
+	if (arg == NULL || strcmp(arg, "reload") != 0)
+		return json_pack("{s:s}", "error", "usage: rules show | reload [FILE] | test KEY");
+	r = rest != NULL ? tally_live_set(d, "rules_file", rest, err, sizeof(err))
+			 : tally_live_rules_reload(d, err, sizeof(err));
+	if (r != 0)
+		return json_pack("{s:s}", "error", err);
+	return json_pack("{s:s, s:I, s:i}", "file", d->cfg.rules_file, "generation",
+			 (json_int_t)d->rules_gen, "rules", d->rules != NULL ? (int)d->rules->n : 0);
+}
+
 static json_t *dispatch(struct tally_daemon *d, char *line)
 {
 	char *arg = strchr(line, ' ');
@@ -232,6 +322,8 @@ static json_t *dispatch(struct tally_daemon *d, char *line)
 		return stats_json(d);
 	if (strcmp(line, "status") == 0)
 		return status_json(d);
+	if (strcmp(line, "config") == 0 && arg != NULL && strncmp(arg, "set ", 4) == 0)
+		return config_set_json(d, arg + 4);
 	if (strcmp(line, "config") == 0)
 		return config_json(d, arg);
 	if (strcmp(line, "sink") == 0)
@@ -240,6 +332,8 @@ static json_t *dispatch(struct tally_daemon *d, char *line)
 		return spool_cmd(d, arg);
 	if (strcmp(line, "where") == 0)
 		return where_json(d, arg);
+	if (strcmp(line, "rules") == 0)
+		return rules_json(d, arg);
 	if (strcmp(line, "flush") == 0) {
 		ck_pr_store_int(&d->fl.flush_now, 1);
 		return json_pack("{s:s}", "result", "flush requested");
@@ -249,7 +343,8 @@ static json_t *dispatch(struct tally_daemon *d, char *line)
 		return json_pack("{s:s}", "result", "stopping: draining workers and flushing");
 	}
 	return json_pack("{s:s, s:s}", "error", "unknown command", "commands",
-			 "stats, status, config [KEY], sink, spool [replay], where KEY, flush, stop");
+			 "stats, status, config [KEY], config set KEY VALUE, rules show|reload [FILE]|test "
+			 "[--statsd] KEY, sink, spool [replay], where KEY, flush, stop");
 }
 
 /*

@@ -178,7 +178,8 @@ static void wait_tick(struct tally_flusher *f, uint64_t next)
 static void *flusher_main(void *arg)
 {
 	struct tally_flusher *f = arg;
-	uint64_t next = mono_ms() + f->interval_ms;
+	/* interval_ms: tallyctl config set changes it from the control thread */
+	uint64_t next = mono_ms() + ck_pr_load_64(&f->interval_ms);
 
 	/* Batches can wait; packets cannot. On a CPU it shares (the main lcore's,
 	 * and on small machines a generator's), the flusher gives way: it catches
@@ -187,7 +188,7 @@ static void *flusher_main(void *arg)
 
 	while (!ck_pr_load_int(&f->stop)) {
 		wait_tick(f, next);
-		next = mono_ms() + f->interval_ms;
+		next = mono_ms() + ck_pr_load_64(&f->interval_ms);
 		if (ck_pr_load_int(&f->stop))
 			break;
 		flush_tick(f);

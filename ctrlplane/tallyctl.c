@@ -30,6 +30,10 @@ static void usage(FILE *out)
 		"  stats [--json] [--watch SECONDS]   every counter (with rates when watching)\n"
 		"  status [--json]                    state, workers, uptime, next batch seq\n"
 		"  config [KEY]                       running configuration\n"
+		"  config set KEY VALUE               change a runtime key (others need a restart)\n"
+		"  rules show                         rules with their counters\n"
+		"  rules reload [FILE]                compile the rules file (or FILE) and swap it in\n"
+		"  rules test [--statsd] KEY          which rule a key meets and what it becomes\n"
 		"  sink                               each sink endpoint: breaker, counts, last error\n"
 		"  spool [replay]                     what waits in the spool; replay: retry now\n"
 		"  where KEY                          the sink endpoint (shard) that holds KEY\n"
@@ -196,9 +200,41 @@ static int cmd_simple(const char *path, const char *cmd, bool json)
 	return rc;
 }
 
+static int cmd_rules_show(const char *path)
+{
+	json_t *r = request(path, "rules show"), *rule;
+	size_t i;
+
+	if (r == NULL)
+		return EXIT_FAILURE;
+	printf("rules file: %s (generation %lld)\n",
+	       json_string_value(json_object_get(r, "file")),
+	       json_integer_value(json_object_get(r, "generation")));
+	printf("%4s %5s %-7s %-32s %-20s %12s %12s %12s %12s\n", "id", "line", "action",
+	       "pattern", "arg", "matched", "dropped", "renamed", "sampled_out");
+	json_array_foreach(json_object_get(r, "rules"), i, rule) {
+		const char *arg = json_string_value(json_object_get(rule, "arg"));
+		char pat[300];
+
+		snprintf(pat, sizeof(pat), "/%s/", json_string_value(json_object_get(rule, "pattern")));
+		printf("%4lld %5lld %-7s %-32s %-20s %12lld %12lld %12lld %12lld\n",
+		       json_integer_value(json_object_get(rule, "id")),
+		       json_integer_value(json_object_get(rule, "line")),
+		       json_string_value(json_object_get(rule, "action")), pat,
+		       arg ? arg : "-", json_integer_value(json_object_get(rule, "matched")),
+		       json_integer_value(json_object_get(rule, "dropped")),
+		       json_integer_value(json_object_get(rule, "renamed")),
+		       json_integer_value(json_object_get(rule, "sampled_out")));
+	}
+	json_decref(r);
+	return EXIT_SUCCESS;
+}
+
 /* Options may come before or after the command: tallyctl stats --json. */
+#define MAX_WORDS 5
+
 static int parse(int argc, char **argv, const char **path, bool *json, unsigned *watch,
-		 const char *words[2])
+		 const char *words[MAX_WORDS])
 {
 	unsigned nwords = 0;
 
@@ -216,7 +252,7 @@ static int parse(int argc, char **argv, const char **path, bool *json, unsigned 
 		} else if ((!strcmp(a, "-w") || !strcmp(a, "--watch"))) {
 			*watch = i + 1 < argc && argv[i + 1][0] != '-' ? (unsigned)atoi(argv[++i]) : 1;
 			*watch = *watch ? *watch : 1;
-		} else if (a[0] == '-' || nwords == 2) {
+		} else if ((a[0] == '-' && strcmp(a, "--statsd") != 0) || nwords == MAX_WORDS) {
 			fprintf(stderr, "tallyctl: unexpected argument \"%s\"\n", a);
 			return 2;
 		} else {
@@ -229,7 +265,7 @@ static int parse(int argc, char **argv, const char **path, bool *json, unsigned 
 int main(int argc, char **argv)
 {
 	const char *path = getenv("TALLY_SOCKET") ? getenv("TALLY_SOCKET") : DEFAULT_SOCKET;
-	const char *words[2] = {NULL, NULL};
+	const char *words[MAX_WORDS] = {NULL};
 	bool json = false;
 	unsigned watch = 0;
 	char cmd[512];
@@ -242,14 +278,21 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(words[0], "stats"))
 		return cmd_stats(path, json, watch);
-	if (strcmp(words[0], "status") && strcmp(words[0], "config") && strcmp(words[0], "sink") &&
-	    strcmp(words[0], "spool") && strcmp(words[0], "where") &&
+	if (strcmp(words[0], "status") && strcmp(words[0], "config") && strcmp(words[0], "rules") &&
+	    strcmp(words[0], "sink") && strcmp(words[0], "spool") && strcmp(words[0], "where") &&
 	    strcmp(words[0], "flush") && strcmp(words[0], "stop")) {
 		fprintf(stderr, "tallyctl: unknown command \"%s\"\n", words[0]);
 		usage(stderr);
 		return 2;
 	}
-	snprintf(cmd, sizeof(cmd), "%s%s%s", words[0], words[1] ? " " : "",
-		 words[1] ? words[1] : "");
+	cmd[0] = '\0';
+	for (int i = 0; i < MAX_WORDS && words[i] != NULL; i++)
+		if ((size_t)snprintf(cmd + strlen(cmd), sizeof(cmd) - strlen(cmd), "%s%s",
+				     i ? " " : "", words[i]) >= sizeof(cmd) - strlen(cmd)) {
+			fprintf(stderr, "tallyctl: command longer than %zu bytes\n", sizeof(cmd) - 1);
+			return 2;
+		}
+	if (!strcmp(words[0], "rules") && words[1] && !strcmp(words[1], "show") && !json)
+		return cmd_rules_show(path);
 	return cmd_simple(path, cmd, json);
 }

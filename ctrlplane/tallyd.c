@@ -22,6 +22,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "config.h"
+#include "live.h"
 #include "port.h"
 #include "sink.h"
 #include "sink_config.h"
@@ -35,12 +36,19 @@
 #define STOP_CHECK_MS 10
 #define CTL_EXPIRE_MS 100
 
-static volatile sig_atomic_t signals;
+static volatile sig_atomic_t signals, hups;
 
 static void on_signal(int sig)
 {
 	(void)sig;
 	signals++;
+}
+
+/* SIGHUP: the stop-check timer re-reads the config (tally_live_reload_file). */
+static void on_hup(int sig)
+{
+	(void)sig;
+	hups++;
 }
 
 static uint64_t clock_ms(clockid_t id)
@@ -72,8 +80,10 @@ static void usage(FILE *out)
 
 static int setup_params(struct tally_daemon *d, char *err, size_t errlen)
 {
-	struct tally_params *p = &d->params;
+	struct tally_params *p = calloc(1, sizeof(*p));
 
+	if (p == NULL)
+		return -ENOMEM;
 	p->ports[0] = (uint16_t)d->cfg.tly1_port;
 	p->ports[1] = (uint16_t)d->cfg.statsd_port;
 	p->window_ms = (int64_t)d->cfg.window_ms;
@@ -83,6 +93,9 @@ static int setup_params(struct tally_daemon *d, char *err, size_t errlen)
 		return -EINVAL;
 	d->sh.params = p;
 	ck_epoch_init(&d->sh.epoch);
+	ck_epoch_register(&d->sh.epoch, &d->ctl_rec, NULL);
+	if (tally_live_rules_init(d, err, errlen) != 0)
+		return -EINVAL;
 	tally_clock_init(&d->sh.clock, rte_get_tsc_hz(), rte_rdtsc(), clock_ns(CLOCK_REALTIME));
 	return 0;
 }
@@ -220,6 +233,10 @@ static void on_stop_check(struct tally_loop *l, void *arg)
 
 	(void)l;
 	d->stopping |= should_stop(d, clock_ms(CLOCK_MONOTONIC));
+	if (hups != d->hups_seen) {
+		d->hups_seen = hups;
+		tally_live_reload_file(d);
+	}
 }
 
 static void on_dedup_tick(struct tally_loop *l, void *arg)
@@ -386,6 +403,20 @@ static int parse_args(struct tally_daemon *d, int argc, char **argv, int *eal_st
 	return r;
 }
 
+/* SIGHUP reads the same file and overrides again: keep tallyd's own
+ * arguments, which the EAL's argv rewrite below would clobber. */
+static void save_args(struct tally_daemon *d, int argc, char **argv, int eal_start)
+{
+	int n = eal_start < argc || (argc > 1 && strcmp(argv[argc - 1], "--") == 0) ? eal_start - 1
+										    : argc;
+
+	d->args = calloc((size_t)n + 1, sizeof(char *));
+	if (d->args == NULL)
+		return; /* SIGHUP then reads defaults only: say so */
+	memcpy(d->args, argv, sizeof(char *) * (size_t)n);
+	d->nargs = n;
+}
+
 int main(int argc, char **argv)
 {
 	static struct tally_daemon d = {.ctl_fd = -1};
@@ -394,6 +425,7 @@ int main(int argc, char **argv)
 
 	if (parse_args(&d, argc, argv, &eal_start) != 0)
 		return EXIT_FAILURE;
+	save_args(&d, argc, argv, eal_start);
 	/* EAL sees argv[0] followed by everything after "--". */
 	argv[eal_start - 1] = argv[0];
 	if (rte_eal_init(argc - eal_start + 1, argv + eal_start - 1) < 0) {
@@ -402,6 +434,7 @@ int main(int argc, char **argv)
 	}
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
+	signal(SIGHUP, on_hup);
 	signal(SIGPIPE, SIG_IGN); /* a tallyctl that hangs up must not kill the daemon */
 	d.start_ms = clock_ms(CLOCK_MONOTONIC);
 	if (setup(&d, err, sizeof(err)) < 0) {
@@ -425,6 +458,9 @@ int main(int argc, char **argv)
 		tally_worker_fini(&d.workers[i]);
 	free(d.workers);
 	tally_dedup_destroy(d.sh.dedup);
+	free(d.sh.params);
+	free(d.args);
+	tally_rules_free(d.rules);
 	rte_eal_cleanup();
 	return rc;
 }

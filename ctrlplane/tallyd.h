@@ -16,8 +16,14 @@ struct rte_mempool;
 
 struct tally_daemon {
 	struct tally_config cfg;
-	struct tally_shared sh;
-	struct tally_params params;
+	struct tally_shared sh; /* sh.params: malloc'd, replaced whole by live.c */
+	ck_epoch_record_t ctl_rec; /* the control thread's, for ck_epoch_synchronize */
+	struct tally_rules *rules; /* what sh.params->rules points to; NULL = none */
+	uint64_t rules_gen;
+	uint64_t rules_reloads, rules_reload_errors, config_changes;
+	int nargs;   /* tallyd's own arguments (before "--"), re-read on SIGHUP */
+	char **args;
+	int hups_seen;
 	struct tally_worker *workers;
 	unsigned nworkers;
 	uint16_t port;

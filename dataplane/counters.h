@@ -71,6 +71,16 @@
 	_(DEDUP_EVICTED, "dedup_evicted", "live ids evicted early because their bucket was full") \
 	_(DEDUP_CAS_GAVE_UP, "dedup_cas_gave_up", "ids counted as new after 8 lost compare-and-swaps, not remembered (contention)") \
 	_(DEDUP_GEN_HELD, "dedup_gen_held", "dedup generation changes held back: the sweeper was behind") \
+	/* rules (rules_file): decided once per (key, window), applied per event */ \
+	_(RULES_DROPPED, "rules_dropped", "events dropped by a drop rule") \
+	_(RULES_SAMPLED_OUT, "rules_sampled_out", "events a sample rule did not keep") \
+	_(RULES_RENAMED, "rules_renamed", "events whose key a rename rule changed") \
+	_(RULES_RENAME_BAD, "rules_rename_bad", "events kept under their own key: the rename gave an empty key, one over 255 bytes, or a StatsD name with '|'") \
+	_(RULES_CACHE_MISSES, "rules_cache_misses", "rule decisions computed with Hyperscan (decision-cache misses)") \
+	_(RULES_SCAN_ERRORS, "rules_scan_errors", "Hyperscan scans that failed: the event was kept (a bug: report it)") \
+	_(RULES_RELOADS, "rules_reloads", "rules databases swapped in (tallyctl rules reload, config set rules_file, SIGHUP)") \
+	_(RULES_RELOAD_ERRORS, "rules_reload_errors", "rules reloads refused (bad file): the old rules stayed") \
+	_(CONFIG_CHANGES, "config_changes", "runtime config keys changed (tallyctl config set, SIGHUP)") \
 	_(WINDOW_ROWS, "window_rows", "(key, window) rows created in worker tables") \
 	_(TABLES_SEALED, "tables_sealed", "window tables handed to the flusher") \
 	_(SEAL_DEFERRED, "seal_deferred", "flush ticks skipped because no spare table was free") \

@@ -27,6 +27,7 @@ struct tally_event {
 	struct tally_dedup_ref dd;  /* after prepare: where event_id lives in dedup */
 	uint32_t cell;              /* after prepare: the table cell its row starts at */
 	uint8_t key_len;            /* 1..255 */
+	uint8_t statsd;             /* 1: a StatsD canonical key (rules match its name) */
 } __attribute__((aligned(64)));
 _Static_assert(sizeof(struct tally_event) == 64, "an event is one cache line");
 

@@ -793,6 +793,7 @@ static inline void add_event(struct sink *o, const struct line *l, uint32_t klen
 
 	e->key = o->arena + o->used;
 	e->key_len = (uint8_t)klen;
+	e->statsd = 1;
 	e->event_id = 0;
 	e->time_ms = l->time_ms;
 	e->value = v;

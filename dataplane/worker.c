@@ -34,6 +34,11 @@
 /* Frames ahead whose first data line is prefetched while parsing. */
 #define TALLY_PKT_PREFETCH 4
 
+/* A batch's renamed keys fit in the half of the rule cache's arena that
+ * tally_rcache_begin leaves free. */
+_Static_assert(TALLY_RCACHE_ARENA / 2 >= TALLY_EVBUF_EVENTS * TALLY_KEY_MAX &&
+	       TALLY_RCACHE_BATCH_KEYS == TALLY_EVBUF_EVENTS, "rule cache arena too small");
+
 int tally_worker_init(struct tally_worker *w, unsigned id, struct tally_shared *sh,
 		      uint32_t table_rows)
 {
@@ -63,6 +68,8 @@ int tally_worker_init_node(struct tally_worker *w, unsigned id, struct tally_sha
 			ck_ring_enqueue_spsc(&w->spare, w->spare_buf, w->tables[i]);
 	}
 	w->cur = w->tables[0];
+	if (tally_rcache_init(&w->rc, TALLY_RCACHE_ENTRIES, TALLY_RCACHE_ARENA, node) != 0)
+		return -ENOMEM;
 	ck_epoch_register(&sh->epoch, &w->epoch_rec, NULL);
 	return 0;
 }
@@ -73,6 +80,7 @@ void tally_worker_fini(struct tally_worker *w)
 		tally_wtab_destroy(w->tables[i]);
 	tally_mem_unmap(w->evb.ev, TALLY_EVBUF_EVENTS * sizeof(*w->evb.ev));
 	tally_mem_unmap(w->evb.arena, TALLY_EVBUF_ARENA);
+	tally_rcache_fini(&w->rc);
 }
 
 static enum tally_csum_state csum_state(uint64_t flags, uint64_t mask, uint64_t good,
@@ -205,6 +213,10 @@ static inline bool prepare_one(struct tally_worker *w, const struct tally_params
 		return false;
 	}
 	e->hash = tally_row_hash(tally_key_hash(e->key, e->key_len), e->win_start);
+	/* No rules file: this one branch is all rules cost. */
+	if (unlikely(p->rules != NULL) &&
+	    !tally_rules_event(&w->rc, p->rules, w->id, w->ctr.v, e))
+		return false;
 	e->cell = (uint32_t)tally_wtab_slot(w->cur, e->hash);
 	if (e->event_id)
 		e->dd = tally_dedup_ref(w->sh->dedup, e->event_id);
@@ -270,6 +282,8 @@ static uint32_t prepare_events(struct tally_worker *w, const struct tally_params
 	struct win_cache wc = {INT64_MAX, INT64_MIN};
 	uint32_t k = 0;
 
+	if (unlikely(p->rules != NULL))
+		tally_rcache_begin(&w->rc, p->rules);
 	for (uint32_t i = 0; i < w->evb.n; i++) {
 		if (!prepare_one(w, p, now_ms, &wc, &ev[i]))
 			continue;

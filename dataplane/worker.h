@@ -23,6 +23,7 @@
 #include "dedup.h"
 #include "event.h"
 #include "parse_tly1.h"
+#include "rules.h"
 #include "window.h"
 
 #define TALLY_BURST 32
@@ -39,6 +40,7 @@ struct tally_params {
 	uint64_t lateness_ms; /* 0 = off */
 	uint64_t future_ms;   /* 0 = off */
 	struct tally_mac_keys mac;
+	const struct tally_rules *rules; /* NULL: no rules file, every key kept */
 };
 
 /* State every worker shares: read-mostly. */
@@ -64,6 +66,7 @@ struct tally_worker {
 	struct tally_shared *sh;
 	ck_epoch_record_t epoch_rec;
 	struct tally_evbuf evb;
+	struct tally_rcache rc; /* rule decisions per (key, window) */
 
 	uint64_t seal_req __attribute__((aligned(64))); /* written by the flusher */
 	ck_ring_t sealed __attribute__((aligned(64)));  /* worker -> flusher */

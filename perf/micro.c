@@ -6,11 +6,12 @@
  * updates and row creation, at table sizes in and far beyond the caches, with
  * and without the prefetch-ahead the worker uses; and, off the per-packet path,
  * SQLite sink upserts per second; and the dedup design choice with two workers
- * (micro_steer.c). Every case checks its results, so a figure is
+ * (micro_steer.c); and the rules stage by pattern count, with and without
+ * the decision cache (micro_rules.c). Every case checks its results, so a figure is
  * never for work that went wrong. TSC ticks are reference cycles at the TSC
  * frequency printed in the header, not core cycles under turbo.
  *
- *   tally-micro [--quick] [--json FILE]
+ *   tally-micro [--quick] [--rules (the rules cases only)] [--json FILE]
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -393,16 +394,18 @@ static void bench_sink(uint32_t rows)
 
 int main(int argc, char **argv)
 {
-	bool quick = false;
+	bool quick = false, only_rules = false;
 	uint64_t n;
 
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--quick"))
 			quick = true;
+		else if (!strcmp(argv[i], "--rules"))
+			only_rules = true;
 		else if (!strcmp(argv[i], "--json") && i + 1 < argc)
 			json = fopen(argv[++i], "w");
 		else {
-			fprintf(stderr, "usage: tally-micro [--quick] [--json FILE]\n");
+			fprintf(stderr, "usage: tally-micro [--quick] [--rules] [--json FILE]\n");
 			return 2;
 		}
 	}
@@ -411,6 +414,10 @@ int main(int argc, char **argv)
 	printf("TSC %.3f GHz; cycles are TSC ticks%s\n", tsc_hz / 1e9, quick ? " (quick run)" : "");
 	printf("%-8s %-52s %11s %10s %8s %12s\n", "stage", "case", "ops", "cycles/op", "ns/op",
 	       "bytes");
+	if (only_rules) {
+		micro_rules(n);
+		return 0;
+	}
 	bench_frame(n);
 	bench_tly1(1, 14, n);
 	bench_tly1(32, 14, n / 8);
@@ -428,6 +435,7 @@ int main(int argc, char **argv)
 			bench_window(10000000, n, a);
 	}
 	micro_dedup_two_workers(quick ? 8000000 : 50000000, n);
+	micro_rules(n);
 	bench_sink(quick ? 20000 : 200000);
 	if (json) {
 		fprintf(json, "\n]\n");

@@ -14,4 +14,7 @@ void micro_fail(const char *what) __attribute__((noreturn));
 /* Two workers: one shared dedup table vs ids steered to their owner. */
 void micro_dedup_two_workers(uint64_t cap, uint64_t ops);
 
+/* Rules: cost per event by pattern count, with and without the decision cache. */
+void micro_rules(uint64_t ops);
+
 #endif
