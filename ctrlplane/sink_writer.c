@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/resource.h>
 
 #include <ck_pr.h>
 
@@ -304,6 +305,9 @@ static bool replay_all(struct tally_writer *w)
 static void *writer_main(void *arg)
 {
 	struct tally_writer *w = arg;
+
+	/* Like the flusher: batches can wait, packets and control ticks cannot. */
+	setpriority(PRIO_PROCESS, (id_t)gettid(), 10);
 
 	for (;;) {
 		bool busy = replay_all(w);

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <sys/resource.h>
 
 #include <ck_pr.h>
 #include <rte_cycles.h>
@@ -279,8 +281,18 @@ static int start_timers(struct tally_daemon *d, char *err, size_t errlen)
 	return r;
 }
 
+/* The control thread's timers carry the dedup horizon: a tick that comes late
+ * because other threads of the main lcore's CPU (flusher, sink writer, a
+ * generator) had it lets a generation run past its insert budget. Raised above
+ * them when allowed (root or CAP_SYS_NICE); its work per tick is microseconds. */
+#define CTL_NICE (-10)
+
 static void control_loop(struct tally_daemon *d)
 {
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), CTL_NICE) != 0)
+		fprintf(stderr, "tallyd: control thread keeps its priority (nice %d needs "
+			"CAP_SYS_NICE): its ticks may come late on a busy CPU (ctl_late_ticks)\n",
+			CTL_NICE);
 	d->last_rx_ms = d->start_ms;
 	while (!d->stopping)
 		tally_loop_once(&d->loop, 100);
