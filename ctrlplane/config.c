@@ -89,8 +89,8 @@ const struct tally_cfg_key tally_cfg_keys[] = {
 	    "(host=a,b port=p,q) with target_session_attrs=read-write fails over to the "
 	    "host that takes writes", NULL),
 	SECRET(pg_shards, "", false, "PostgreSQL shards instead of pg_conninfo: NAME CONNINFO "
-	       "entries separated by |; keys spread by consistent hashing on NAME (secret: may "
-	       "hold passwords)", check_pg_shards),
+	       "entries separated by vertical bars; keys spread by consistent hashing on NAME "
+	       "(secret: may hold passwords)", check_pg_shards),
 	STR(pg_method, "copy", false, "how the PostgreSQL sink sends rows: copy (binary COPY "
 	    "into a temporary table, one upsert) or pipeline (one upsert per row, pipelined)",
 	    check_pg_method),
