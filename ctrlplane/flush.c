@@ -35,6 +35,44 @@ static uint64_t mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* Alive: the watchdog (control thread) checks this advances. */
+static void beat(struct tally_flusher *f)
+{
+	ck_pr_store_64(&f->heartbeat, f->heartbeat + 1);
+}
+
+/* Sleep ms in slices, beating, so a long backoff is not taken for a stall. */
+static void nap_ms(struct tally_flusher *f, unsigned ms)
+{
+	for (unsigned slept = 0; slept < ms; slept += 100) {
+		usleep((ms - slept < 100 ? ms - slept : 100) * 1000);
+		beat(f);
+	}
+}
+
+/* One sink call, timed; in_sink tells the watchdog whose stall it would be. */
+static int sink_write(struct tally_flusher *f, struct tally_batch *b)
+{
+	uint64_t t0 = mono_us();
+	int r;
+
+	ck_pr_store_int(&f->in_sink, 1);
+	r = f->sink->ops->write(f->sink, b);
+	ck_pr_store_int(&f->in_sink, 0);
+	beat(f);
+	tally_hist_observe(&f->sink_hist, mono_us() - t0);
+	ck_pr_store_int(&f->sink_down, r < 0);
+	return r;
+}
+
 static int64_t wall_ms(void)
 {
 	struct timespec ts;
@@ -65,7 +103,7 @@ static void write_batch(struct tally_flusher *f, struct tally_batch *b)
 	ck_pr_store_64(&f->ctr.v[TALLY_C_FLUSH_PENDING], 1);
 	for (;;) {
 		b->now_ms = wall_ms();
-		int r = f->sink->ops->write(f->sink, b);
+		int r = sink_write(f, b);
 
 		if (r >= 0) {
 			account(f, b, r);
@@ -80,7 +118,7 @@ static void write_batch(struct tally_flusher *f, struct tally_batch *b)
 			f->ctr.v[TALLY_C_FLUSH_EVENTS_LOST] += tally_batch_events(b);
 			break;
 		}
-		usleep(backoff_ms * 1000);
+		nap_ms(f, backoff_ms);
 		backoff_ms = backoff_ms < 5000 ? backoff_ms * 2 : 5000;
 	}
 	f->seq++;
@@ -183,6 +221,7 @@ static bool request_seal(struct tally_flusher *f)
 		n = answered(f);
 		if (n == f->nworkers || mono_ms() >= deadline)
 			break;
+		beat(f);
 		usleep(100);
 	}
 	any |= drain(f);
@@ -192,10 +231,13 @@ static bool request_seal(struct tally_flusher *f)
 
 static void flush_tick(struct tally_flusher *f)
 {
+	uint64_t t0 = mono_us();
+
 	if (!request_seal(f) && (f->merge == NULL || tally_wtab_rows(f->merge) == 0))
 		f->ctr.v[TALLY_C_FLUSH_EMPTY]++;
 	if (f->merge != NULL)
 		write_merged(f);
+	tally_hist_observe(&f->flush_hist, mono_us() - t0);
 }
 
 /* Sleep until the next tick, an explicit flush or stop; tables sealed early
@@ -204,6 +246,7 @@ static void wait_tick(struct tally_flusher *f, uint64_t next)
 {
 	while (mono_ms() < next && !ck_pr_load_int(&f->flush_now) && !ck_pr_load_int(&f->stop)) {
 		drain(f);
+		beat(f);
 		usleep(1000);
 	}
 	ck_pr_store_int(&f->flush_now, 0);

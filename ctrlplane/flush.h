@@ -14,6 +14,7 @@
 
 #include "batch.h"
 #include "counters.h"
+#include "histogram.h"
 #include "sink.h"
 #include "worker.h"
 
@@ -35,6 +36,12 @@ struct tally_flusher {
 	int give_up;               /* ck_pr: stop retrying a failing sink */
 	char last_err[256];
 	pthread_t thread;
+	/* Watchdog and metrics, read by other threads with ck_pr loads. */
+	struct tally_hist flush_hist; /* each flush tick, seal to last write */
+	struct tally_hist sink_hist;  /* each sink write call */
+	uint64_t heartbeat;           /* bumped every loop, retry and backoff step */
+	int in_sink;                  /* a sink call is running: a stall is the sink's */
+	int sink_down;                /* the last write failed */
 };
 
 /* merge_rows: capacity of the merge table (several workers only). 0 or a negative

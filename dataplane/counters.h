@@ -94,6 +94,8 @@
 	_(CTL_CLIENT_TIMEOUTS, "ctl_client_timeouts", "control clients dropped: no whole exchange within 1 s") \
 	_(CTL_REFUSED, "ctl_refused", "control clients refused: 64 already connected") \
 	_(CLOCK_STEPS, "clock_steps", "arrival-clock steps forward to a wall clock >1 s ahead (back: slewed)") \
+	_(WATCHDOG_STALLS, "watchdog_stalls", "workers, flusher or sink found stalled: no heartbeat for 500 ms") \
+	_(WATCHDOG_RX_LOST, "watchdog_rx_lost", "frames the NIC dropped (imissed) while a worker was stalled: lost, not processed") \
 	/* port (filled from rte_eth_stats when read) */ \
 	_(PORT_IMISSED, "port_imissed", "frames the NIC dropped: RX queue full") \
 	_(PORT_NOMBUF, "port_rx_nombuf", "frames the NIC dropped: no mbuf") \
