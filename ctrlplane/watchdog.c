@@ -74,8 +74,8 @@ static void check_workers(struct tally_daemon *d, uint64_t now)
 		if (t > 0) {
 			d->wd.stalls++;
 			fprintf(stderr, "tallyd: watchdog: worker %u (lcore %u) stalled: no heartbeat "
-				"for %u ms; frames its queues miss count as watchdog_rx_lost\n", i,
-				w->lcore, TALLY_WD_STALL_MS);
+				"for %llu ms; frames its queues miss count as watchdog_rx_lost\n", i,
+				w->lcore, (unsigned long long)(now - e->since_ms));
 		} else if (t < 0) {
 			fprintf(stderr, "tallyd: watchdog: worker %u (lcore %u) recovered\n", i,
 				w->lcore);

@@ -1,20 +1,21 @@
 # Helpers for the metrics, status page and watchdog tests (after lib.sh): free
 # ports, HTTP GETs, Prometheus API queries and tallyctl JSON fields, in python3
-# so the tests need no curl or jq.
+# so the tests need no curl or jq (Debian's python3 itself: a shim in PATH can take
+# a second to start on a loaded machine).
 
 # free_port: a TCP port on 127.0.0.1 nobody listens on now
 free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 # http_get URL: the body, or exit 1
 http_get() {
-  python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' "$1"
+  /usr/bin/python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' "$1"
 }
 
 # prom_query PORT EXPR: the value of an instant query's single sample, "" if none
 prom_query() {
-  python3 - "$1" "$2" <<'PY'
+  /usr/bin/python3 - "$1" "$2" <<'PY'
 import json, sys, urllib.parse, urllib.request
 url = "http://127.0.0.1:%s/api/v1/query?%s" % (sys.argv[1], urllib.parse.urlencode({"query": sys.argv[2]}))
 try:
@@ -30,7 +31,7 @@ PY
 
 # jfield FILE PATH...: a field of a JSON file (path of keys and array indexes)
 jfield() {
-  python3 - "$@" <<'PY'
+  /usr/bin/python3 - "$@" <<'PY'
 import json, sys
 v = json.load(open(sys.argv[1]))
 for k in sys.argv[2:]:
