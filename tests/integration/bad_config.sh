@@ -25,6 +25,11 @@ expect_error "bad.conf:3" -c "$work/bad.conf"
 printf 'window_ms = 1000\nnot_a_key = 1\n' > "$work/bad2.conf"
 expect_error "bad2.conf:2" -c "$work/bad2.conf"
 expect_error 'both' --tly1_port=0 --statsd_port=0
+expect_error 'metrics_addr: "localhost:9125" is not IPv4:port' --metrics_addr=localhost:9125
+expect_error 'metrics_addr: "127.0.0.1:99999"' --metrics_addr=127.0.0.1:99999
+# An address this host does not have: the bind fails at start, naming the key.
+expect_error 'metrics_addr: cannot listen on 192.0.2.1:9125' --metrics_addr=192.0.2.1:9125 \
+  --sqlite_path="$work/m.db" --ctl_socket="$work/m.sock" --port=net_null0 -- -l 0-1 "${eal_test[@]}"
 expect_error 'sqlite' --sqlite_path=/nonexistent/dir/x.db --ctl_socket="$work/c.sock" \
   --port=net_null0 -- -l 0-1 "${eal_test[@]}"
 expect_error 'lcore' --sqlite_path="$work/x.db" --ctl_socket="$work/c.sock" --port=net_null0 \
