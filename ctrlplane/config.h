@@ -46,6 +46,7 @@ struct tally_config {
 	char redis_cluster_nodes[TALLY_CFG_STR_MAX * 4];
 	char appliance_id[TALLY_CFG_STR_MAX];
 	char ctl_socket[TALLY_CFG_STR_MAX];
+	char metrics_addr[64];
 	char mac_keys[TALLY_CFG_STR_MAX * 4];
 	char rules_file[TALLY_CFG_STR_MAX];
 	uint64_t run_ms;
@@ -94,6 +95,11 @@ int tally_config_validate(const struct tally_config *c, char *err, size_t errlen
 /* Parse mac_keys ("id:hex32,...") into the tables of struct tally_mac_keys. */
 int tally_config_mac_keys(const char *spec, bool present[256], uint8_t key[256][16],
 			  char *err, size_t errlen);
+/* "IPv4:port" or "[IPv6]:port" into *sa (sockaddr_in or _in6 in a
+ * sockaddr_storage); 0 or -EINVAL with err naming `key`. */
+struct sockaddr_storage;
+int tally_config_hostport(const char *key, const char *v, struct sockaddr_storage *sa,
+			  unsigned *salen, char *err, size_t errlen);
 /* Markdown table of every key for the README. */
 void tally_config_reference(FILE *out);
 

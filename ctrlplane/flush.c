@@ -36,6 +36,20 @@ static uint64_t mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* Alive: the watchdog (control thread) checks this advances. */
+static void beat(struct tally_flusher *f)
+{
+	ck_pr_store_64(&f->heartbeat, f->heartbeat + 1);
+}
+
 /* Hand the finished batch to the sink writer, which owns it from now on
  * (seq, sink, spool). f->out starts afresh. */
 static void write_batch(struct tally_flusher *f, struct tally_batch *b)
@@ -149,6 +163,7 @@ static bool request_seal(struct tally_flusher *f)
 		n = answered(f);
 		if (n == f->nworkers || mono_ms() >= deadline)
 			break;
+		beat(f);
 		usleep(100);
 	}
 	any |= drain(f);
@@ -158,10 +173,13 @@ static bool request_seal(struct tally_flusher *f)
 
 static void flush_tick(struct tally_flusher *f)
 {
+	uint64_t t0 = mono_us();
+
 	if (!request_seal(f) && (f->merge == NULL || tally_wtab_rows(f->merge) == 0))
 		f->ctr.v[TALLY_C_FLUSH_EMPTY]++;
 	if (f->merge != NULL)
 		write_merged(f);
+	tally_hist_observe(&f->flush_hist, mono_us() - t0);
 }
 
 /* Sleep until the next tick, an explicit flush or stop; tables sealed early
@@ -170,6 +188,7 @@ static void wait_tick(struct tally_flusher *f, uint64_t next)
 {
 	while (mono_ms() < next && !ck_pr_load_int(&f->flush_now) && !ck_pr_load_int(&f->stop)) {
 		drain(f);
+		beat(f);
 		usleep(1000);
 	}
 	ck_pr_store_int(&f->flush_now, 0);

@@ -86,11 +86,40 @@ static struct tally_sink *lane_sink(struct tally_writer *w, struct tally_lane *l
 	return l->sink;
 }
 
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void beat(struct tally_writer *w)
+{
+	ck_pr_store_64(&w->heartbeat, w->heartbeat + 1);
+}
+
+/* One sink call, timed; in_sink tells the watchdog whose stall it would be. */
+static int sink_call(struct tally_writer *w, struct tally_sink *s, struct tally_batch *b)
+{
+	uint64_t t0 = mono_us();
+	int r;
+
+	b->now_ms = wall_ms();
+	ck_pr_store_int(&w->in_sink, 1);
+	r = s->ops->write(s, b);
+	ck_pr_store_int(&w->in_sink, 0);
+	beat(w);
+	tally_hist_observe(&w->sink_hist, mono_us() - t0);
+	ck_pr_store_int(&w->sink_down, r < 0);
+	return r;
+}
+
 /* One write of part b to lane l's sink; the breaker learns the outcome. */
 static int lane_write(struct tally_writer *w, struct tally_lane *l, struct tally_batch *b)
 {
 	struct tally_sink *s = lane_sink(w, l);
-	int r = s ? (b->now_ms = wall_ms(), s->ops->write(s, b)) : -ECONNREFUSED;
+	int r = s ? sink_call(w, s, b) : -ECONNREFUSED;
 
 	if (r < 0) {
 		if (s != NULL)
@@ -312,6 +341,7 @@ static void *writer_main(void *arg)
 	for (;;) {
 		bool busy = replay_all(w);
 
+		beat(w);
 		if (w->cur != NULL && !work_current(w)) {
 			if (ck_pr_load_int(&w->give_up) && ck_pr_load_int(&w->stop)) {
 				lose_current(w);

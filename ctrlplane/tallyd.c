@@ -25,6 +25,7 @@
 
 #include "config.h"
 #include "live.h"
+#include "metrics.h"
 #include "port.h"
 #include "sink.h"
 #include "sink_config.h"
@@ -37,6 +38,7 @@
 #define DEDUP_TICK_MS 2
 #define STOP_CHECK_MS 10
 #define CTL_EXPIRE_MS 100
+#define WATCHDOG_MS 100 /* also how fresh the metrics' snapshot is */
 
 static volatile sig_atomic_t signals, hups;
 
@@ -266,6 +268,16 @@ static void on_ctl_expire(struct tally_loop *l, void *arg)
 	tally_ctl_expire(arg);
 }
 
+/* Heartbeats checked, then the snapshot the metrics thread serves refreshed. */
+static void on_watchdog(struct tally_loop *l, void *arg)
+{
+	struct tally_daemon *d = arg;
+
+	(void)l;
+	tally_watchdog_check(d, clock_ms(CLOCK_MONOTONIC));
+	tally_daemon_publish(d);
+}
+
 /* The control thread's periodic work, each on its own timer. */
 static int start_timers(struct tally_daemon *d, char *err, size_t errlen)
 {
@@ -276,6 +288,7 @@ static int start_timers(struct tally_daemon *d, char *err, size_t errlen)
 	    (r = tally_loop_timer(&d->loop, TALLY_CLOCK_SYNC_MS, on_clock_sync, d)) < 0 ||
 	    (r = tally_loop_timer(&d->loop, STOP_CHECK_MS, on_stop_check, d)) < 0 ||
 	    (r = tally_loop_timer(&d->loop, CTL_EXPIRE_MS, on_ctl_expire, d)) < 0 ||
+	    (r = tally_loop_timer(&d->loop, WATCHDOG_MS, on_watchdog, d)) < 0 ||
 	    (r = tally_ctl_start(d)) < 0)
 		snprintf(err, errlen, "control loop: cannot start: %s", strerror(-r));
 	return r;
@@ -296,6 +309,19 @@ static void control_loop(struct tally_daemon *d)
 	d->last_rx_ms = d->start_ms;
 	while (!d->stopping)
 		tally_loop_once(&d->loop, 100);
+}
+
+/* Watchdog state, the snapshots and the metrics server (metrics_addr). */
+static int setup_reporting(struct tally_daemon *d, char *err, size_t errlen)
+{
+	if (tally_watchdog_init(d) < 0 || tally_snap_init(&d->published, d->nworkers) < 0 ||
+	    tally_snap_init(&d->scratch, d->nworkers) < 0) {
+		snprintf(err, errlen, "watchdog: out of memory");
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&d->snap_lock, NULL);
+	tally_daemon_publish(d);
+	return tally_metrics_start(d, err, errlen);
 }
 
 static int setup(struct tally_daemon *d, char *err, size_t errlen)
@@ -341,6 +367,9 @@ static int setup(struct tally_daemon *d, char *err, size_t errlen)
 	merge_rows = d->cfg.table_rows * d->nworkers;
 	r = tally_flusher_start(&d->fl, (uint32_t)(merge_rows > INT32_MAX ? INT32_MAX : merge_rows),
 				err, errlen);
+	if (r < 0)
+		return r;
+	r = setup_reporting(d, err, errlen);
 	if (r < 0)
 		return r;
 	/* Last: a control socket that answers means tallyd is ready for traffic. */
@@ -429,6 +458,20 @@ static void save_args(struct tally_daemon *d, int argc, char **argv, int eal_sta
 	d->nargs = n;
 }
 
+/* -c FILE, for tallyctl status (config.c has read it already). */
+static const char *config_file(int argc, char **argv, int eal_start)
+{
+	const char *f = NULL;
+
+	for (int i = 1; i < eal_start && i < argc; i++) {
+		if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc)
+			f = argv[++i];
+		else if (strncmp(argv[i], "--config=", 9) == 0)
+			f = argv[i] + 9;
+	}
+	return f;
+}
+
 int main(int argc, char **argv)
 {
 	static struct tally_daemon d = {.ctl_fd = -1};
@@ -438,6 +481,7 @@ int main(int argc, char **argv)
 	if (parse_args(&d, argc, argv, &eal_start) != 0)
 		return EXIT_FAILURE;
 	save_args(&d, argc, argv, eal_start);
+	d.config_file = config_file(argc, argv, eal_start);
 	/* EAL sees argv[0] followed by everything after "--". */
 	argv[eal_start - 1] = argv[0];
 	if (rte_eal_init(argc - eal_start + 1, argv + eal_start - 1) < 0) {
@@ -462,6 +506,7 @@ int main(int argc, char **argv)
 		d.cfg.sink, d.wr.nlanes, d.wr.nlanes > 1 ? "s" : "", d.spool_dir, d.cfg.ctl_socket);
 	control_loop(&d);
 	rc = shutdown_daemon(&d);
+	tally_metrics_stop(&d);
 	tally_ctl_close(&d);
 	tally_loop_fini(&d.loop);
 	tally_writer_fini(&d.wr);
@@ -469,6 +514,9 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < d.nworkers; i++)
 		tally_worker_fini(&d.workers[i]);
 	free(d.workers);
+	tally_watchdog_fini(&d);
+	tally_snap_fini(&d.published);
+	tally_snap_fini(&d.scratch);
 	tally_dedup_destroy(d.sh.dedup);
 	free(d.sh.params);
 	free(d.args);

@@ -99,7 +99,6 @@
 	_(SPOOL_ERRORS, "spool_errors", "spool appends or syncs that failed (full, disk error): the batch is kept and retried") \
 	_(SPOOL_RECORDS, "spool_records", "batch parts in the spools waiting for replay (gauge)") \
 	_(SPOOL_BYTES, "spool_bytes", "bytes in the spools waiting for replay (gauge)") \
-	_(SPOOL_OLDEST_AGE_MS, "spool_oldest_age_ms", "age of the oldest spooled batch part (gauge)") \
 	_(SPOOL_CORRUPT, "spool_corrupt", "spool records found corrupt and skipped (reported)") \
 	_(SPOOL_TORN, "spool_torn", "torn spool tails found and truncated at start") \
 	_(SPOOL_FULL_REFUSALS, "spool_full_refusals", "spool appends refused: spool_max_bytes reached") \
@@ -116,6 +115,9 @@
 	_(CTL_CLIENT_TIMEOUTS, "ctl_client_timeouts", "control clients dropped: no whole exchange within 1 s") \
 	_(CTL_REFUSED, "ctl_refused", "control clients refused: 64 already connected") \
 	_(CLOCK_STEPS, "clock_steps", "arrival-clock steps forward to a wall clock >1 s ahead (back: slewed)") \
+	_(WATCHDOG_STALLS, "watchdog_stalls", "workers or flusher found stalled: no heartbeat for 500 ms") \
+	_(WATCHDOG_SINK_STALLS, "watchdog_sink_stalls", "sink writes (or the sink writer) silent for 500 ms: a slow or gone sink") \
+	_(WATCHDOG_RX_LOST, "watchdog_rx_lost", "frames the NIC dropped (imissed) while a worker was stalled: lost, not processed") \
 	/* port (filled from rte_eth_stats when read) */ \
 	_(PORT_IMISSED, "port_imissed", "frames the NIC dropped: RX queue full") \
 	_(PORT_NOMBUF, "port_rx_nombuf", "frames the NIC dropped: no mbuf") \

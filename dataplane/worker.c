@@ -359,12 +359,25 @@ static void poll_queues(struct tally_worker *w)
 	}
 }
 
+/* Test hook (tallyctl debug park-worker): stop beating and polling for a while,
+ * as a stalled worker would. Off the packet path: one load per loop. */
+static void park(struct tally_worker *w)
+{
+	uint32_t ms = ck_pr_load_32(&w->park_ms);
+
+	ck_pr_store_32(&w->park_ms, 0);
+	rte_delay_us_sleep(ms * 1000u);
+}
+
 int tally_worker_main(void *arg)
 {
 	struct tally_worker *w = arg;
 
 	w->lcore = rte_lcore_id();
 	while (!ck_pr_load_int(&w->sh->stop)) {
+		ck_pr_store_64(&w->heartbeat, w->heartbeat + 1);
+		if (unlikely(ck_pr_load_32(&w->park_ms) != 0))
+			park(w);
 		poll_queues(w);
 		tally_worker_maybe_seal(w);
 	}

@@ -68,6 +68,12 @@ struct tally_worker {
 	struct tally_evbuf evb;
 	struct tally_rcache rc; /* rule decisions per (key, window) */
 
+	/* Watchdog: the worker bumps heartbeat once per loop (its own line, so the
+	 * control thread reading it every 100 ms costs one miss per read). park_ms
+	 * is the test hook `debug park-worker`: the worker sleeps that long. */
+	uint64_t heartbeat __attribute__((aligned(64)));
+	uint32_t park_ms;
+
 	uint64_t seal_req __attribute__((aligned(64))); /* written by the flusher */
 	ck_ring_t sealed __attribute__((aligned(64)));  /* worker -> flusher */
 	ck_ring_buffer_t sealed_buf[TALLY_RING_SIZE];
