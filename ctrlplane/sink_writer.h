@@ -78,6 +78,9 @@ struct tally_writer {
 	ck_ring_t q __attribute__((aligned(64)));
 	ck_ring_buffer_t qbuf[TALLY_WRITER_QUEUE];
 	struct tally_counters ctr; /* single writer: the writer thread */
+	/* A batch's ack lists, once it is durable (or lost: durable false). */
+	void (*acks_done)(void *arg, struct tally_acklist *l, bool durable);
+	void *acks_arg;
 	pthread_mutex_t lock;      /* lane stats, read by the control thread */
 	pthread_t thread;
 	bool running;
