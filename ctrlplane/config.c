@@ -16,6 +16,7 @@
 
 #include <ini.h>
 
+#include "ack.h"
 #include "config.h"
 #include "shard.h"
 #include "sink.h"
@@ -38,6 +39,7 @@
 static int check_sink(const char *v, char *err, size_t len);
 static int check_mac_keys(const char *v, char *err, size_t len);
 static int check_appliance(const char *v, char *err, size_t len);
+static int check_ack_mode(const char *v, char *err, size_t len);
 static int check_pg_method(const char *v, char *err, size_t len);
 static int check_pg_shards(const char *v, char *err, size_t len);
 static int check_spool_dir(const char *v, char *err, size_t len);
@@ -113,6 +115,9 @@ const struct tally_cfg_key tally_cfg_keys[] = {
 	    "port (tallyctl status shows it); empty = off", check_metrics_addr),
 	SECRET(mac_keys, "", false, "TLY1 MAC keys: comma-separated id:32-hex-digits, id 1..255 "
 	       "(secret: never shown; keep the file mode 600)", check_mac_keys),
+	STR(ack_mode, "accepted", false, "TLY1 acks for ACK_REQ datagrams: accepted (once in "
+	    "memory), committed (once the flush holding it is in the sink or the spool: survives a "
+	    "crash), none (no acks)", check_ack_mode),
 	STR(rules_file, "", TALLY_APPLY_RULES, "rules on TLY1 keys and StatsD names: lines of "
 	    "ACTION /PATTERN/ [ARG] (drop, keep, rename NEW, sample N; README: Rules); empty = "
 	    "none, every key kept", NULL),
@@ -237,6 +242,25 @@ static int check_metrics_addr(const char *v, char *err, size_t len)
 	if (v[0] == '\0')
 		return 0;
 	return tally_config_hostport("metrics_addr", v, &sa, &salen, err, len);
+}
+
+int tally_config_ack_mode(const char *v)
+{
+	if (strcmp(v, "none") == 0)
+		return TALLY_ACKM_NONE;
+	if (strcmp(v, "accepted") == 0)
+		return TALLY_ACKM_ACCEPTED;
+	if (strcmp(v, "committed") == 0)
+		return TALLY_ACKM_COMMITTED;
+	return -EINVAL;
+}
+
+static int check_ack_mode(const char *v, char *err, size_t len)
+{
+	if (tally_config_ack_mode(v) >= 0)
+		return 0;
+	snprintf(err, len, "ack_mode: \"%s\" is not accepted, committed or none", v);
+	return -EINVAL;
 }
 
 static int check_appliance(const char *v, char *err, size_t len)

@@ -48,6 +48,7 @@ struct tally_config {
 	char ctl_socket[TALLY_CFG_STR_MAX];
 	char metrics_addr[64];
 	char mac_keys[TALLY_CFG_STR_MAX * 4];
+	char ack_mode[16];
 	char rules_file[TALLY_CFG_STR_MAX];
 	uint64_t run_ms;
 	uint64_t stop_after_idle_ms;
@@ -92,6 +93,8 @@ int tally_config_get(const struct tally_config *c, const char *name, char *buf, 
 int tally_config_load(struct tally_config *c, const char *path, char *err, size_t errlen);
 /* Checks across keys (e.g. at least one port). 0 or -EINVAL with err. */
 int tally_config_validate(const struct tally_config *c, char *err, size_t errlen);
+/* ack_mode as enum tally_ack_mode (dataplane/ack.h); -EINVAL if unknown. */
+int tally_config_ack_mode(const char *v);
 /* Parse mac_keys ("id:hex32,...") into the tables of struct tally_mac_keys. */
 int tally_config_mac_keys(const char *spec, bool present[256], uint8_t key[256][16],
 			  char *err, size_t errlen);

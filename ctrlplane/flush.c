@@ -56,7 +56,7 @@ static void write_batch(struct tally_flusher *f, struct tally_batch *b)
 {
 	struct tally_batch *out;
 
-	if (b->nrows == 0)
+	if (b->nrows == 0 && b->acks == NULL)
 		return;
 	out = malloc(sizeof(*out));
 	if (out == NULL) { /* keep it: the next tick tries again with more rows */
@@ -71,8 +71,10 @@ static void write_batch(struct tally_flusher *f, struct tally_batch *b)
 /* The merge table's rows as one batch, and the merge table emptied. */
 static void write_merged(struct tally_flusher *f)
 {
-	if (tally_wtab_rows(f->merge) == 0)
+	if (tally_wtab_rows(f->merge) == 0) {
+		write_batch(f, &f->out); /* acks of tables that had no rows */
 		return;
+	}
 	if (tally_batch_add_wtab(&f->out, f->merge) != 0)
 		fprintf(stderr, "tallyd: flusher: out of memory copying %u merged rows\n",
 			tally_wtab_rows(f->merge));
@@ -94,6 +96,21 @@ static void merge_table(struct tally_flusher *f, const struct tally_wtab *t)
 	}
 }
 
+/* The table's ack lists join the batch that holds (the last of) its rows:
+ * they go out once that batch, and so every batch before it, is durable. */
+static void take_acks(struct tally_batch *b, struct tally_wtab *t)
+{
+	struct tally_acklist *l = t->acks;
+
+	if (l == NULL)
+		return;
+	while (l->next != NULL)
+		l = l->next;
+	l->next = b->acks;
+	b->acks = t->acks;
+	t->acks = NULL;
+}
+
 /*
  * One sealed table. One worker: its rows are a batch of their own (a worker
  * that sealed twice in one tick gives two batches, each with unique rows).
@@ -112,6 +129,7 @@ static void take_table(struct tally_flusher *f, struct tally_worker *w, struct t
 	if (r != 0)
 		fprintf(stderr, "tallyd: flusher: out of memory copying %u rows\n",
 			tally_wtab_rows(t));
+	take_acks(&f->out, t);
 	tally_wtab_reset(t);
 	ck_ring_enqueue_spsc(&w->spare, w->spare_buf, t);
 	if (alone)

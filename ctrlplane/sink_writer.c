@@ -246,6 +246,14 @@ static bool place_current(struct tally_writer *w)
 	return all;
 }
 
+/* The acks wait for this point: the batch is in a sink or synced to a spool. */
+static void release_acks(struct tally_writer *w, bool durable)
+{
+	if (w->cur->acks != NULL && w->acks_done != NULL)
+		w->acks_done(w->acks_arg, w->cur->acks, durable);
+	w->cur->acks = NULL;
+}
+
 static void drop_current(struct tally_writer *w)
 {
 	tally_batch_free(w->cur);
@@ -289,6 +297,7 @@ static bool work_current(struct tally_writer *w)
 	}
 	if (!place_current(w))
 		return false;
+	release_acks(w, true);
 	drop_current(w);
 	return true;
 }
@@ -345,6 +354,7 @@ static void *writer_main(void *arg)
 		if (w->cur != NULL && !work_current(w)) {
 			if (ck_pr_load_int(&w->give_up) && ck_pr_load_int(&w->stop)) {
 				lose_current(w);
+				release_acks(w, false);
 				drop_current(w);
 			} else {
 				usleep(STUCK_RETRY_MS * 1000);

@@ -84,6 +84,9 @@ struct tally_writer {
 	uint64_t heartbeat;          /* bumped every loop and after every sink call */
 	int in_sink;                 /* a sink call is running: a stall is the sink's */
 	int sink_down;               /* the last sink write failed */
+	/* A batch's ack lists, once it is durable (or lost: durable false). */
+	void (*acks_done)(void *arg, struct tally_acklist *l, bool durable);
+	void *acks_arg;
 	pthread_mutex_t lock;      /* lane stats, read by the control thread */
 	pthread_t thread;
 	bool running;

@@ -93,6 +93,7 @@ static int setup_params(struct tally_daemon *d, char *err, size_t errlen)
 	p->window_ms = (int64_t)d->cfg.window_ms;
 	p->lateness_ms = d->cfg.lateness_ms;
 	p->future_ms = d->cfg.future_ms;
+	p->ack_mode = (uint8_t)tally_config_ack_mode(d->cfg.ack_mode);
 	if (tally_config_mac_keys(d->cfg.mac_keys, p->mac.present, p->mac.key, err, errlen))
 		return -EINVAL;
 	d->sh.params = p;
@@ -102,6 +103,14 @@ static int setup_params(struct tally_daemon *d, char *err, size_t errlen)
 		return -EINVAL;
 	tally_clock_init(&d->sh.clock, rte_get_tsc_hz(), rte_rdtsc(), clock_ns(CLOCK_REALTIME));
 	return 0;
+}
+
+/* The writer's word that a batch is durable: its acks go back to their workers. */
+static void acks_done(void *arg, struct tally_acklist *l, bool durable)
+{
+	struct tally_daemon *d = arg;
+
+	tally_worker_acks_back(d->workers, l, durable);
 }
 
 /* Workers take the RX queues round robin: worker i polls queues i, i+n, ... */
@@ -128,6 +137,14 @@ static int setup_workers(struct tally_daemon *d, uint16_t nq, char *err, size_t 
 			return r;
 		}
 		w->port = d->port;
+		w->txpool = d->mp;
+		w->txq = i < d->ntxq ? (int)i : -1;
+		if (d->sh.params->ack_mode == TALLY_ACKM_COMMITTED &&
+		    tally_worker_acks_init(w, (int)rte_lcore_to_socket_id(w_lcore)) != 0) {
+			snprintf(err, errlen, "ack_mode=committed: worker %u: cannot allocate "
+				 "its ack lists", i);
+			return -ENOMEM;
+		}
 		for (uint16_t q = (uint16_t)i; q < nq; q = (uint16_t)(q + d->nworkers))
 			w->queues[w->nqueues++] = q;
 	}
@@ -152,7 +169,8 @@ static int setup_pool(struct tally_daemon *d, uint16_t nq, char *err, size_t err
 	struct tally_pool_need need = {.lcores = d->nworkers, .burst = TALLY_BURST,
 				       .cache = TALLY_MEMPOOL_CACHE};
 	uint64_t needed, n;
-	int r = tally_port_plan(d->port, nq, (uint16_t)d->cfg.rx_desc, &need, err, errlen);
+	int r = tally_port_plan(d->port, nq, (uint16_t)d->nworkers, (uint16_t)d->cfg.rx_desc,
+				&need, err, errlen);
 	int socket = rte_eth_dev_socket_id(d->port);
 
 	if (r < 0)
@@ -189,6 +207,7 @@ static int setup_port(struct tally_daemon *d, char *err, size_t errlen)
 	uint16_t nq = (uint16_t)(d->cfg.rx_queues ? d->cfg.rx_queues : d->nworkers);
 	int r;
 
+	d->ntxq = (uint16_t)d->nworkers;
 	if (nq < d->nworkers) {
 		snprintf(err, errlen, "rx_queues: %u queues for %u workers: every worker needs "
 			 "at least one (use fewer lcores or more queues)", nq, d->nworkers);
@@ -198,7 +217,8 @@ static int setup_port(struct tally_daemon *d, char *err, size_t errlen)
 	if (r == 0)
 		r = setup_pool(d, nq, err, errlen);
 	if (r == 0)
-		r = tally_port_start(d->port, nq, (uint16_t)d->cfg.rx_desc, d->mp, err, errlen);
+		r = tally_port_start(d->port, nq, &d->ntxq, (uint16_t)d->cfg.rx_desc, d->mp, err,
+				     errlen);
 	if (r < 0)
 		return r;
 	tally_port_report_link(d->port, stderr);
@@ -352,6 +372,8 @@ static int setup(struct tally_daemon *d, char *err, size_t errlen)
 				     errlen);
 	if (r < 0)
 		return r;
+	d->wr.acks_done = acks_done;
+	d->wr.acks_arg = d;
 	r = tally_writer_start(&d->wr, d->cfg.appliance_id, err, errlen);
 	if (r < 0)
 		return r;
@@ -408,6 +430,11 @@ static int shutdown_daemon(struct tally_daemon *d)
 			ck_pr_store_int(&d->wr.give_up, 1);
 		tally_loop_once(&d->loop, STOP_CHECK_MS);
 	}
+	/* The last flushes are durable now: their acks go out from each worker's
+	 * own lcore and TX queue. */
+	for (unsigned i = 0; i < d->nworkers; i++)
+		rte_eal_remote_launch(tally_worker_ack_drain, &d->workers[i], d->workers[i].lcore);
+	rte_eal_mp_wait_lcore();
 	tally_daemon_counters(d, v);
 	tally_stats_print(stderr, v, NULL, 0);
 	for (unsigned i = 0; i < d->nworkers; i++)

@@ -49,6 +49,7 @@ struct tally_daemon {
 	unsigned nworkers;
 	uint16_t port;
 	struct rte_mempool *mp;
+	uint16_t ntxq; /* TX queues the port gave: worker i < ntxq sends acks on queue i */
 	struct tally_writer wr;
 	char spool_dir[1024];
 	struct tally_flusher fl;

@@ -11,7 +11,7 @@
  * the datagrams hold (accepted events, duplicates, every rejection reason).
  *
  *   tally-pipeline [traffic options] [--seconds S] [--dedup-capacity N]
- *                  [--table-rows N] [--burst N] [--json FILE] [-- EAL args]
+ *                  [--table-rows N] [--burst N] [--json FILE] [--acks] [-- EAL args]
  */
 #include <errno.h>
 #include <getopt.h>
@@ -20,7 +20,9 @@
 #include <string.h>
 #include <time.h>
 
+#include <rte_dev.h>
 #include <rte_cycles.h>
+#include <rte_ethdev.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_lcore.h>
@@ -39,17 +41,18 @@ struct bench {
 	uint64_t dedup_capacity, table_rows;
 	unsigned burst;
 	const char *json;
+	bool acks; /* --acks: answer ACK_REQ datagrams on a net_null TX queue */
 	/* results */
 	uint64_t datagrams, cycles, resets;
 	double wall;
 };
 
-enum { O_SECONDS = GEN_O_END, O_DEDUP, O_ROWS, O_BURST, O_JSON };
+enum { O_SECONDS = GEN_O_END, O_DEDUP, O_ROWS, O_BURST, O_JSON, O_ACKS };
 
 static const struct option long_opts[] = {
 	GEN_TRAFFIC_LONG_OPTS,
 	{"seconds", 1, 0, O_SECONDS}, {"dedup-capacity", 1, 0, O_DEDUP},
-	{"table-rows", 1, 0, O_ROWS}, {"burst", 1, 0, O_BURST}, {"json", 1, 0, O_JSON},
+	{"table-rows", 1, 0, O_ROWS}, {"burst", 1, 0, O_BURST}, {"json", 1, 0, O_JSON}, {"acks", 0, 0, O_ACKS},
 	{"help", 0, 0, 'h'}, {0, 0, 0, 0}};
 
 static void usage(FILE *out)
@@ -96,6 +99,7 @@ static int parse_opts(int argc, char **argv, struct bench *b)
 			r = r || x == 0 ? -EINVAL : 0;
 			break;
 		case O_JSON: b->json = optarg; r = 0; break;
+		case O_ACKS: b->acks = true; r = 0; break;
 		default: r = gen_opt_set(&b->o, c, optarg);
 		}
 		if (r != 0) {
@@ -141,6 +145,29 @@ struct rig {
 	struct rte_mempool *mp;
 };
 
+/* --acks: ack_mode=accepted, acks built, allocated and sent on a net_null
+ * port's TX queue (which frees them): the worker's whole cost of answering. */
+static int ack_port(struct rig *g)
+{
+	struct rte_eth_conf conf = {0};
+	uint16_t port;
+
+	if (rte_dev_probe("net_null_ack") != 0 ||
+	    rte_eth_dev_get_port_by_name("net_null_ack", &port) != 0 ||
+	    rte_eth_dev_configure(port, 1, 1, &conf) != 0 ||
+	    rte_eth_rx_queue_setup(port, 0, 512, (unsigned)rte_socket_id(), NULL, g->mp) != 0 ||
+	    rte_eth_tx_queue_setup(port, 0, 512, (unsigned)rte_socket_id(), NULL) != 0 ||
+	    rte_eth_dev_start(port) != 0) {
+		fprintf(stderr, "tally-pipeline: --acks: cannot set up a net_null TX port\n");
+		return -EIO;
+	}
+	g->params.ack_mode = TALLY_ACKM_ACCEPTED;
+	g->w.port = port;
+	g->w.txq = 0;
+	g->w.txpool = g->mp;
+	return 0;
+}
+
 static int rig_setup(struct rig *g, const struct bench *b)
 {
 	g->params = (struct tally_params){
@@ -159,7 +186,9 @@ static int rig_setup(struct rig *g, const struct bench *b)
 		fprintf(stderr, "tally-pipeline: cannot allocate the dedup table or mbufs\n");
 		return -ENOMEM;
 	}
-	return tally_worker_init(&g->w, 0, &g->sh, (uint32_t)b->table_rows);
+	if (tally_worker_init(&g->w, 0, &g->sh, (uint32_t)b->table_rows) != 0)
+		return -ENOMEM;
+	return b->acks ? ack_port(g) : 0;
 }
 
 /* What the flusher would do, untimed: a nearly full table is emptied. */
