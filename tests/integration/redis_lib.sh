@@ -62,3 +62,11 @@ redis_cluster_master_port() {
     redis-cli -p "$p" role 2>/dev/null | head -1 | grep -q master && { echo "$p"; return; }
   done
 }
+
+# redis_cluster_master_ports: the ports of the masters, one a line.
+redis_cluster_master_ports() {
+  for p in "${cluster_ports[@]}"; do
+    redis-cli -p "$p" role 2>/dev/null | head -1 | grep -q master && echo "$p"
+  done
+  return 0
+}
