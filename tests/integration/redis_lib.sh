@@ -70,3 +70,20 @@ redis_cluster_master_ports() {
   done
   return 0
 }
+
+# redis_cluster_wait_synced: every replica has finished its first sync, so a
+# sink that WAITs for a replica is acknowledged from its first batch (a new
+# cluster's replicas start syncing only after repl-diskless-sync-delay, 5 s).
+redis_cluster_wait_synced() {
+  for _ in $(seq 300); do
+    local bad=0
+    for p in "${cluster_ports[@]}"; do
+      local info; info=$(redis-cli -p "$p" info replication 2>/dev/null | tr -d '\r')
+      grep -q '^role:slave' <<< "$info" || continue
+      grep -q '^master_link_status:up' <<< "$info" || bad=1
+    done
+    [ $bad -eq 0 ] && return 0
+    sleep 0.1
+  done
+  fail "the cluster's replicas did not finish their first sync"
+}
