@@ -18,10 +18,16 @@
  * transiently: the retry (same seq) skips every call already applied.
  *
  * Failover: replication is asynchronous, so a master killed after answering
- * may take the batch with it. Each master that has a replica is therefore sent
- * WAIT 1 after its calls; without an acknowledgement the write fails
- * transiently and is retried. `P seq:<appliance>` is raised (and WAITed for)
- * before any call, so last_seq never falls below a seq whose markers exist.
+ * may take the batch with it. Each master with a replica (CLUSTER NODES: any
+ * replica not flagged fail, synced or not) is therefore sent WAIT 1 after its
+ * calls, on the connection that ran them; without an acknowledgement, or if
+ * that connection was lost, the write fails transiently and is retried.
+ * `P seq:<appliance>` is raised (and WAITed for) before any call, so last_seq
+ * never falls below a seq whose markers exist.
+ *
+ * Time: no call of a write waits more than sink_timeout_ms after the last
+ * reply the write got, so dead or stopped nodes (in calls, rounds, refreshes)
+ * cost one timeout per write, not one per node and attempt.
  */
 #include <errno.h>
 #include <stdio.h>
