@@ -641,7 +641,7 @@ static int64_t cluster_last_seq(struct tally_sink *base, const char *appliance)
 		v = strtoll(r->str, NULL, 10);
 	} else {
 		v = r->type == REDIS_REPLY_ERROR ? tally_redis_reply_errno(r->str) : -EPROTO;
-		snprintf(s->base.err, sizeof(s->base.err), "redis %s:%d: GET %.60s: %.120s",
+		snprintf(s->base.err, sizeof(s->base.err), "redis %s:%d: GET %.48s: %.96s",
 			 s->nodes[node].host, s->nodes[node].port, key,
 			 r->type == REDIS_REPLY_ERROR ? r->str : "not a string");
 	}
