@@ -27,7 +27,9 @@
  *
  * Time: no call of a write waits more than sink_timeout_ms after the last
  * reply the write got, so dead or stopped nodes (in calls, rounds, refreshes)
- * cost one timeout per write, not one per node and attempt.
+ * cost one timeout per write, not one per node and attempt. Each write starts
+ * by re-reading the topology (CLUSTER SLOTS and NODES, two round trips) from a
+ * node that did not fail last.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -134,7 +136,6 @@ struct sink_cluster {
 	char sha[41];
 	uint64_t timeout_ms;
 	uint64_t deadline;  /* monotonic ms: no call of this write waits past it */
-	bool stale;         /* a node failed: learn the topology before the next write */
 	struct tally_redis_job job;
 	uint32_t *idx, *slot_count;
 	int *row_slot, *slot_of;
@@ -597,12 +598,13 @@ static int cluster_write(struct tally_sink *base, const struct tally_batch *b)
 		return -ENOMEM;
 	}
 	s->deadline = mono_ms() + s->timeout_ms;
-	if (s->stale)
-		refresh(s); /* best effort: the rounds refresh again if it failed */
-	if ((e = reserve_seq(s, b)) < 0) {
-		s->stale = true;
+	/* Which masters have replicas changes under us (a failover leaves the
+	 * new master alone until the old one returns as its replica): WAIT
+	 * decisions need a current view. Best effort: on failure the old map
+	 * stays and MOVED or a lost connection refresh again. */
+	refresh(s);
+	if ((e = reserve_seq(s, b)) < 0)
 		return e;
-	}
 	group_by_slot(s, b);
 	ncalls = tally_redis_cut(s->slot_of, b->nrows, TALLY_REDIS_CHUNK, s->calls, s->calls_cap);
 	if (ncalls < 0)
@@ -616,7 +618,6 @@ static int cluster_write(struct tally_sink *base, const struct tally_batch *b)
 
 		e = w < 0 ? w : e;
 	}
-	s->stale = e < 0;
 	return e;
 }
 
