@@ -28,8 +28,9 @@ start_gen() {
 
 # stat NAME: one counter from the running tallyd
 stat() {
-  "$tallyctl" -s "$work/ctl.sock" stats --json |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["counters"][sys.argv[1]])' "$1"
+  local j
+  j=$("$tallyctl" -s "$work/ctl.sock" stats --json) || fail "tallyd is gone (stat $1)"
+  echo "$j" | python3 -c 'import json,sys; print(json.load(sys.stdin)["counters"][sys.argv[1]])' "$1"
 }
 
 # wait_sent: the generator sent everything (it lingers until tallyd stops)
