@@ -24,6 +24,7 @@
 
 #include <ck_pr.h>
 #include <jansson.h>
+#include <sqlite3.h>
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
 
@@ -448,6 +449,86 @@ static json_t *rules_json(struct tally_daemon *d, char *arg)
 			 (json_int_t)d->rules_gen, "rules", d->rules != NULL ? (int)d->rules->n : 0);
 }
 
+/* "top N count|sum [PREFIX]": the heaviest keys of the open windows. */
+static json_t *top_json(struct tally_daemon *d, const char *arg)
+{
+	char by[8] = "count", prefix[256] = "";
+	unsigned n = 10, got;
+	struct tally_live_top *t;
+	json_t *a = json_array();
+
+	if (arg != NULL && sscanf(arg, "%u %7s %255s", &n, by, prefix) < 1)
+		return json_pack("{s:s}", "error", "usage: top [N] [count|sum] [PREFIX]");
+	if (n == 0 || n > 1000 || (strcmp(by, "count") && strcmp(by, "sum")))
+		return json_pack("{s:s}", "error", "top: N is 1..1000, by count or sum");
+	t = calloc(n, sizeof(*t));
+	if (t == NULL)
+		return json_pack("{s:s}", "error", "top: out of memory");
+	got = tally_liveview_top(&d->view, n, by[0] == 's', prefix, t);
+	for (unsigned i = 0; i < got; i++)
+		json_array_append_new(a, json_pack("{s:s, s:I, s:f}", "key", t[i].key,
+						   "count", (json_int_t)t[i].count, "sum", t[i].sum));
+	free(t);
+	return json_pack("{s:s, s:s, s:s, s:I, s:o}", "by", by, "prefix", prefix,
+			 "as_of", "the last flush (up to flush_interval_ms behind)",
+			 "newest_window_ms", (json_int_t)d->view.newest, "keys", a);
+}
+
+static json_t *row_json(const struct tally_row *r, int64_t window_ms)
+{
+	return json_pack("{s:I, s:I, s:I, s:f, s:f, s:f, s:f}", "window_start_ms",
+			 (json_int_t)r->win_start, "window_ms", (json_int_t)window_ms,
+			 "count", (json_int_t)r->count, "sum", r->sum, "min", r->min, "max", r->max,
+			 "last", r->last);
+}
+
+/* The key's stored rows, newest first, when the sink is the SQLite file. */
+static json_t *stored_json(const struct tally_daemon *d, const char *key)
+{
+	json_t *a = json_array();
+	sqlite3_stmt *st = NULL;
+	sqlite3 *db = NULL;
+
+	if (strcmp(d->cfg.sink, "sqlite") != 0)
+		return json_string("not read back from this sink: query it directly");
+	if (sqlite3_open_v2(d->cfg.sqlite_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+	    sqlite3_busy_timeout(db, 100) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "SELECT window_start_ms, window_ms, count, sum, min, max, last "
+			       "FROM tally_counts WHERE key = ?1 ORDER BY window_start_ms DESC "
+			       "LIMIT 20", -1, &st, NULL) != SQLITE_OK) {
+		json_decref(a);
+		a = json_string(db ? sqlite3_errmsg(db) : "cannot open the database");
+	} else {
+		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			struct tally_row r = {sqlite3_column_int64(st, 0),
+					      (uint64_t)sqlite3_column_int64(st, 2),
+					      sqlite3_column_double(st, 3), sqlite3_column_double(st, 4),
+					      sqlite3_column_double(st, 5), sqlite3_column_double(st, 6)};
+
+			json_array_append_new(a, row_json(&r, sqlite3_column_int64(st, 1)));
+		}
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return a;
+}
+
+static json_t *get_json(struct tally_daemon *d, const char *key)
+{
+	struct tally_row rows[2];
+	json_t *live = json_array();
+	unsigned n;
+
+	if (key == NULL || key[0] == '\0' || strlen(key) > 255)
+		return json_pack("{s:s}", "error", "usage: get KEY (1..255 bytes)");
+	n = tally_liveview_get(&d->view, key, rows, 2);
+	for (unsigned i = 0; i < n; i++)
+		json_array_append_new(live, row_json(&rows[i], (int64_t)d->cfg.window_ms));
+	return json_pack("{s:s, s:o, s:o}", "key", key, "open_windows", live, "stored",
+			 stored_json(d, key));
+}
+
 /*
  * Test hook, not in tallyctl's help: "debug park-worker N MS" makes worker N
  * sleep MS ms between two loops, as a stalled worker would (a thread cannot be
@@ -489,6 +570,10 @@ static json_t *dispatch(struct tally_daemon *d, char *line)
 		return spool_cmd(d, arg);
 	if (strcmp(line, "where") == 0)
 		return where_json(d, arg);
+	if (strcmp(line, "top") == 0)
+		return top_json(d, arg);
+	if (strcmp(line, "get") == 0)
+		return get_json(d, arg);
 	if (strcmp(line, "debug") == 0)
 		return debug_json(d, arg);
 	if (strcmp(line, "flush") == 0) {
@@ -501,7 +586,8 @@ static json_t *dispatch(struct tally_daemon *d, char *line)
 	}
 	return json_pack("{s:s, s:s}", "error", "unknown command", "commands",
 			 "stats, status, config [KEY], config set KEY VALUE, rules show|reload [FILE]|test "
-			 "[--statsd] KEY, sink, spool [replay], where KEY, flush, stop");
+			 "[--statsd] KEY, sink, spool [replay], where KEY, top [N] [count|sum] "
+			 "[PREFIX], get KEY, flush, stop");
 }
 
 /*

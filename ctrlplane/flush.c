@@ -63,6 +63,8 @@ static void write_batch(struct tally_flusher *f, struct tally_batch *b)
 		fprintf(stderr, "tallyd: flusher: out of memory handing over %u rows\n", b->nrows);
 		return;
 	}
+	if (f->view != NULL)
+		tally_liveview_add(f->view, b);
 	*out = *b;
 	tally_batch_init(b, out->appliance, out->window_ms);
 	tally_writer_submit(f->writer, out);

@@ -16,6 +16,7 @@
 #include "batch.h"
 #include "counters.h"
 #include "histogram.h"
+#include "liveview.h"
 #include "sink_writer.h"
 #include "worker.h"
 
@@ -23,6 +24,7 @@ struct tally_flusher {
 	struct tally_worker *workers;
 	unsigned nworkers;
 	struct tally_writer *writer;
+	struct tally_liveview *view; /* folded every batch for tallyctl top/get; NULL = none */
 	const char *appliance;
 	int64_t window_ms;
 	uint64_t interval_ms;

@@ -38,18 +38,24 @@ static void usage(FILE *out)
 		"  sink                               each sink endpoint: breaker, counts, last error\n"
 		"  spool [replay]                     what waits in the spool; replay: retry now\n"
 		"  where KEY                          the sink endpoint (shard) that holds KEY\n"
+		"  top [-n N] [--by count|sum] [--prefix P]\n"
+		"                                     heaviest keys of the open windows (as of the\n"
+		"                                     last flush)\n"
+		"  get KEY                            KEY's open windows, and its stored rows\n"
 		"  flush                              flush window tables to the sink now\n"
 		"  stop                               drain, flush everything, exit\n",
 		DEFAULT_SOCKET);
 }
 
+/* tallyd answers within its own 1 s bound per client; a reply slower than this
+ * means it is stuck, and a script must hear of it (exit 1), not hang. */
+#define REPLY_TIMEOUT_S 10
+
 /* Send one command; return the parsed reply or NULL (message printed). */
 static json_t *request(const char *path, const char *cmd)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	char buf[1 << 16];
-	size_t used = 0;
-	ssize_t n;
+	struct timeval tv = {.tv_sec = REPLY_TIMEOUT_S};
 	json_error_t jerr;
 	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
 
@@ -69,13 +75,12 @@ static json_t *request(const char *path, const char *cmd)
 		close(fd);
 		return NULL;
 	}
-	while (used < sizeof(buf) - 1 && (n = read(fd, buf + used, sizeof(buf) - 1 - used)) > 0)
-		used += (size_t)n;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	json_t *j = json_loadfd(fd, JSON_DISABLE_EOF_CHECK, &jerr);
 	close(fd);
-	buf[used] = '\0';
-	json_t *j = json_loads(buf, 0, &jerr);
 	if (j == NULL)
-		fprintf(stderr, "tallyctl: bad reply from tallyd: %s\n", jerr.text);
+		fprintf(stderr, "tallyctl: bad or no reply from tallyd within %d s: %s\n",
+			REPLY_TIMEOUT_S, jerr.text);
 	return j;
 }
 
@@ -294,6 +299,38 @@ static int cmd_status(const char *path, bool json)
 /* Options may come before or after the command: tallyctl stats --json. */
 #define MAX_WORDS 5
 
+/* tallyctl top's options. */
+static unsigned top_n = 10;
+static const char *top_by = "count", *top_prefix = "";
+
+static int cmd_top(const char *path, bool json)
+{
+	char cmd[400];
+	json_t *r, *k;
+	size_t i;
+
+	snprintf(cmd, sizeof(cmd), "top %u %s %s", top_n, top_by, top_prefix);
+	r = request(path, cmd);
+	if (r == NULL)
+		return EXIT_FAILURE;
+	if (json_object_get(r, "error") != NULL || json) {
+		int bad = json_object_get(r, "error") != NULL;
+
+		if (bad)
+			fprintf(stderr, "tallyctl: top: %s\n", JS(r, "error"));
+		else
+			json_dumpf(r, stdout, JSON_INDENT(2)), putchar('\n');
+		json_decref(r);
+		return bad ? EXIT_FAILURE : EXIT_SUCCESS;
+	}
+	printf("%12s %16s  key   (open windows, as of the last flush)\n", "count", "sum");
+	json_array_foreach(json_object_get(r, "keys"), i, k)
+		printf("%12lld %16.6g  %s\n", JI(k, "count"),
+		       json_real_value(json_object_get(k, "sum")), JS(k, "key"));
+	json_decref(r);
+	return EXIT_SUCCESS;
+}
+
 static int parse(int argc, char **argv, const char **path, bool *json, unsigned *watch,
 		 const char *words[MAX_WORDS])
 {
@@ -313,6 +350,12 @@ static int parse(int argc, char **argv, const char **path, bool *json, unsigned 
 		} else if ((!strcmp(a, "-w") || !strcmp(a, "--watch"))) {
 			*watch = i + 1 < argc && argv[i + 1][0] != '-' ? (unsigned)atoi(argv[++i]) : 1;
 			*watch = *watch ? *watch : 1;
+		} else if (!strcmp(a, "-n") && i + 1 < argc) {
+			top_n = (unsigned)atoi(argv[++i]);
+		} else if (!strcmp(a, "--by") && i + 1 < argc) {
+			top_by = argv[++i];
+		} else if (!strcmp(a, "--prefix") && i + 1 < argc) {
+			top_prefix = argv[++i];
 		} else if ((a[0] == '-' && strcmp(a, "--statsd") != 0) || nwords == MAX_WORDS) {
 			fprintf(stderr, "tallyctl: unexpected argument \"%s\"\n", a);
 			return 2;
@@ -342,7 +385,10 @@ int main(int argc, char **argv)
 	if (!strcmp(words[0], "status"))
 		return cmd_status(path, json);
 	/* debug: test hooks (debug park-worker N MS), left out of the help. */
+	if (!strcmp(words[0], "top"))
+		return cmd_top(path, json);
 	if (strcmp(words[0], "config") && strcmp(words[0], "rules") && strcmp(words[0], "debug") &&
+	    strcmp(words[0], "get") &&
 	    strcmp(words[0], "sink") && strcmp(words[0], "spool") && strcmp(words[0], "where") &&
 	    strcmp(words[0], "flush") && strcmp(words[0], "stop")) {
 		fprintf(stderr, "tallyctl: unknown command \"%s\"\n", words[0]);

@@ -383,6 +383,13 @@ static int setup(struct tally_daemon *d, char *err, size_t errlen)
 	d->fl.workers = d->workers;
 	d->fl.nworkers = d->nworkers;
 	d->fl.writer = &d->wr;
+	r = tally_liveview_init(&d->view, (uint32_t)d->cfg.table_rows, (int64_t)d->cfg.window_ms);
+	if (r < 0) {
+		snprintf(err, errlen, "live view: cannot allocate %llu rows",
+			 (unsigned long long)d->cfg.table_rows);
+		return r;
+	}
+	d->fl.view = &d->view;
 	d->fl.appliance = d->cfg.appliance_id;
 	d->fl.window_ms = (int64_t)d->cfg.window_ms;
 	d->fl.interval_ms = d->cfg.flush_interval_ms;
@@ -537,6 +544,7 @@ int main(int argc, char **argv)
 	tally_ctl_close(&d);
 	tally_loop_fini(&d.loop);
 	tally_writer_fini(&d.wr);
+	tally_liveview_fini(&d.view);
 	tally_port_stop(d.port);
 	for (unsigned i = 0; i < d.nworkers; i++)
 		tally_worker_fini(&d.workers[i]);

@@ -51,6 +51,7 @@ struct tally_daemon {
 	struct rte_mempool *mp;
 	uint16_t ntxq; /* TX queues the port gave: worker i < ntxq sends acks on queue i */
 	struct tally_writer wr;
+	struct tally_liveview view; /* tallyctl top / get */
 	char spool_dir[1024];
 	struct tally_flusher fl;
 	int ctl_fd;

@@ -109,13 +109,12 @@ struct tally_row *tally_wtab_insert(struct tally_wtab *t, uint64_t c, uint64_t h
 	return r;
 }
 
-int tally_wtab_merge(struct tally_wtab *t, const struct tally_wtab *src,
-		     const struct tally_row *in)
+int tally_wtab_merge_row(struct tally_wtab *t, const uint8_t *key, uint8_t key_len,
+			 const struct tally_row *in)
 {
-	const uint8_t *key = tally_wtab_key(src, in);
-	uint64_t h = tally_row_hash(tally_key_hash(key, in->key_len), in->win_start);
+	uint64_t h = tally_row_hash(tally_key_hash(key, key_len), in->win_start);
 	bool created;
-	struct tally_row *r = tally_wtab_find(t, h, tally_wtab_slot(t, h), key, in->key_len,
+	struct tally_row *r = tally_wtab_find(t, h, tally_wtab_slot(t, h), key, key_len,
 					      in->win_start, &created);
 
 	if (r == NULL)
@@ -134,4 +133,10 @@ int tally_wtab_merge(struct tally_wtab *t, const struct tally_wtab *src,
 	r->max = in->max > r->max ? in->max : r->max;
 	r->last = in->last;
 	return 0;
+}
+
+int tally_wtab_merge(struct tally_wtab *t, const struct tally_wtab *src,
+		     const struct tally_row *in)
+{
+	return tally_wtab_merge_row(t, tally_wtab_key(src, in), in->key_len, in);
 }

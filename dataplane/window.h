@@ -237,6 +237,11 @@ static inline int tally_wtab_add(struct tally_wtab *t, uint64_t h, const uint8_t
 	return tally_wtab_add_at(t, h, tally_wtab_slot(t, h), key, key_len, win_start, v);
 }
 
+/* Fold in the aggregates of `in` (its key fields unused) as the row of
+ * (key, in->win_start): counts and sums add, min/max combine, last from in.
+ * 1 created, 0 updated, -ENOSPC full. */
+int tally_wtab_merge_row(struct tally_wtab *t, const uint8_t *key, uint8_t key_len,
+			 const struct tally_row *in);
 /* Fold a row of another table in: counts and sums add, min/max combine, last from r. */
 int tally_wtab_merge(struct tally_wtab *t, const struct tally_wtab *src,
 		     const struct tally_row *r);
