@@ -11,7 +11,11 @@
 #ifndef TALLY_COUNTERS_H
 #define TALLY_COUNTERS_H
 
+/* The BPF program (ebpf/tally_xdp.bpf.c) includes this file for the XDP
+ * counter ids alone: it has no libc, so only the X-macro and enum are shared. */
+#ifndef __bpf__
 #include <stdint.h>
+#endif
 
 #define TALLY_COUNTERS(_) \
 	_(RX_PACKETS, "rx_packets", "frames received from the port") \
@@ -116,6 +120,17 @@
 	_(CTL_CLIENT_TIMEOUTS, "ctl_client_timeouts", "control clients dropped: no whole exchange within 1 s") \
 	_(CTL_REFUSED, "ctl_refused", "control clients refused: 64 already connected") \
 	_(CLOCK_STEPS, "clock_steps", "arrival-clock steps forward to a wall clock >1 s ahead (back: slewed)") \
+	/* XDP front (ebpf/tally_xdp.bpf.c): per-CPU in the kernel, summed when read; keep \
+	 * them together and in this order, the program indexes its array from XDP_PASS */ \
+	_(XDP_PASS, "xdp_pass", "frames the XDP program gave to the kernel: not Tally's (ARP, ND, ICMP, TCP, other ports, truncated headers)") \
+	_(XDP_REDIRECT, "xdp_redirect", "datagrams the XDP program sent to tallyd's AF_XDP socket of their queue") \
+	_(XDP_DROP_SHORT, "xdp_drop_short", "XDP: datagram to the TLY1 port shorter than a TLY1 header (or a UDP length below 8)") \
+	_(XDP_DROP_MAGIC, "xdp_drop_magic", "XDP: datagram to the TLY1 port without the magic \"TLY1\"") \
+	_(XDP_DROP_STATSD_LEN, "xdp_drop_statsd_len", "XDP: StatsD datagram empty or longer than xdp_statsd_max_len") \
+	_(XDP_DROP_FRAG, "xdp_drop_frag", "XDP: first IPv4 fragment of a datagram to a Tally port (not reassembled)") \
+	_(XDP_DROP_ACL, "xdp_drop_acl", "XDP: source address not in the allow-list (acl, tallyctl acl)") \
+	_(XDP_DROP_RATE, "xdp_drop_rate", "XDP: source over its token bucket (ratelimit_pps, ratelimit_burst)") \
+	_(XDP_DROP_NO_SOCKET, "xdp_drop_no_socket", "XDP: datagram on a queue with no AF_XDP socket (more NIC queues than tallyd's)") \
 	/* port (filled from rte_eth_stats when read) */ \
 	_(PORT_IMISSED, "port_imissed", "frames the NIC dropped: RX queue full") \
 	_(PORT_NOMBUF, "port_rx_nombuf", "frames the NIC dropped: no mbuf") \
@@ -130,12 +145,15 @@ enum tally_counter {
 
 /* Accepted: parsers return this, never a real drop reason. */
 #define TALLY_OK 0
+#define TALLY_XDP_NCOUNTERS (TALLY_C_XDP_DROP_NO_SOCKET - TALLY_C_XDP_PASS + 1)
 
+#ifndef __bpf__
 struct tally_counters {
 	uint64_t v[TALLY_C_MAX];
 } __attribute__((aligned(64)));
 
 extern const char *const tally_counter_names[TALLY_C_MAX];
 extern const char *const tally_counter_help[TALLY_C_MAX];
+#endif /* __bpf__ */
 
 #endif
