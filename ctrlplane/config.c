@@ -109,6 +109,19 @@ const struct tally_cfg_key tally_cfg_keys[] = {
 	STR(rules_file, "", TALLY_APPLY_RULES, "rules on TLY1 keys and StatsD names: lines of "
 	    "ACTION /PATTERN/ [ARG] (drop, keep, rename NEW, sample N; README: Rules); empty = "
 	    "none, every key kept", NULL),
+	STR(xdp_program, "", false, "net_af_xdp ports: the XDP program tallyd has the PMD attach "
+	    "(xdp_prog=): a .bpf.o path; empty = tally_xdp.bpf.o installed with tallyd; none = the "
+	    "PMD's own (every frame of the queue to tallyd, no filter, no kernel traffic)", NULL),
+	STR(acl, "", false, "net_af_xdp with tally_xdp: source prefixes allowed to send events, "
+	    "comma-separated (10.77.0.0/24,fd00::/64); empty = everyone; tallyctl acl changes it "
+	    "live", NULL),
+	U64(ratelimit_pps, "0", 0, 100000000, false, "net_af_xdp with tally_xdp: datagrams per "
+	    "second per source address, dropped in XDP above it; 0 = no limit; tallyctl ratelimit "
+	    "changes it live"),
+	U64(ratelimit_burst, "1000", 1, 1000000, false, "token-bucket depth of ratelimit_pps, in "
+	    "datagrams"),
+	U64(xdp_statsd_max_len, "1472", 1, 65507, false, "net_af_xdp with tally_xdp: StatsD "
+	    "datagrams longer than this (payload bytes) are dropped in XDP"),
 	U64(run_ms, "0", 0, UINT64_MAX / 4, false, "stop after this long; 0 = until SIGINT/SIGTERM"),
 	U64(stop_after_idle_ms, "0", 0, UINT64_MAX / 4, false, "stop once no frame arrived for "
 	    "this long after the first (pcap replays); 0 = never"),

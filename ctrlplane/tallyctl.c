@@ -37,6 +37,9 @@ static void usage(FILE *out)
 		"  sink                               each sink endpoint: breaker, counts, last error\n"
 		"  spool [replay]                     what waits in the spool; replay: retry now\n"
 		"  where KEY                          the sink endpoint (shard) that holds KEY\n"
+		"  acl add|del CIDR, acl list         the XDP allow-list (net_af_xdp), live\n"
+		"  ratelimit set PPS [BURST]          per-source XDP rate limit; 0 = off\n"
+		"  ratelimit show                     the rate limit in force\n"
 		"  flush                              flush window tables to the sink now\n"
 		"  stop                               drain, flush everything, exit\n",
 		DEFAULT_SOCKET);
@@ -280,7 +283,8 @@ int main(int argc, char **argv)
 		return cmd_stats(path, json, watch);
 	if (strcmp(words[0], "status") && strcmp(words[0], "config") && strcmp(words[0], "rules") &&
 	    strcmp(words[0], "sink") && strcmp(words[0], "spool") && strcmp(words[0], "where") &&
-	    strcmp(words[0], "flush") && strcmp(words[0], "stop")) {
+	    strcmp(words[0], "flush") && strcmp(words[0], "stop") && strcmp(words[0], "acl") &&
+	    strcmp(words[0], "ratelimit")) {
 		fprintf(stderr, "tallyctl: unknown command \"%s\"\n", words[0]);
 		usage(stderr);
 		return 2;

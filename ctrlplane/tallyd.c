@@ -180,6 +180,17 @@ static int setup_pool(struct tally_daemon *d, uint16_t nq, char *err, size_t err
 	return 0;
 }
 
+static int find_port(struct tally_daemon *d, uint16_t nq, char *err, size_t errlen)
+{
+	char devargs[TALLY_CFG_STR_MAX * 2];
+	int r;
+
+	if (!tally_daemon_is_af_xdp(d->cfg.port))
+		return tally_port_find(d->cfg.port, &d->port, err, errlen);
+	r = tally_daemon_xdp_prepare(d, d->cfg.port, nq, devargs, sizeof(devargs), err, errlen);
+	return r < 0 ? r : tally_port_find(devargs, &d->port, err, errlen);
+}
+
 static int setup_port(struct tally_daemon *d, char *err, size_t errlen)
 {
 	uint16_t nq = (uint16_t)(d->cfg.rx_queues ? d->cfg.rx_queues : d->nworkers);
@@ -190,11 +201,14 @@ static int setup_port(struct tally_daemon *d, char *err, size_t errlen)
 			 "at least one (use fewer lcores or more queues)", nq, d->nworkers);
 		return -EINVAL;
 	}
-	r = tally_port_find(d->cfg.port, &d->port, err, errlen);
+	r = find_port(d, nq, err, errlen);
 	if (r == 0)
 		r = setup_pool(d, nq, err, errlen);
 	if (r == 0)
 		r = tally_port_start(d->port, nq, (uint16_t)d->cfg.rx_desc, d->mp, err, errlen);
+	/* The PMD attached tally_xdp and filled xsks_map as its queues started. */
+	if (r == 0)
+		r = tally_daemon_xdp_start(d, err, errlen);
 	if (r < 0)
 		return r;
 	tally_port_report_link(d->port, stderr);
@@ -439,6 +453,7 @@ int main(int argc, char **argv)
 	d.start_ms = clock_ms(CLOCK_MONOTONIC);
 	if (setup(&d, err, sizeof(err)) < 0) {
 		fprintf(stderr, "tallyd: %s\n", err);
+		tally_daemon_xdp_stop(&d);
 		ck_pr_store_int(&d.sh.stop, 1);
 		rte_eal_mp_wait_lcore();
 		rte_eal_cleanup();
@@ -454,6 +469,7 @@ int main(int argc, char **argv)
 	tally_loop_fini(&d.loop);
 	tally_writer_fini(&d.wr);
 	tally_port_stop(d.port);
+	tally_daemon_xdp_stop(&d); /* after the PMD's own detach, in case it left it */
 	for (unsigned i = 0; i < d.nworkers; i++)
 		tally_worker_fini(&d.workers[i]);
 	free(d.workers);

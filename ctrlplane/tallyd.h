@@ -11,6 +11,7 @@
 #include "flush.h"
 #include "loop.h"
 #include "worker.h"
+#include "xdp_loader.h"
 
 struct rte_mempool;
 
@@ -42,10 +43,23 @@ struct tally_daemon {
 	size_t sweep_rate;            /* dedup buckets swept per tick */
 	bool stopping;
 	int stop; /* ck_pr: tallyctl stop */
+	/* net_af_xdp with tally_xdp (xdp_front.c) */
+	char xdp_ifname[64];
+	bool xdp_on, xdp_bound;
+	struct tally_xdp xdp;
 };
 
 /* Every counter, summed over workers, flusher and port. */
 void tally_daemon_counters(const struct tally_daemon *d, uint64_t out[TALLY_C_MAX]);
+
+/* xdp_front.c: the XDP front of net_af_xdp ports. prepare rewrites the
+ * devargs (xdp_prog=, queue_count=) into out before the probe. */
+bool tally_daemon_is_af_xdp(const char *devargs);
+int tally_daemon_xdp_prepare(struct tally_daemon *d, const char *devargs, uint16_t nq,
+			     char *out, size_t outlen, char *err, size_t errlen);
+int tally_daemon_xdp_start(struct tally_daemon *d, char *err, size_t errlen);
+void tally_daemon_xdp_stop(struct tally_daemon *d);
+void tally_daemon_xdp_counters(const struct tally_daemon *d, uint64_t out[TALLY_C_MAX]);
 
 int tally_ctl_listen(const char *path, char *err, size_t errlen);
 /* Serve clients from d->loop. 0 or a negative errno. */
