@@ -28,7 +28,9 @@ inP() { ip netns exec "$P" "$@"; }
 
 sock=$work/ctl.sock
 ctl() { inA "$tallyctl" -s "$sock" "$@"; }
-inA "$tallyd" --port=net_af_xdp0,iface=xa --acl=10.77.0.2 --sink=sqlite \
+# Background jobs run through ip netns exec itself (it execs), never through a
+# shell function, so $! is the process that cleanup and kill -9 must reach.
+ip netns exec "$A" "$tallyd" --port=net_af_xdp0,iface=xa --acl=10.77.0.2 --sink=sqlite \
   --sqlite_path="$work/t.db" --ctl_socket="$sock" --window_ms=3600000 \
   --flush_interval_ms=200 -- -l 0-1 "${eal_test[@]}" > "$work/tallyd.log" 2>&1 &
 pids+=($!)
@@ -38,7 +40,7 @@ inA ip link show xa | grep -q 'xdp' || fail "no XDP program on xa while tallyd r
 grep -q "tally_xdp (id" "$work/tallyd.log" || fail "tallyd did not report tally_xdp"
 
 # The kernel still owns the address: ARP and TCP to the appliance namespace.
-inA python3 -c 'import socket
+ip netns exec "$A" python3 -c 'import socket
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("10.77.0.1", 2222)); s.listen(1); c, _ = s.accept(); c.sendall(b"kernel-ok\n")' &
 pids+=($!)
@@ -92,6 +94,26 @@ wait "${pids[0]}" || { cat "$work/tallyd.log"; fail "tallyd exited with an error
 pids=("${pids[@]:1}")
 inA ip link show xa | grep -q 'xdp' && fail "XDP program left on xa after tallyd stopped"
 echo "ok: program detached on stop"
+# A crash leaves the program on the interface (netlink attachments outlive
+# their process): the next tallyd replaces it instead of failing or stacking.
+ip netns exec "$A" "$tallyd" --port=net_af_xdp0,iface=xa --sink=sqlite \
+  --sqlite_path="$work/crash.db" --ctl_socket="$work/crash.sock" -- -l 0-1 "${eal_test[@]}" \
+  > "$work/crash.log" 2>&1 &
+crash_pid=$!
+pids+=($crash_pid)
+for _ in $(seq 100); do inA "$tallyctl" -s "$work/crash.sock" status > /dev/null 2>&1 && break; sleep 0.1; done
+kill -9 "$crash_pid"; wait "$crash_pid" 2>/dev/null || true
+# The kernel releases a dead process's AF_XDP socket a moment after the
+# kill (deferred work): give it that moment.
+sleep 1
+inA ip link show xa | grep -q 'xdp' || fail "no program left after SIGKILL (cannot test the leftover)"
+inA "$tallyd" --port=net_af_xdp0,iface=xa --sink=sqlite --sqlite_path="$work/crash.db" \
+  --ctl_socket="$work/crash.sock" --run_ms=1500 -- -l 0-1 "${eal_test[@]}" > "$work/again.log" 2>&1 ||
+  { cat "$work/again.log"; fail "tallyd did not start over a leftover tally_xdp"; }
+grep -q "replacing a tally_xdp" "$work/again.log" || fail "leftover not reported as replaced"
+[ "$(inA bpftool net show dev xa | grep -c tally_xdp)" = 0 ] || fail "a tally_xdp is still attached"
+echo "ok: a tally_xdp left by a SIGKILLed tallyd was replaced, then detached on stop"
+
 # The rate-limited keys passed in part: compare the rest exactly.
 python3 - "$work/t.db" <<'PY'
 import sqlite3, sys
