@@ -42,8 +42,10 @@ static int check_redis_prefix(const char *v, char *err, size_t len);
 
 const struct tally_cfg_key tally_cfg_keys[] = {
 	STR(port, "", false, "DPDK input device: vdev with args (net_pcap0,rx_pcap=f.pcap) or PCI "
-	    "address; empty = the first port the EAL arguments bring up", NULL),
-	U64(rx_queues, "0", 0, 64, false, "RX queues; 0 = one per worker lcore (RSS spreads flows)"),
+	    "address; several separated by ';' (their queues spread over the workers); empty = "
+	    "the first port the EAL arguments bring up", NULL),
+	U64(rx_queues, "0", 0, 64, false, "RX queues per port; 0 = one per worker lcore, or as many "
+	    "as the device has if fewer (RSS spreads flows)"),
 	U64(rx_desc, "1024", 64, 16384, false, "descriptors per RX queue"),
 	U64(mbufs, "0", 0, 16777215, false, "mbufs in the RX pool; 0 = derived at start from "
 	    "RX queues x rx_desc + TX descriptors + workers x (burst + 1.5 x mempool cache); a "

@@ -75,11 +75,12 @@ void tally_daemon_counters(const struct tally_daemon *d, uint64_t out[TALLY_C_MA
 	out[TALLY_C_RULES_RELOAD_ERRORS] = d->rules_reload_errors;
 	out[TALLY_C_CONFIG_CHANGES] = d->config_changes;
 	tally_daemon_xdp_counters(d, out);
-	if (rte_eth_stats_get(d->port, &ps) == 0) {
-		out[TALLY_C_PORT_IMISSED] = ps.imissed;
-		out[TALLY_C_PORT_NOMBUF] = ps.rx_nombuf;
-		out[TALLY_C_PORT_IERRORS] = ps.ierrors;
-	}
+	for (unsigned p = 0; p < d->nports; p++)
+		if (rte_eth_stats_get(d->ports[p], &ps) == 0) {
+			out[TALLY_C_PORT_IMISSED] += ps.imissed;
+			out[TALLY_C_PORT_NOMBUF] += ps.rx_nombuf;
+			out[TALLY_C_PORT_IERRORS] += ps.ierrors;
+		}
 }
 
 static json_t *counters_json(const uint64_t *v)
@@ -201,9 +202,9 @@ static json_t *status_json(const struct tally_daemon *d)
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return json_pack("{s:s, s:s, s:i, s:i, s:I, s:s, s:I, s:I}", "state", "running",
+	return json_pack("{s:s, s:s, s:i, s:i, s:i, s:I, s:s, s:I, s:I}", "state", "running",
 			 "appliance", d->cfg.appliance_id, "workers", (int)d->nworkers,
-			 "port", (int)d->port,
+			 "port", (int)d->port, "ports", (int)d->nports,
 			 "uptime_ms", (json_int_t)((uint64_t)ts.tv_sec * 1000 +
 						   (uint64_t)ts.tv_nsec / 1000000 - d->start_ms),
 			 "sink", d->cfg.sink, "next_batch_seq", (json_int_t)d->wr.seq_floor,

@@ -100,8 +100,22 @@ static int setup_params(struct tally_daemon *d, char *err, size_t errlen)
 	return 0;
 }
 
-/* Workers take the RX queues round robin: worker i polls queues i, i+n, ... */
-static int setup_workers(struct tally_daemon *d, uint16_t nq, char *err, size_t errlen)
+/* The (port, queue) pairs go round robin over the workers, port by port:
+ * with one port worker i polls queues i, i+n, ...; with two, each worker's
+ * list mixes both (l3fwd's --config, derived instead of written by hand). */
+static void assign_queues(struct tally_daemon *d)
+{
+	unsigned k = 0;
+
+	for (unsigned p = 0; p < d->nports; p++)
+		for (uint16_t q = 0; q < d->port_nq[p]; q++, k++) {
+			struct tally_worker *w = &d->workers[k % d->nworkers];
+
+			w->queues[w->nqueues++] = (struct tally_rxq){d->ports[p], q};
+		}
+}
+
+static int setup_workers(struct tally_daemon *d, char *err, size_t errlen)
 {
 	unsigned i, w_lcore;
 	int r;
@@ -115,7 +129,8 @@ static int setup_workers(struct tally_daemon *d, uint16_t nq, char *err, size_t 
 		struct tally_worker *w = &d->workers[i];
 
 		/* launch_workers gives worker i the same lcore: its tables go on its node. */
-		tally_port_check_lcore(d->port, w_lcore, i, stderr);
+		for (unsigned p = 0; p < d->nports; p++)
+			tally_port_check_lcore(d->ports[p], w_lcore, i, stderr);
 		r = tally_worker_init_node(w, i, &d->sh, (uint32_t)d->cfg.table_rows,
 					   (int)rte_lcore_to_socket_id(w_lcore));
 		if (r < 0) {
@@ -123,10 +138,8 @@ static int setup_workers(struct tally_daemon *d, uint16_t nq, char *err, size_t 
 				 (unsigned long long)d->cfg.table_rows, strerror(-r));
 			return r;
 		}
-		w->port = d->port;
-		for (uint16_t q = (uint16_t)i; q < nq; q = (uint16_t)(q + d->nworkers))
-			w->queues[w->nqueues++] = q;
 	}
+	assign_queues(d);
 	return 0;
 }
 
@@ -141,14 +154,38 @@ static void launch_workers(struct tally_daemon *d)
 	}
 }
 
-/* The pool on the port's socket (where the NIC writes frames), sized by the
- * formula of port_sizing.h; an explicit mbufs below it is refused at start. */
-static int setup_pool(struct tally_daemon *d, uint16_t nq, char *err, size_t errlen)
+/* What every port will set up, as one need: with several ports their RX and
+ * TX descriptors add up (each line of the formula is per port). */
+static int pool_need(struct tally_daemon *d, struct tally_pool_need *need, char *err,
+		     size_t errlen)
+{
+	uint64_t rx = 0, tx = 0;
+
+	for (unsigned p = 0; p < d->nports; p++) {
+		int r = tally_port_plan(d->ports[p], d->port_nq[p], (uint16_t)d->cfg.rx_desc, need,
+					err, errlen);
+
+		if (r < 0)
+			return r;
+		rx += need->rx_queues * need->rx_desc;
+		tx += need->tx_queues * need->tx_desc;
+	}
+	if (d->nports > 1) {
+		need->rx_queues = need->tx_queues = 1;
+		need->rx_desc = rx;
+		need->tx_desc = tx;
+	}
+	return 0;
+}
+
+/* The pool on the first port's socket (where the NIC writes frames), sized by
+ * the formula of port_sizing.h; an explicit mbufs below it is refused at start. */
+static int setup_pool(struct tally_daemon *d, char *err, size_t errlen)
 {
 	struct tally_pool_need need = {.lcores = d->nworkers, .burst = TALLY_BURST,
 				       .cache = TALLY_MEMPOOL_CACHE};
 	uint64_t needed, n;
-	int r = tally_port_plan(d->port, nq, (uint16_t)d->cfg.rx_desc, &need, err, errlen);
+	int r = pool_need(d, &need, err, errlen);
 	int socket = rte_eth_dev_socket_id(d->port);
 
 	if (r < 0)
@@ -180,39 +217,87 @@ static int setup_pool(struct tally_daemon *d, uint16_t nq, char *err, size_t err
 	return 0;
 }
 
-static int find_port(struct tally_daemon *d, uint16_t nq, char *err, size_t errlen)
+static int find_port(struct tally_daemon *d, const char *devargs, uint16_t nq, uint16_t *pid,
+		     char *err, size_t errlen)
 {
-	char devargs[TALLY_CFG_STR_MAX * 2];
+	char full[TALLY_CFG_STR_MAX * 2];
 	int r;
 
-	if (!tally_daemon_is_af_xdp(d->cfg.port))
-		return tally_port_find(d->cfg.port, &d->port, err, errlen);
-	r = tally_daemon_xdp_prepare(d, d->cfg.port, nq, devargs, sizeof(devargs), err, errlen);
-	return r < 0 ? r : tally_port_find(devargs, &d->port, err, errlen);
+	if (!tally_daemon_is_af_xdp(devargs))
+		return tally_port_find(devargs, pid, err, errlen);
+	r = tally_daemon_xdp_prepare(d, devargs, nq, full, sizeof(full), err, errlen);
+	return r < 0 ? r : tally_port_find(full, pid, err, errlen);
+}
+
+/* One device of the port list, its queue count matched to what the PMD
+ * offers: rx_queues = 0 asks for one per worker, as many as the device has;
+ * an explicit rx_queues above the device's limit stays an error at start. */
+static int add_port(struct tally_daemon *d, const char *devargs, char *err, size_t errlen)
+{
+	uint16_t want = (uint16_t)(d->cfg.rx_queues ? d->cfg.rx_queues : d->nworkers), pid;
+	struct rte_eth_dev_info info;
+	int r;
+
+	if (d->nports == TALLY_MAX_PORTS) {
+		snprintf(err, errlen, "port: more than %d devices", TALLY_MAX_PORTS);
+		return -E2BIG;
+	}
+	r = find_port(d, devargs, want, &pid, err, errlen);
+	if (r == 0 && (r = rte_eth_dev_info_get(pid, &info)) < 0)
+		snprintf(err, errlen, "port \"%s\": cannot read its limits: %s", devargs,
+			 strerror(-r));
+	if (r < 0)
+		return r;
+	if (d->cfg.rx_queues == 0 && info.max_rx_queues > 0 && want > info.max_rx_queues)
+		want = info.max_rx_queues;
+	d->ports[d->nports] = pid;
+	d->port_nq[d->nports++] = want;
+	return 0;
+}
+
+/* "port" lists devices separated by ';' (devargs hold commas). */
+static int find_ports(struct tally_daemon *d, char *err, size_t errlen)
+{
+	char list[sizeof(d->cfg.port)], *save = NULL;
+	unsigned pairs = 0;
+	int r = 0;
+
+	snprintf(list, sizeof(list), "%s", d->cfg.port);
+	for (char *t = strtok_r(list, ";", &save); t != NULL && r == 0;
+	     t = strtok_r(NULL, ";", &save))
+		r = add_port(d, t, err, errlen);
+	if (r == 0 && d->nports == 0) /* "": the first port the EAL brought up */
+		r = add_port(d, "", err, errlen);
+	if (r < 0)
+		return r;
+	for (unsigned p = 0; p < d->nports; p++)
+		pairs += d->port_nq[p];
+	if (pairs < d->nworkers) {
+		snprintf(err, errlen, "rx_queues: %u queues in all for %u workers: every worker needs "
+			 "at least one (use fewer lcores, more queues or more ports)", pairs,
+			 d->nworkers);
+		return -EINVAL;
+	}
+	d->port = d->ports[0];
+	return 0;
 }
 
 static int setup_port(struct tally_daemon *d, char *err, size_t errlen)
 {
-	uint16_t nq = (uint16_t)(d->cfg.rx_queues ? d->cfg.rx_queues : d->nworkers);
-	int r;
+	int r = find_ports(d, err, errlen);
 
-	if (nq < d->nworkers) {
-		snprintf(err, errlen, "rx_queues: %u queues for %u workers: every worker needs "
-			 "at least one (use fewer lcores or more queues)", nq, d->nworkers);
-		return -EINVAL;
+	if (r == 0)
+		r = setup_pool(d, err, errlen);
+	for (unsigned p = 0; p < d->nports && r == 0; p++) {
+		r = tally_port_start(d->ports[p], d->port_nq[p], (uint16_t)d->cfg.rx_desc, d->mp,
+				     err, errlen);
+		if (r == 0)
+			tally_port_report_link(d->ports[p], stderr);
 	}
-	r = find_port(d, nq, err, errlen);
-	if (r == 0)
-		r = setup_pool(d, nq, err, errlen);
-	if (r == 0)
-		r = tally_port_start(d->port, nq, (uint16_t)d->cfg.rx_desc, d->mp, err, errlen);
 	/* The PMD attached tally_xdp and filled xsks_map as its queues started. */
 	if (r == 0)
 		r = tally_daemon_xdp_start(d, err, errlen);
-	if (r < 0)
-		return r;
-	tally_port_report_link(d->port, stderr);
-	return nq;
+	return r;
 }
 
 static uint64_t total(const struct tally_daemon *d, enum tally_counter c)
@@ -303,7 +388,7 @@ static void control_loop(struct tally_daemon *d)
 static int setup(struct tally_daemon *d, char *err, size_t errlen)
 {
 	uint64_t merge_rows;
-	int nq, r;
+	int r;
 
 	d->nworkers = rte_lcore_count() - 1;
 	if (d->nworkers == 0) {
@@ -314,9 +399,9 @@ static int setup(struct tally_daemon *d, char *err, size_t errlen)
 	r = setup_params(d, err, errlen);
 	if (r < 0)
 		return r;
-	nq = setup_port(d, err, errlen);
-	if (nq < 0)
-		return nq;
+	r = setup_port(d, err, errlen);
+	if (r < 0)
+		return r;
 	d->sh.dedup = tally_dedup_create(d->cfg.dedup_capacity, d->cfg.dedup_horizon_ms);
 	if (d->sh.dedup == NULL) {
 		snprintf(err, errlen, "dedup_capacity: cannot allocate a table for %llu ids: %s",
@@ -331,7 +416,7 @@ static int setup(struct tally_daemon *d, char *err, size_t errlen)
 	r = tally_writer_start(&d->wr, d->cfg.appliance_id, err, errlen);
 	if (r < 0)
 		return r;
-	r = setup_workers(d, (uint16_t)nq, err, errlen);
+	r = setup_workers(d, err, errlen);
 	if (r < 0)
 		return r;
 	d->fl.workers = d->workers;
@@ -459,8 +544,8 @@ int main(int argc, char **argv)
 		rte_eal_cleanup();
 		return EXIT_FAILURE;
 	}
-	fprintf(stderr, "tallyd: %u worker(s) on port %u, window %llu ms, flush every %llu ms, "
-		"sink %s (%u endpoint%s), spool %s, control %s\n", d.nworkers, d.port,
+	fprintf(stderr, "tallyd: %u worker(s) on %u port(s) from %u, window %llu ms, flush every %llu ms, "
+		"sink %s (%u endpoint%s), spool %s, control %s\n", d.nworkers, d.nports, d.port,
 		(unsigned long long)d.cfg.window_ms, (unsigned long long)d.cfg.flush_interval_ms,
 		d.cfg.sink, d.wr.nlanes, d.wr.nlanes > 1 ? "s" : "", d.spool_dir, d.cfg.ctl_socket);
 	control_loop(&d);
@@ -468,7 +553,8 @@ int main(int argc, char **argv)
 	tally_ctl_close(&d);
 	tally_loop_fini(&d.loop);
 	tally_writer_fini(&d.wr);
-	tally_port_stop(d.port);
+	for (unsigned p = 0; p < d.nports; p++)
+		tally_port_stop(d.ports[p]);
 	tally_daemon_xdp_stop(&d); /* after the PMD's own detach, in case it left it */
 	for (unsigned i = 0; i < d.nworkers; i++)
 		tally_worker_fini(&d.workers[i]);

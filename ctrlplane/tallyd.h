@@ -15,6 +15,8 @@
 
 struct rte_mempool;
 
+#define TALLY_MAX_PORTS 8
+
 struct tally_daemon {
 	struct tally_config cfg;
 	struct tally_shared sh; /* sh.params: malloc'd, replaced whole by live.c */
@@ -27,7 +29,9 @@ struct tally_daemon {
 	int hups_seen;
 	struct tally_worker *workers;
 	unsigned nworkers;
-	uint16_t port;
+	uint16_t port; /* the first of ports[] */
+	uint16_t ports[TALLY_MAX_PORTS], port_nq[TALLY_MAX_PORTS];
+	unsigned nports;
 	struct rte_mempool *mp;
 	struct tally_writer wr;
 	char spool_dir[1024];

@@ -38,6 +38,11 @@ int tally_daemon_xdp_prepare(struct tally_daemon *d, const char *devargs, uint16
 	char prog[TALLY_CFG_STR_MAX], obj[TALLY_CFG_STR_MAX], qc[16];
 	int r, n;
 
+	if (d->xdp_ifname[0] != '\0') {
+		snprintf(err, errlen, "port: \"%s\": a second net_af_xdp device; one tallyd "
+			 "serves one AF_XDP interface (give it more queues instead)", devargs);
+		return -EINVAL;
+	}
 	devarg(devargs, "iface", d->xdp_ifname, sizeof(d->xdp_ifname));
 	if (d->xdp_ifname[0] == '\0') {
 		snprintf(err, errlen, "port: \"%s\": net_af_xdp needs iface=IFACE", devargs);

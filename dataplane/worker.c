@@ -346,7 +346,8 @@ static void poll_queues(struct tally_worker *w)
 	ck_epoch_section_t section;
 
 	for (uint16_t q = 0; q < w->nqueues; q++) {
-		uint16_t n = rte_eth_rx_burst(w->port, w->queues[q], pkts, TALLY_BURST);
+		uint16_t n = rte_eth_rx_burst(w->queues[q].port, w->queues[q].queue, pkts,
+					      TALLY_BURST);
 		uint64_t t0;
 
 		if (n == 0)

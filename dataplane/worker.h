@@ -59,9 +59,12 @@ struct tally_worker {
 	bool seal_deferred;  /* a deferred seal was counted for this request */
 	bool done;           /* final table sealed; worker returned */
 	uint64_t clock_last; /* the largest arrival ms this worker used */
-	uint16_t port;
 	uint16_t nqueues;
-	uint16_t queues[TALLY_MAX_QUEUES];
+	/* The (port, queue) pairs this worker polls, as l3fwd's lcore_conf: one
+	 * tallyd may take several ports (two NICs, a NIC and an AF_XDP device). */
+	struct tally_rxq {
+		uint16_t port, queue;
+	} queues[TALLY_MAX_QUEUES];
 	unsigned id, lcore;
 	struct tally_shared *sh;
 	ck_epoch_record_t epoch_rec;
