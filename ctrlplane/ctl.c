@@ -75,6 +75,8 @@ void tally_daemon_counters(const struct tally_daemon *d, uint64_t out[TALLY_C_MA
 	out[TALLY_C_RULES_RELOAD_ERRORS] = d->rules_reload_errors;
 	out[TALLY_C_CONFIG_CHANGES] = d->config_changes;
 	tally_daemon_xdp_counters(d, out);
+	out[TALLY_C_EXC_FROM_KERNEL] = d->exc_from_kernel;
+	out[TALLY_C_EXC_DROPPED] += d->exc_dropped;
 	for (unsigned p = 0; p < d->nports; p++)
 		if (rte_eth_stats_get(d->ports[p], &ps) == 0) {
 			out[TALLY_C_PORT_IMISSED] += ps.imissed;

@@ -35,6 +35,8 @@
 #define DEDUP_TICK_MS 2
 #define STOP_CHECK_MS 10
 #define CTL_EXPIRE_MS 100
+/* Exception path: kernel traffic (ARP, ping, SSH) waits at most this long. */
+#define EXCEPTION_MS 1
 
 static volatile sig_atomic_t signals, hups;
 
@@ -170,9 +172,9 @@ static int pool_need(struct tally_daemon *d, struct tally_pool_need *need, char 
 		rx += need->rx_queues * need->rx_desc;
 		tx += need->tx_queues * need->tx_desc;
 	}
-	if (d->nports > 1) {
+	if (d->nports > 1 || d->exc_on) {
 		need->rx_queues = need->tx_queues = 1;
-		need->rx_desc = rx;
+		need->rx_desc = rx + d->exc_mbufs;
 		need->tx_desc = tx;
 	}
 	return 0;
@@ -279,6 +281,10 @@ static int find_ports(struct tally_daemon *d, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	d->port = d->ports[0];
+	r = tally_exception_find(d, err, errlen);
+	if (r < 0)
+		return r;
+	d->exc_mbufs = (unsigned)r;
 	return 0;
 }
 
@@ -357,6 +363,12 @@ static void on_clock_sync(struct tally_loop *l, void *arg)
 			 TALLY_CLOCK_SYNC_MS * 1000000ull);
 }
 
+static void on_exception(struct tally_loop *l, void *arg)
+{
+	(void)l;
+	tally_exception_poll(arg);
+}
+
 static void on_ctl_expire(struct tally_loop *l, void *arg)
 {
 	(void)l;
@@ -373,6 +385,7 @@ static int start_timers(struct tally_daemon *d, char *err, size_t errlen)
 	    (r = tally_loop_timer(&d->loop, TALLY_CLOCK_SYNC_MS, on_clock_sync, d)) < 0 ||
 	    (r = tally_loop_timer(&d->loop, STOP_CHECK_MS, on_stop_check, d)) < 0 ||
 	    (r = tally_loop_timer(&d->loop, CTL_EXPIRE_MS, on_ctl_expire, d)) < 0 ||
+	    (d->exc_on && (r = tally_loop_timer(&d->loop, EXCEPTION_MS, on_exception, d)) < 0) ||
 	    (r = tally_ctl_start(d)) < 0)
 		snprintf(err, errlen, "control loop: cannot start: %s", strerror(-r));
 	return r;
@@ -417,6 +430,8 @@ static int setup(struct tally_daemon *d, char *err, size_t errlen)
 	if (r < 0)
 		return r;
 	r = setup_workers(d, err, errlen);
+	if (r == 0)
+		r = tally_exception_start(d, err, errlen);
 	if (r < 0)
 		return r;
 	d->fl.workers = d->workers;
@@ -553,6 +568,7 @@ int main(int argc, char **argv)
 	tally_ctl_close(&d);
 	tally_loop_fini(&d.loop);
 	tally_writer_fini(&d.wr);
+	tally_exception_stop(&d);
 	for (unsigned p = 0; p < d.nports; p++)
 		tally_port_stop(d.ports[p]);
 	tally_daemon_xdp_stop(&d); /* after the PMD's own detach, in case it left it */

@@ -47,6 +47,11 @@ struct tally_daemon {
 	size_t sweep_rate;            /* dedup buckets swept per tick */
 	bool stopping;
 	int stop; /* ck_pr: tallyctl stop */
+	/* exception path (exception.c): a kernel-side port, control-thread I/O */
+	bool exc_on;
+	uint16_t exc_port;
+	unsigned exc_mbufs; /* what its rings hold, added to the pool */
+	uint64_t exc_from_kernel, exc_dropped;
 	/* net_af_xdp with tally_xdp (xdp_front.c) */
 	char xdp_ifname[64];
 	bool xdp_on, xdp_bound;
@@ -64,6 +69,13 @@ int tally_daemon_xdp_prepare(struct tally_daemon *d, const char *devargs, uint16
 int tally_daemon_xdp_start(struct tally_daemon *d, char *err, size_t errlen);
 void tally_daemon_xdp_stop(struct tally_daemon *d);
 void tally_daemon_xdp_counters(const struct tally_daemon *d, uint64_t out[TALLY_C_MAX]);
+
+/* exception.c: probe exception_port (before the pool is sized), start it and
+ * arm the workers (after they exist), move frames both ways (a loop timer). */
+int tally_exception_find(struct tally_daemon *d, char *err, size_t errlen);
+int tally_exception_start(struct tally_daemon *d, char *err, size_t errlen);
+void tally_exception_poll(struct tally_daemon *d);
+void tally_exception_stop(struct tally_daemon *d);
 
 int tally_ctl_listen(const char *path, char *err, size_t errlen);
 /* Serve clients from d->loop. 0 or a negative errno. */

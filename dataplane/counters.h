@@ -131,6 +131,10 @@
 	_(XDP_DROP_ACL, "xdp_drop_acl", "XDP: source address not in the allow-list (acl, tallyctl acl)") \
 	_(XDP_DROP_RATE, "xdp_drop_rate", "XDP: source over its token bucket (ratelimit_pps, ratelimit_burst)") \
 	_(XDP_DROP_NO_SOCKET, "xdp_drop_no_socket", "XDP: datagram on a queue with no AF_XDP socket (more NIC queues than tallyd's)") \
+	/* exception path (exception_port): frames that are not Tally's, to and from the kernel */ \
+	_(EXC_TO_KERNEL, "exception_to_kernel", "frames not Tally's (ARP, ND, ICMP, TCP, other ports, fragments) handed to the kernel's exception interface") \
+	_(EXC_FROM_KERNEL, "exception_from_kernel", "frames the kernel sent out of the port through the exception interface") \
+	_(EXC_DROPPED, "exception_dropped", "frames for the kernel dropped: over exception_max_per_burst, the hand-off ring full, or the interface refused them") \
 	/* port (filled from rte_eth_stats when read) */ \
 	_(PORT_IMISSED, "port_imissed", "frames the NIC dropped: RX queue full") \
 	_(PORT_NOMBUF, "port_rx_nombuf", "frames the NIC dropped: no mbuf") \

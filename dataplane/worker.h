@@ -32,6 +32,7 @@
 #define TALLY_RING_SIZE 4 /* power of two > tables per worker */
 #define TALLY_EVBUF_EVENTS 16384
 #define TALLY_EVBUF_ARENA (512 * 1024)
+#define TALLY_EXC_RING 1024 /* frames for the kernel in flight per worker */
 
 /* What workers read per burst. Swapped as a whole under ck_epoch, never edited. */
 struct tally_params {
@@ -77,6 +78,13 @@ struct tally_worker {
 	ck_ring_t spare __attribute__((aligned(64))); /* flusher -> worker */
 	ck_ring_buffer_t spare_buf[TALLY_RING_SIZE];
 	struct tally_wtab *tables[TALLY_TABLES_PER_WORKER];
+
+	/* Exception path: frames for the kernel, at most exc_cap per burst (0 =
+	 * off), handed to the control thread, which alone does the TAP's I/O (its
+	 * syscalls stay off the worker). Single producer, single consumer. */
+	uint16_t exc_cap, exc_left;
+	ck_ring_t exc __attribute__((aligned(64))); /* worker -> control */
+	ck_ring_buffer_t exc_buf[TALLY_EXC_RING];
 };
 
 /* Allocate tables and buffers; 0 or a negative errno. */

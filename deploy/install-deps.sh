@@ -12,7 +12,7 @@ packages=(
   libhiredis-dev libpcre2-dev
   # XDP front: libxdp (leftover detection, AF_XDP sockets in tests), bpftool and
   # xdp-tools to inspect an interface, iproute2 for the namespace tests
-  libxdp-dev xdp-tools bpftool iproute2 ethtool socat
+  libxdp-dev xdp-tools bpftool iproute2 ethtool socat iputils-ping
   # sd_notify for the systemd unit (Type=notify)
   libsystemd-dev
   # tests, demo, benchmark driver
