@@ -66,10 +66,11 @@ ip netns exec "$A" python3 -c '
 import socket, time, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 24)
-s.bind(("192.0.2.1", 7000)); s.settimeout(2); n = 0
+s.bind(("192.0.2.1", 7000)); s.settimeout(30); n = 0
 try:
     while True:
         s.recv(2048); n += 1
+        s.settimeout(1)  # the sender started (its EAL takes seconds): now 1 s of silence ends it
 except socket.timeout:
     pass
 open(sys.argv[1], "w").write(str(n))' "$work/udp.count" &
