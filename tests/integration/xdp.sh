@@ -5,7 +5,9 @@
 # (tally-check); a denied source's datagrams die in XDP (xdp_drop_acl) and never
 # reach a worker (rx_packets); tallyctl acl add lets it in live; ARP and a TCP
 # connection to the appliance's own kernel work while tallyd runs; the program
-# is gone from the interface after tallyd stops. Addresses are 10.77.0.0/24,
+# is gone from the interface after tallyd stops; IPv6 from fd00::2 once
+# tallyctl acl add fd00::/64 lets it in (ND stays the kernel's); a tally_xdp
+# left by a SIGKILLed tallyd is replaced. Addresses are 10.77.0.0/24, fd00::/64,
 # inside the two namespaces only.
 . "$(dirname "$0")/lib.sh"
 [ "$(id -u)" = 0 ] || fail "needs root (namespaces, XDP)"
@@ -17,6 +19,8 @@ ip link add xa netns "$A" type veth peer name xp netns "$P"
 ip -n "$A" addr add 10.77.0.1/24 dev xa
 ip -n "$P" addr add 10.77.0.2/24 dev xp
 ip -n "$P" addr add 10.77.0.3/24 dev xp
+ip -n "$A" addr add fd00::1/64 dev xa nodad
+ip -n "$P" addr add fd00::2/64 dev xp nodad
 ip -n "$A" link set xa up; ip -n "$A" link set lo up
 ip -n "$P" link set xp up; ip -n "$P" link set lo up
 # A veth hands XDP the sender's frames with the UDP checksum left to "offload"
@@ -79,6 +83,11 @@ ctl acl add 10.77.0.3/32 | grep -q 10.77.0.3/32 || fail "acl add did not list th
 ctl acl list | grep -q 10.77.0.2/32 || fail "acl list lost the configured prefix"
 inP python3 "$src/tests/integration/tly1_send.py" 10.77.0.3 10.77.0.1 7000 --datagrams 20 \
   --events 2 --keys 3 --prefix allowed. --time-ms "$t_ms" --id0 200000 --expect "$work/expect.tsv"
+# IPv6: neighbour discovery stays the kernel's (XDP_PASS); the source is let in live.
+ctl acl add fd00::/64 | grep -q 'fd00::/64' || fail "acl add fd00::/64"
+inP python3 "$src/tests/integration/tly1_send.py" fd00::2 fd00::1 7000 --datagrams 30 \
+  --events 3 --keys 4 --prefix v6. --time-ms "$t_ms" --id0 400000 --expect "$work/expect.tsv"
+inP ip -6 neigh show fd00::1 dev xp | grep -q lladdr || fail "ND for fd00::1 not resolved"
 jget() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 [ "$(ctl --json ratelimit set 5 5 | jget pps)" = 5 ] || fail "ratelimit set 5 5"
 inP python3 "$src/tests/integration/tly1_send.py" 10.77.0.2 10.77.0.1 7000 --datagrams 40 \
