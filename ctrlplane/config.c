@@ -48,8 +48,10 @@ static int check_metrics_addr(const char *v, char *err, size_t len);
 
 const struct tally_cfg_key tally_cfg_keys[] = {
 	STR(port, "", false, "DPDK input device: vdev with args (net_pcap0,rx_pcap=f.pcap) or PCI "
-	    "address; empty = the first port the EAL arguments bring up", NULL),
-	U64(rx_queues, "0", 0, 64, false, "RX queues; 0 = one per worker lcore (RSS spreads flows)"),
+	    "address; several separated by ';' (their queues spread over the workers); empty = "
+	    "the first port the EAL arguments bring up", NULL),
+	U64(rx_queues, "0", 0, 64, false, "RX queues per port; 0 = one per worker lcore, or as many "
+	    "as the device has if fewer (RSS spreads flows)"),
 	U64(rx_desc, "1024", 64, 16384, false, "descriptors per RX queue"),
 	U64(mbufs, "0", 0, 16777215, false, "mbufs in the RX pool; 0 = derived at start from "
 	    "RX queues x rx_desc + TX descriptors + workers x (burst + 1.5 x mempool cache); a "
@@ -121,6 +123,26 @@ const struct tally_cfg_key tally_cfg_keys[] = {
 	STR(rules_file, "", TALLY_APPLY_RULES, "rules on TLY1 keys and StatsD names: lines of "
 	    "ACTION /PATTERN/ [ARG] (drop, keep, rename NEW, sample N; README: Rules); empty = "
 	    "none, every key kept", NULL),
+	STR(xdp_program, "", false, "net_af_xdp ports: the XDP program tallyd has the PMD attach "
+	    "(xdp_prog=): a .bpf.o path; empty = tally_xdp.bpf.o installed with tallyd; none = the "
+	    "PMD's own (every frame of the queue to tallyd, no filter, no kernel traffic)", NULL),
+	STR(acl, "", false, "net_af_xdp with tally_xdp: source prefixes allowed to send events, "
+	    "comma-separated (10.77.0.0/24,fd00::/64); empty = everyone; tallyctl acl changes it "
+	    "live", NULL),
+	U64(ratelimit_pps, "0", 0, 100000000, false, "net_af_xdp with tally_xdp: datagrams per "
+	    "second per source address, dropped in XDP above it; 0 = no limit; tallyctl ratelimit "
+	    "changes it live"),
+	U64(ratelimit_burst, "1000", 1, 1000000, false, "token-bucket depth of ratelimit_pps, in "
+	    "datagrams"),
+	U64(xdp_statsd_max_len, "1472", 1, 65507, false, "net_af_xdp with tally_xdp: StatsD "
+	    "datagrams longer than this (payload bytes) are dropped in XDP"),
+	STR(exception_port, "", false, "exception path for a port DPDK owns: a kernel-side device "
+	    "(net_tap0,iface=tally0) that gets the frames that are not Tally's (ARP, ND, ICMP, "
+	    "TCP, other ports) and whose replies go out of the first port; give that interface the "
+	    "appliance's address; empty = off (such frames are counted and dropped)", NULL),
+	U64(exception_max_per_burst, "4", 1, 32, false, "exception path: frames a worker hands to "
+	    "the kernel per burst of 32 at most (the share of a worker a flood of non-Tally "
+	    "traffic can take); the rest count as exception_dropped"),
 	U64(run_ms, "0", 0, UINT64_MAX / 4, false, "stop after this long; 0 = until SIGINT/SIGTERM"),
 	U64(stop_after_idle_ms, "0", 0, UINT64_MAX / 4, false, "stop once no frame arrived for "
 	    "this long after the first (pcap replays); 0 = never"),

@@ -50,6 +50,12 @@ struct tally_config {
 	char mac_keys[TALLY_CFG_STR_MAX * 4];
 	char ack_mode[16];
 	char rules_file[TALLY_CFG_STR_MAX];
+	char xdp_program[TALLY_CFG_STR_MAX];
+	char acl[TALLY_CFG_STR_MAX * 16];
+	uint64_t ratelimit_pps, ratelimit_burst;
+	uint64_t xdp_statsd_max_len;
+	char exception_port[TALLY_CFG_STR_MAX];
+	uint64_t exception_max_per_burst;
 	uint64_t run_ms;
 	uint64_t stop_after_idle_ms;
 };

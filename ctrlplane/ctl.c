@@ -4,9 +4,10 @@
  * connection and answers one JSON document (jansson). tallyctl is its client.
  * Commands: stats, status, flush, stop, config [KEY], config set KEY VALUE,
  * rules show | reload [FILE] | test [--statsd] KEY, sink, spool [replay],
- * where KEY (and a test hook, debug).
- * Stats and status come from a snapshot (snapshot.h) that only loads atomics,
- * the one the metrics thread is also given. Served from the main
+ * where KEY, top, get, acl add|del|list, ratelimit set|show (the XDP front's
+ * maps, live) (and a test hook, debug). Stats and status come from a
+ * snapshot (snapshot.h) that only loads atomics, the one the metrics thread
+ * is also given. Served from the main
  * lcore's event loop (loop.h), never from a worker, never blocking it.
  */
 #include <errno.h>
@@ -75,11 +76,18 @@ void tally_daemon_counters(const struct tally_daemon *d, uint64_t out[TALLY_C_MA
 	out[TALLY_C_CTL_CLIENT_TIMEOUTS] = d->ctl_client_timeouts;
 	out[TALLY_C_CTL_REFUSED] = d->ctl_refused;
 	out[TALLY_C_CLOCK_STEPS] = d->sh.clock.steps;
-	if (rte_eth_stats_get(d->port, &ps) == 0) {
-		out[TALLY_C_PORT_IMISSED] = ps.imissed;
-		out[TALLY_C_PORT_NOMBUF] = ps.rx_nombuf;
-		out[TALLY_C_PORT_IERRORS] = ps.ierrors;
-	}
+	out[TALLY_C_RULES_RELOADS] = d->rules_reloads;
+	out[TALLY_C_RULES_RELOAD_ERRORS] = d->rules_reload_errors;
+	out[TALLY_C_CONFIG_CHANGES] = d->config_changes;
+	tally_daemon_xdp_counters(d, out);
+	out[TALLY_C_EXC_FROM_KERNEL] = d->exc_from_kernel;
+	out[TALLY_C_EXC_DROPPED] += d->exc_dropped;
+	for (unsigned p = 0; p < d->nports; p++)
+		if (rte_eth_stats_get(d->ports[p], &ps) == 0) {
+			out[TALLY_C_PORT_IMISSED] += ps.imissed;
+			out[TALLY_C_PORT_NOMBUF] += ps.rx_nombuf;
+			out[TALLY_C_PORT_IERRORS] += ps.ierrors;
+		}
 	out[TALLY_C_WATCHDOG_STALLS] = d->wd.stalls;
 	out[TALLY_C_WATCHDOG_SINK_STALLS] = d->wd.sink_stalls;
 	out[TALLY_C_WATCHDOG_RX_LOST] = d->wd.rx_lost;
@@ -546,6 +554,63 @@ static json_t *debug_json(struct tally_daemon *d, const char *arg)
 	return json_pack("{s:s}", "result", "worker parked");
 }
 
+static json_t *acl_list_json(const struct tally_daemon *d)
+{
+	static char list[TALLY_XDP_ACL_MAX * 2][TALLY_XDP_CIDR_MAX];
+	int n = tally_xdp_acl_list(&d->xdp, list, TALLY_XDP_ACL_MAX * 2);
+	json_t *a = json_array();
+
+	for (int i = 0; i < n && i < TALLY_XDP_ACL_MAX * 2; i++)
+		json_array_append_new(a, json_string(list[i]));
+	return json_pack("{s:s, s:b, s:o}", "iface", d->xdp_ifname, "enforced",
+			 d->xdp.cfg.acl_on != 0, "allow", a);
+}
+
+/* "acl add|del CIDR" and "acl list": the XDP allow-list, live. */
+static json_t *acl_json(struct tally_daemon *d, char *arg)
+{
+	char *rest = arg != NULL ? strchr(arg, ' ') : NULL, err[256] = "";
+	int r;
+
+	if (!d->xdp_bound)
+		return json_pack("{s:s}", "error", "acl: no XDP front: the port is not net_af_xdp "
+				 "with tally_xdp");
+	if (rest != NULL)
+		*rest++ = '\0';
+	if (arg != NULL && strcmp(arg, "list") == 0)
+		return acl_list_json(d);
+	if (arg == NULL || rest == NULL || (strcmp(arg, "add") != 0 && strcmp(arg, "del") != 0))
+		return json_pack("{s:s}", "error", "usage: acl add CIDR | acl del CIDR | acl list");
+	r = strcmp(arg, "add") == 0 ? tally_xdp_acl_add(&d->xdp, rest, err, sizeof(err))
+				    : tally_xdp_acl_del(&d->xdp, rest, err, sizeof(err));
+	if (r < 0)
+		return json_pack("{s:s}", "error", err);
+	return acl_list_json(d);
+}
+
+/* "ratelimit set PPS [BURST]" and "ratelimit show". */
+static json_t *ratelimit_json(struct tally_daemon *d, char *arg)
+{
+	unsigned long long pps, burst = d->xdp.cfg.burst ? d->xdp.cfg.burst : 1;
+	char err[256], extra;
+	int n;
+
+	if (!d->xdp_bound)
+		return json_pack("{s:s}", "error", "ratelimit: no XDP front: the port is not "
+				 "net_af_xdp with tally_xdp");
+	if (arg != NULL && strncmp(arg, "set ", 4) == 0) {
+		n = sscanf(arg + 4, "%llu %llu %c", &pps, &burst, &extra);
+		if (n < 1 || n > 2)
+			return json_pack("{s:s}", "error", "usage: ratelimit set PPS [BURST]");
+		if (tally_xdp_ratelimit_set(&d->xdp, pps, burst, err, sizeof(err)) < 0)
+			return json_pack("{s:s}", "error", err);
+	} else if (arg == NULL || strcmp(arg, "show") != 0) {
+		return json_pack("{s:s}", "error", "usage: ratelimit set PPS [BURST] | ratelimit show");
+	}
+	return json_pack("{s:I, s:I}", "pps", (json_int_t)d->xdp.cfg.rate_pps, "burst",
+			 (json_int_t)d->xdp.cfg.burst);
+}
+
 static json_t *dispatch(struct tally_daemon *d, char *line)
 {
 	char *arg = strchr(line, ' ');
@@ -576,6 +641,10 @@ static json_t *dispatch(struct tally_daemon *d, char *line)
 		return get_json(d, arg);
 	if (strcmp(line, "debug") == 0)
 		return debug_json(d, arg);
+	if (strcmp(line, "acl") == 0)
+		return acl_json(d, arg);
+	if (strcmp(line, "ratelimit") == 0)
+		return ratelimit_json(d, arg);
 	if (strcmp(line, "flush") == 0) {
 		ck_pr_store_int(&d->fl.flush_now, 1);
 		return json_pack("{s:s}", "result", "flush requested");
@@ -587,7 +656,8 @@ static json_t *dispatch(struct tally_daemon *d, char *line)
 	return json_pack("{s:s, s:s}", "error", "unknown command", "commands",
 			 "stats, status, config [KEY], config set KEY VALUE, rules show|reload [FILE]|test "
 			 "[--statsd] KEY, sink, spool [replay], where KEY, top [N] [count|sum] "
-			 "[PREFIX], get KEY, flush, stop");
+			 "[PREFIX], get KEY, acl add|del CIDR, acl list, ratelimit set PPS [BURST], "
+			 "ratelimit show, flush, stop");
 }
 
 /*

@@ -42,6 +42,9 @@ static void usage(FILE *out)
 		"                                     heaviest keys of the open windows (as of the\n"
 		"                                     last flush)\n"
 		"  get KEY                            KEY's open windows, and its stored rows\n"
+		"  acl add|del CIDR, acl list         the XDP allow-list (net_af_xdp), live\n"
+		"  ratelimit set PPS [BURST]          per-source XDP rate limit; 0 = off\n"
+		"  ratelimit show                     the rate limit in force\n"
 		"  flush                              flush window tables to the sink now\n"
 		"  stop                               drain, flush everything, exit\n",
 		DEFAULT_SOCKET);
@@ -390,7 +393,8 @@ int main(int argc, char **argv)
 	if (strcmp(words[0], "config") && strcmp(words[0], "rules") && strcmp(words[0], "debug") &&
 	    strcmp(words[0], "get") &&
 	    strcmp(words[0], "sink") && strcmp(words[0], "spool") && strcmp(words[0], "where") &&
-	    strcmp(words[0], "flush") && strcmp(words[0], "stop")) {
+	    strcmp(words[0], "flush") && strcmp(words[0], "stop") && strcmp(words[0], "acl") &&
+	    strcmp(words[0], "ratelimit")) {
 		fprintf(stderr, "tallyctl: unknown command \"%s\"\n", words[0]);
 		usage(stderr);
 		return 2;

@@ -39,6 +39,8 @@
 #define STOP_CHECK_MS 10
 #define CTL_EXPIRE_MS 100
 #define WATCHDOG_MS 100 /* also how fresh the metrics' snapshot is */
+/* Exception path: kernel traffic (ARP, ping, SSH) waits at most this long. */
+#define EXCEPTION_MS 1
 
 static volatile sig_atomic_t signals, hups;
 
@@ -113,8 +115,39 @@ static void acks_done(void *arg, struct tally_acklist *l, bool durable)
 	tally_worker_acks_back(d->workers, l, durable);
 }
 
-/* Workers take the RX queues round robin: worker i polls queues i, i+n, ... */
-static int setup_workers(struct tally_daemon *d, uint16_t nq, char *err, size_t errlen)
+/* The (port, queue) pairs go round robin over the workers, port by port:
+ * with one port worker i polls queues i, i+n, ...; with two, each worker's
+ * list mixes both (l3fwd's --config, derived instead of written by hand). */
+static void assign_queues(struct tally_daemon *d)
+{
+	unsigned k = 0;
+
+	for (unsigned p = 0; p < d->nports; p++)
+		for (uint16_t q = 0; q < d->port_nq[p]; q++, k++) {
+			struct tally_worker *w = &d->workers[k % d->nworkers];
+
+			w->queues[w->nqueues++] = (struct tally_rxq){d->ports[p], q};
+		}
+}
+
+/* Acks leave through TX queue i of the port of worker i's first RX queue; a
+ * port with fewer TX queues than workers (or the one the exception path also
+ * uses, whose last queue is the kernel's) leaves the others without acks:
+ * they count them under tly1_ack_unsent. */
+static void assign_txqs(struct tally_daemon *d)
+{
+	for (unsigned i = 0; i < d->nworkers; i++) {
+		struct tally_worker *w = &d->workers[i];
+		unsigned p = 0;
+
+		while (p < d->nports && d->ports[p] != w->queues[0].port)
+			p++;
+		w->txport = w->queues[0].port;
+		w->txq = p < d->nports && i < d->port_ntxq[p] ? (int)i : -1;
+	}
+}
+
+static int setup_workers(struct tally_daemon *d, char *err, size_t errlen)
 {
 	unsigned i, w_lcore;
 	int r;
@@ -128,7 +161,8 @@ static int setup_workers(struct tally_daemon *d, uint16_t nq, char *err, size_t 
 		struct tally_worker *w = &d->workers[i];
 
 		/* launch_workers gives worker i the same lcore: its tables go on its node. */
-		tally_port_check_lcore(d->port, w_lcore, i, stderr);
+		for (unsigned p = 0; p < d->nports; p++)
+			tally_port_check_lcore(d->ports[p], w_lcore, i, stderr);
 		r = tally_worker_init_node(w, i, &d->sh, (uint32_t)d->cfg.table_rows,
 					   (int)rte_lcore_to_socket_id(w_lcore));
 		if (r < 0) {
@@ -136,18 +170,16 @@ static int setup_workers(struct tally_daemon *d, uint16_t nq, char *err, size_t 
 				 (unsigned long long)d->cfg.table_rows, strerror(-r));
 			return r;
 		}
-		w->port = d->port;
 		w->txpool = d->mp;
-		w->txq = i < d->ntxq ? (int)i : -1;
 		if (d->sh.params->ack_mode == TALLY_ACKM_COMMITTED &&
 		    tally_worker_acks_init(w, (int)rte_lcore_to_socket_id(w_lcore)) != 0) {
 			snprintf(err, errlen, "ack_mode=committed: worker %u: cannot allocate "
 				 "its ack lists", i);
 			return -ENOMEM;
 		}
-		for (uint16_t q = (uint16_t)i; q < nq; q = (uint16_t)(q + d->nworkers))
-			w->queues[w->nqueues++] = q;
 	}
+	assign_queues(d);
+	assign_txqs(d);
 	return 0;
 }
 
@@ -162,15 +194,45 @@ static void launch_workers(struct tally_daemon *d)
 	}
 }
 
-/* The pool on the port's socket (where the NIC writes frames), sized by the
- * formula of port_sizing.h; an explicit mbufs below it is refused at start. */
-static int setup_pool(struct tally_daemon *d, uint16_t nq, char *err, size_t errlen)
+/* TX queues asked of port p: one per worker for acks, and on the first port
+ * one more for what the exception path sends out for the kernel. */
+static uint16_t txqs_wanted(const struct tally_daemon *d, unsigned p)
+{
+	return (uint16_t)(d->nworkers + (p == 0 && d->exc_on));
+}
+
+/* What every port will set up, as one need: with several ports their RX and
+ * TX descriptors add up (each line of the formula is per port). */
+static int pool_need(struct tally_daemon *d, struct tally_pool_need *need, char *err,
+		     size_t errlen)
+{
+	uint64_t rx = 0, tx = 0;
+
+	for (unsigned p = 0; p < d->nports; p++) {
+		int r = tally_port_plan(d->ports[p], d->port_nq[p], txqs_wanted(d, p),
+					(uint16_t)d->cfg.rx_desc, need, err, errlen);
+
+		if (r < 0)
+			return r;
+		rx += need->rx_queues * need->rx_desc;
+		tx += need->tx_queues * need->tx_desc;
+	}
+	if (d->nports > 1 || d->exc_on) {
+		need->rx_queues = need->tx_queues = 1;
+		need->rx_desc = rx + d->exc_mbufs;
+		need->tx_desc = tx;
+	}
+	return 0;
+}
+
+/* The pool on the first port's socket (where the NIC writes frames), sized by
+ * the formula of port_sizing.h; an explicit mbufs below it is refused at start. */
+static int setup_pool(struct tally_daemon *d, char *err, size_t errlen)
 {
 	struct tally_pool_need need = {.lcores = d->nworkers, .burst = TALLY_BURST,
 				       .cache = TALLY_MEMPOOL_CACHE};
 	uint64_t needed, n;
-	int r = tally_port_plan(d->port, nq, (uint16_t)d->nworkers, (uint16_t)d->cfg.rx_desc,
-				&need, err, errlen);
+	int r = pool_need(d, &need, err, errlen);
 	int socket = rte_eth_dev_socket_id(d->port);
 
 	if (r < 0)
@@ -202,27 +264,95 @@ static int setup_pool(struct tally_daemon *d, uint16_t nq, char *err, size_t err
 	return 0;
 }
 
-static int setup_port(struct tally_daemon *d, char *err, size_t errlen)
+static int find_port(struct tally_daemon *d, const char *devargs, uint16_t nq, uint16_t *pid,
+		     char *err, size_t errlen)
 {
-	uint16_t nq = (uint16_t)(d->cfg.rx_queues ? d->cfg.rx_queues : d->nworkers);
+	char full[TALLY_CFG_STR_MAX * 2];
 	int r;
 
-	d->ntxq = (uint16_t)d->nworkers;
-	if (nq < d->nworkers) {
-		snprintf(err, errlen, "rx_queues: %u queues for %u workers: every worker needs "
-			 "at least one (use fewer lcores or more queues)", nq, d->nworkers);
-		return -EINVAL;
+	if (!tally_daemon_is_af_xdp(devargs))
+		return tally_port_find(devargs, pid, err, errlen);
+	r = tally_daemon_xdp_prepare(d, devargs, nq, full, sizeof(full), err, errlen);
+	return r < 0 ? r : tally_port_find(full, pid, err, errlen);
+}
+
+/* One device of the port list, its queue count matched to what the PMD
+ * offers: rx_queues = 0 asks for one per worker, as many as the device has;
+ * an explicit rx_queues above the device's limit stays an error at start. */
+static int add_port(struct tally_daemon *d, const char *devargs, char *err, size_t errlen)
+{
+	uint16_t want = (uint16_t)(d->cfg.rx_queues ? d->cfg.rx_queues : d->nworkers), pid;
+	struct rte_eth_dev_info info;
+	int r;
+
+	if (d->nports == TALLY_MAX_PORTS) {
+		snprintf(err, errlen, "port: more than %d devices", TALLY_MAX_PORTS);
+		return -E2BIG;
 	}
-	r = tally_port_find(d->cfg.port, &d->port, err, errlen);
-	if (r == 0)
-		r = setup_pool(d, nq, err, errlen);
-	if (r == 0)
-		r = tally_port_start(d->port, nq, &d->ntxq, (uint16_t)d->cfg.rx_desc, d->mp, err,
-				     errlen);
+	r = find_port(d, devargs, want, &pid, err, errlen);
+	if (r == 0 && (r = rte_eth_dev_info_get(pid, &info)) < 0)
+		snprintf(err, errlen, "port \"%s\": cannot read its limits: %s", devargs,
+			 strerror(-r));
 	if (r < 0)
 		return r;
-	tally_port_report_link(d->port, stderr);
-	return nq;
+	if (d->cfg.rx_queues == 0 && info.max_rx_queues > 0 && want > info.max_rx_queues)
+		want = info.max_rx_queues;
+	d->ports[d->nports] = pid;
+	d->port_nq[d->nports++] = want;
+	return 0;
+}
+
+/* "port" lists devices separated by ';' (devargs hold commas). */
+static int find_ports(struct tally_daemon *d, char *err, size_t errlen)
+{
+	char list[sizeof(d->cfg.port)], *save = NULL;
+	unsigned pairs = 0;
+	int r = 0;
+
+	snprintf(list, sizeof(list), "%s", d->cfg.port);
+	for (char *t = strtok_r(list, ";", &save); t != NULL && r == 0;
+	     t = strtok_r(NULL, ";", &save))
+		r = add_port(d, t, err, errlen);
+	if (r == 0 && d->nports == 0) /* "": the first port the EAL brought up */
+		r = add_port(d, "", err, errlen);
+	if (r < 0)
+		return r;
+	for (unsigned p = 0; p < d->nports; p++)
+		pairs += d->port_nq[p];
+	if (pairs < d->nworkers) {
+		snprintf(err, errlen, "rx_queues: %u queues in all for %u workers: every worker needs "
+			 "at least one (use fewer lcores, more queues or more ports)", pairs,
+			 d->nworkers);
+		return -EINVAL;
+	}
+	d->port = d->ports[0];
+	r = tally_exception_find(d, err, errlen);
+	if (r < 0)
+		return r;
+	d->exc_mbufs = (unsigned)r;
+	return 0;
+}
+
+static int setup_port(struct tally_daemon *d, char *err, size_t errlen)
+{
+	int r = find_ports(d, err, errlen);
+
+	if (r == 0)
+		r = setup_pool(d, err, errlen);
+	for (unsigned p = 0; p < d->nports && r == 0; p++) {
+		d->port_ntxq[p] = txqs_wanted(d, p);
+		r = tally_port_start(d->ports[p], d->port_nq[p], &d->port_ntxq[p],
+				     (uint16_t)d->cfg.rx_desc, d->mp, err, errlen);
+		if (r == 0)
+			tally_port_report_link(d->ports[p], stderr);
+	}
+	/* the exception path's queue is the first port's last; workers keep the rest */
+	if (r == 0 && d->exc_on && d->port_ntxq[0] > 0)
+		d->exc_txq = --d->port_ntxq[0];
+	/* The PMD attached tally_xdp and filled xsks_map as its queues started. */
+	if (r == 0)
+		r = tally_daemon_xdp_start(d, err, errlen);
+	return r;
 }
 
 static uint64_t total(const struct tally_daemon *d, enum tally_counter c)
@@ -282,6 +412,12 @@ static void on_clock_sync(struct tally_loop *l, void *arg)
 			 TALLY_CLOCK_SYNC_MS * 1000000ull);
 }
 
+static void on_exception(struct tally_loop *l, void *arg)
+{
+	(void)l;
+	tally_exception_poll(arg);
+}
+
 static void on_ctl_expire(struct tally_loop *l, void *arg)
 {
 	(void)l;
@@ -309,6 +445,7 @@ static int start_timers(struct tally_daemon *d, char *err, size_t errlen)
 	    (r = tally_loop_timer(&d->loop, STOP_CHECK_MS, on_stop_check, d)) < 0 ||
 	    (r = tally_loop_timer(&d->loop, CTL_EXPIRE_MS, on_ctl_expire, d)) < 0 ||
 	    (r = tally_loop_timer(&d->loop, WATCHDOG_MS, on_watchdog, d)) < 0 ||
+	    (d->exc_on && (r = tally_loop_timer(&d->loop, EXCEPTION_MS, on_exception, d)) < 0) ||
 	    (r = tally_ctl_start(d)) < 0)
 		snprintf(err, errlen, "control loop: cannot start: %s", strerror(-r));
 	return r;
@@ -347,7 +484,7 @@ static int setup_reporting(struct tally_daemon *d, char *err, size_t errlen)
 static int setup(struct tally_daemon *d, char *err, size_t errlen)
 {
 	uint64_t merge_rows;
-	int nq, r;
+	int r;
 
 	d->nworkers = rte_lcore_count() - 1;
 	if (d->nworkers == 0) {
@@ -358,9 +495,9 @@ static int setup(struct tally_daemon *d, char *err, size_t errlen)
 	r = setup_params(d, err, errlen);
 	if (r < 0)
 		return r;
-	nq = setup_port(d, err, errlen);
-	if (nq < 0)
-		return nq;
+	r = setup_port(d, err, errlen);
+	if (r < 0)
+		return r;
 	d->sh.dedup = tally_dedup_create(d->cfg.dedup_capacity, d->cfg.dedup_horizon_ms);
 	if (d->sh.dedup == NULL) {
 		snprintf(err, errlen, "dedup_capacity: cannot allocate a table for %llu ids: %s",
@@ -377,7 +514,9 @@ static int setup(struct tally_daemon *d, char *err, size_t errlen)
 	r = tally_writer_start(&d->wr, d->cfg.appliance_id, err, errlen);
 	if (r < 0)
 		return r;
-	r = setup_workers(d, (uint16_t)nq, err, errlen);
+	r = setup_workers(d, err, errlen);
+	if (r == 0)
+		r = tally_exception_start(d, err, errlen);
 	if (r < 0)
 		return r;
 	d->fl.workers = d->workers;
@@ -529,13 +668,14 @@ int main(int argc, char **argv)
 	d.start_ms = clock_ms(CLOCK_MONOTONIC);
 	if (setup(&d, err, sizeof(err)) < 0) {
 		fprintf(stderr, "tallyd: %s\n", err);
+		tally_daemon_xdp_stop(&d);
 		ck_pr_store_int(&d.sh.stop, 1);
 		rte_eal_mp_wait_lcore();
 		rte_eal_cleanup();
 		return EXIT_FAILURE;
 	}
-	fprintf(stderr, "tallyd: %u worker(s) on port %u, window %llu ms, flush every %llu ms, "
-		"sink %s (%u endpoint%s), spool %s, control %s\n", d.nworkers, d.port,
+	fprintf(stderr, "tallyd: %u worker(s) on %u port(s) from %u, window %llu ms, flush every %llu ms, "
+		"sink %s (%u endpoint%s), spool %s, control %s\n", d.nworkers, d.nports, d.port,
 		(unsigned long long)d.cfg.window_ms, (unsigned long long)d.cfg.flush_interval_ms,
 		d.cfg.sink, d.wr.nlanes, d.wr.nlanes > 1 ? "s" : "", d.spool_dir, d.cfg.ctl_socket);
 	control_loop(&d);
@@ -546,6 +686,10 @@ int main(int argc, char **argv)
 	tally_writer_fini(&d.wr);
 	tally_liveview_fini(&d.view);
 	tally_port_stop(d.port);
+	tally_exception_stop(&d);
+	for (unsigned p = 0; p < d.nports; p++)
+		tally_port_stop(d.ports[p]);
+	tally_daemon_xdp_stop(&d); /* after the PMD's own detach, in case it left it */
 	for (unsigned i = 0; i < d.nworkers; i++)
 		tally_worker_fini(&d.workers[i]);
 	free(d.workers);

@@ -14,6 +14,7 @@
 #include "loop.h"
 #include "snapshot.h"
 #include "worker.h"
+#include "xdp_loader.h"
 
 struct rte_mempool;
 struct tally_daemon;
@@ -35,6 +36,8 @@ struct tally_watchdog {
 	uint64_t stalls, rx_lost, imissed;
 };
 
+#define TALLY_MAX_PORTS 8
+
 struct tally_daemon {
 	struct tally_config cfg;
 	struct tally_shared sh; /* sh.params: malloc'd, replaced whole by live.c */
@@ -47,9 +50,14 @@ struct tally_daemon {
 	int hups_seen;
 	struct tally_worker *workers;
 	unsigned nworkers;
-	uint16_t port;
+	uint16_t port; /* the first of ports[] */
+	uint16_t ports[TALLY_MAX_PORTS], port_nq[TALLY_MAX_PORTS];
+	unsigned nports;
 	struct rte_mempool *mp;
-	uint16_t ntxq; /* TX queues the port gave: worker i < ntxq sends acks on queue i */
+	/* TX queues each port gave to workers: worker i sends its acks on queue i of
+	 * its first RX queue's port if i < that port's count */
+	uint16_t port_ntxq[TALLY_MAX_PORTS];
+	uint16_t exc_txq; /* the first port's TX queue of the exception path */
 	struct tally_writer wr;
 	struct tally_liveview view; /* tallyctl top / get */
 	char spool_dir[1024];
@@ -72,6 +80,15 @@ struct tally_daemon {
 	struct tally_snap published, scratch;
 	pthread_mutex_t snap_lock;
 	struct tally_metrics *metrics;
+	/* exception path (exception.c): a kernel-side port, control-thread I/O */
+	bool exc_on;
+	uint16_t exc_port;
+	unsigned exc_mbufs; /* what its rings hold, added to the pool */
+	uint64_t exc_from_kernel, exc_dropped;
+	/* net_af_xdp with tally_xdp (xdp_front.c) */
+	char xdp_ifname[64];
+	bool xdp_on, xdp_bound;
+	struct tally_xdp xdp;
 };
 
 /* Every counter, summed over workers, flusher and port. */
@@ -91,6 +108,21 @@ void tally_watchdog_check(struct tally_daemon *d, uint64_t now_ms);
 void tally_watchdog_fini(struct tally_daemon *d);
 enum tally_health tally_watchdog_worker(const struct tally_daemon *d, unsigned i);
 enum tally_health tally_watchdog_flusher(const struct tally_daemon *d);
+/* xdp_front.c: the XDP front of net_af_xdp ports. prepare rewrites the
+ * devargs (xdp_prog=, queue_count=) into out before the probe. */
+bool tally_daemon_is_af_xdp(const char *devargs);
+int tally_daemon_xdp_prepare(struct tally_daemon *d, const char *devargs, uint16_t nq,
+			     char *out, size_t outlen, char *err, size_t errlen);
+int tally_daemon_xdp_start(struct tally_daemon *d, char *err, size_t errlen);
+void tally_daemon_xdp_stop(struct tally_daemon *d);
+void tally_daemon_xdp_counters(const struct tally_daemon *d, uint64_t out[TALLY_C_MAX]);
+
+/* exception.c: probe exception_port (before the pool is sized), start it and
+ * arm the workers (after they exist), move frames both ways (a loop timer). */
+int tally_exception_find(struct tally_daemon *d, char *err, size_t errlen);
+int tally_exception_start(struct tally_daemon *d, char *err, size_t errlen);
+void tally_exception_poll(struct tally_daemon *d);
+void tally_exception_stop(struct tally_daemon *d);
 
 int tally_ctl_listen(const char *path, char *err, size_t errlen);
 /* Serve clients from d->loop. 0 or a negative errno. */

@@ -11,7 +11,11 @@
 #ifndef TALLY_COUNTERS_H
 #define TALLY_COUNTERS_H
 
+/* The BPF program (ebpf/tally_xdp.bpf.c) includes this file for the XDP
+ * counter ids alone: it has no libc, so only the X-macro and enum are shared. */
+#ifndef __bpf__
 #include <stdint.h>
+#endif
 
 #define TALLY_COUNTERS(_) \
 	_(RX_PACKETS, "rx_packets", "frames received from the port") \
@@ -127,6 +131,21 @@
 	_(WATCHDOG_STALLS, "watchdog_stalls", "workers or flusher found stalled: no heartbeat for 500 ms") \
 	_(WATCHDOG_SINK_STALLS, "watchdog_sink_stalls", "sink writes (or the sink writer) silent for 500 ms: a slow or gone sink") \
 	_(WATCHDOG_RX_LOST, "watchdog_rx_lost", "frames the NIC dropped (imissed) while a worker was stalled: lost, not processed") \
+	/* XDP front (ebpf/tally_xdp.bpf.c): per-CPU in the kernel, summed when read; keep \
+	 * them together and in this order, the program indexes its array from XDP_PASS */ \
+	_(XDP_PASS, "xdp_pass", "frames the XDP program gave to the kernel: not Tally's (ARP, ND, ICMP, TCP, other ports, truncated headers)") \
+	_(XDP_REDIRECT, "xdp_redirect", "datagrams the XDP program sent to tallyd's AF_XDP socket of their queue") \
+	_(XDP_DROP_SHORT, "xdp_drop_short", "XDP: datagram to the TLY1 port shorter than a TLY1 header (or a UDP length below 8)") \
+	_(XDP_DROP_MAGIC, "xdp_drop_magic", "XDP: datagram to the TLY1 port without the magic \"TLY1\"") \
+	_(XDP_DROP_STATSD_LEN, "xdp_drop_statsd_len", "XDP: StatsD datagram empty or longer than xdp_statsd_max_len") \
+	_(XDP_DROP_FRAG, "xdp_drop_frag", "XDP: first IPv4 fragment of a datagram to a Tally port (not reassembled)") \
+	_(XDP_DROP_ACL, "xdp_drop_acl", "XDP: source address not in the allow-list (acl, tallyctl acl)") \
+	_(XDP_DROP_RATE, "xdp_drop_rate", "XDP: source over its token bucket (ratelimit_pps, ratelimit_burst)") \
+	_(XDP_DROP_NO_SOCKET, "xdp_drop_no_socket", "XDP: datagram on a queue with no AF_XDP socket (more NIC queues than tallyd's)") \
+	/* exception path (exception_port): frames that are not Tally's, to and from the kernel */ \
+	_(EXC_TO_KERNEL, "exception_to_kernel", "frames not Tally's (ARP, ND, ICMP, TCP, other ports, fragments) handed to the kernel's exception interface") \
+	_(EXC_FROM_KERNEL, "exception_from_kernel", "frames the kernel sent out of the port through the exception interface") \
+	_(EXC_DROPPED, "exception_dropped", "frames for the kernel dropped: over exception_max_per_burst, the hand-off ring full, or the interface refused them") \
 	/* port (filled from rte_eth_stats when read) */ \
 	_(PORT_IMISSED, "port_imissed", "frames the NIC dropped: RX queue full") \
 	_(PORT_NOMBUF, "port_rx_nombuf", "frames the NIC dropped: no mbuf") \
@@ -141,12 +160,15 @@ enum tally_counter {
 
 /* Accepted: parsers return this, never a real drop reason. */
 #define TALLY_OK 0
+#define TALLY_XDP_NCOUNTERS (TALLY_C_XDP_DROP_NO_SOCKET - TALLY_C_XDP_PASS + 1)
 
+#ifndef __bpf__
 struct tally_counters {
 	uint64_t v[TALLY_C_MAX];
 } __attribute__((aligned(64)));
 
 extern const char *const tally_counter_names[TALLY_C_MAX];
 extern const char *const tally_counter_help[TALLY_C_MAX];
+#endif /* __bpf__ */
 
 #endif

@@ -15,6 +15,8 @@
 
 #include "port.h"
 
+#define TALLY_AF_XDP_FQ 2048 /* XSK_RING_PROD__DEFAULT_NUM_DESCS */
+
 static int probe(const char *devargs, uint16_t *port_id, char *err, size_t errlen)
 {
 	char name[RTE_DEV_NAME_MAX_LEN];
@@ -82,6 +84,11 @@ int tally_port_plan(uint16_t port_id, uint16_t nb_rxq, uint16_t nb_txq, uint16_t
 	}
 	need->rx_queues = nb_rxq;
 	need->rx_desc = nb_rxd;
+	/* net_af_xdp (22.11) fills each socket's 2048-entry fill ring from the pool
+	 * on top of the RX ring: measured, a pool sized for 1024 fails "Failed to
+	 * get enough buffers for fq". Plan for the fill ring, not rx_desc. */
+	if (strcmp(info.driver_name, "net_af_xdp") == 0 && need->rx_desc < 2 * TALLY_AF_XDP_FQ)
+		need->rx_desc = 2 * TALLY_AF_XDP_FQ;
 	need->tx_queues = RTE_MIN(nb_txq, info.max_tx_queues);
 	need->tx_desc = nb_txd;
 	return 0;

@@ -62,6 +62,7 @@ int tally_worker_init_node(struct tally_worker *w, unsigned id, struct tally_sha
 		return -ENOMEM;
 	ck_ring_init(&w->sealed, TALLY_RING_SIZE);
 	ck_ring_init(&w->spare, TALLY_RING_SIZE);
+	ck_ring_init(&w->exc, TALLY_EXC_RING);
 	for (unsigned i = 0; i < TALLY_TABLES_PER_WORKER; i++) {
 		w->tables[i] = tally_wtab_create_node(table_rows, node);
 		if (w->tables[i] == NULL)
@@ -141,7 +142,7 @@ static void ack_flush(struct tally_worker *w)
 
 	if (w->ntx == 0)
 		return;
-	sent = rte_eth_tx_burst(w->port, (uint16_t)w->txq, w->tx, (uint16_t)w->ntx);
+	sent = rte_eth_tx_burst(w->txport, (uint16_t)w->txq, w->tx, (uint16_t)w->ntx);
 	for (uint32_t i = 0; i < sent; i++)
 		c[TALLY_C_ACK_COMMITTED + w->txst[i]]++;
 	if (unlikely(sent < w->ntx)) {
@@ -285,7 +286,28 @@ static void parse_datagram(struct tally_worker *w, const struct tally_params *p,
 		c[TALLY_C_DROP_INTERNAL]++;
 }
 
-static void parse_frame(struct tally_worker *w, const struct tally_params *p,
+/* Frames that are someone else's, not broken: the kernel's on the exception path. */
+static bool for_kernel(int reason)
+{
+	return reason == TALLY_C_DROP_ETHERTYPE || reason == TALLY_C_DROP_IP_PROTO ||
+	       reason == TALLY_C_DROP_UDP_PORT || reason == TALLY_C_DROP_IP_FRAG ||
+	       reason == TALLY_C_DROP_IPV6_EXT;
+}
+
+/* Hand m to the control thread for the kernel, within this burst's share. */
+static bool divert(struct tally_worker *w, struct rte_mbuf *m)
+{
+	if (w->exc_left > 0 && ck_ring_enqueue_spsc(&w->exc, w->exc_buf, m)) {
+		w->exc_left--;
+		w->ctr.v[TALLY_C_EXC_TO_KERNEL]++;
+		return true;
+	}
+	w->ctr.v[TALLY_C_EXC_DROPPED]++;
+	return false;
+}
+
+/* Parse one frame; true if it went to the exception path (not to be freed). */
+static bool parse_frame(struct tally_worker *w, const struct tally_params *p,
 			struct rte_mbuf *m, uint64_t now_ms)
 {
 	struct tally_udp u;
@@ -301,10 +323,13 @@ static void parse_frame(struct tally_worker *w, const struct tally_params *p,
 				       RTE_MBUF_F_RX_L4_CKSUM_BAD),
 			    p->ports, 2, &u);
 	if (unlikely(r != TALLY_OK)) {
+		if (w->exc_cap != 0 && for_kernel(r) && divert(w, m))
+			return true;
 		w->ctr.v[r]++;
-		return;
+		return false;
 	}
 	parse_datagram(w, p, frame, &u, now_ms);
+	return false;
 }
 
 /*
@@ -467,12 +492,14 @@ void tally_worker_burst(struct tally_worker *w, const struct tally_params *p,
 {
 	uint16_t i;
 
+	w->exc_left = w->exc_cap;
 	for (i = 0; i < n && i < TALLY_PKT_PREFETCH; i++)
 		rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void *));
 	for (i = 0; i < n; i++) {
 		if (i + TALLY_PKT_PREFETCH < n)
 			rte_prefetch0(rte_pktmbuf_mtod(pkts[i + TALLY_PKT_PREFETCH], void *));
-		parse_frame(w, p, pkts[i], now_ms);
+		if (parse_frame(w, p, pkts[i], now_ms))
+			pkts[i] = NULL; /* the kernel's now: free_bulk skips NULL */
 	}
 	apply_events(w, p, now_ms);
 	ack_flush(w);
@@ -488,7 +515,8 @@ static void poll_queues(struct tally_worker *w)
 	ck_epoch_section_t section;
 
 	for (uint16_t q = 0; q < w->nqueues; q++) {
-		uint16_t n = rte_eth_rx_burst(w->port, w->queues[q], pkts, TALLY_BURST);
+		uint16_t n = rte_eth_rx_burst(w->queues[q].port, w->queues[q].queue, pkts,
+					      TALLY_BURST);
 		uint64_t t0;
 
 		if (n == 0)

@@ -36,6 +36,7 @@ struct rte_mempool;
 #define TALLY_RING_SIZE 4 /* power of two > tables per worker */
 #define TALLY_EVBUF_EVENTS 16384
 #define TALLY_EVBUF_ARENA (512 * 1024)
+#define TALLY_EXC_RING 1024 /* frames for the kernel in flight per worker */
 
 /* What workers read per burst. Swapped as a whole under ck_epoch, never edited. */
 struct tally_params {
@@ -64,9 +65,12 @@ struct tally_worker {
 	bool seal_deferred;  /* a deferred seal was counted for this request */
 	bool done;           /* final table sealed; worker returned */
 	uint64_t clock_last; /* the largest arrival ms this worker used */
-	uint16_t port;
 	uint16_t nqueues;
-	uint16_t queues[TALLY_MAX_QUEUES];
+	/* The (port, queue) pairs this worker polls, as l3fwd's lcore_conf: one
+	 * tallyd may take several ports (two NICs, a NIC and an AF_XDP device). */
+	struct tally_rxq {
+		uint16_t port, queue;
+	} queues[TALLY_MAX_QUEUES];
 	unsigned id, lcore;
 	struct tally_shared *sh;
 	ck_epoch_record_t epoch_rec;
@@ -82,6 +86,7 @@ struct tally_worker {
 	 * answered once apply tells whether the table took them. tx: frames built
 	 * this burst, sent at its end. */
 	struct rte_mempool *txpool;
+	uint16_t txport;                /* the port acks leave through */
 	int txq;                        /* TX queue, -1: none (acks counted unsent) */
 	uint32_t npend, ntx;
 	struct tally_ack pend[TALLY_BURST];
@@ -100,6 +105,13 @@ struct tally_worker {
 	ck_ring_t spare __attribute__((aligned(64))); /* flusher -> worker */
 	ck_ring_buffer_t spare_buf[TALLY_RING_SIZE];
 	struct tally_wtab *tables[TALLY_TABLES_PER_WORKER];
+
+	/* Exception path: frames for the kernel, at most exc_cap per burst (0 =
+	 * off), handed to the control thread, which alone does the TAP's I/O (its
+	 * syscalls stay off the worker). Single producer, single consumer. */
+	uint16_t exc_cap, exc_left;
+	ck_ring_t exc __attribute__((aligned(64))); /* worker -> control */
+	ck_ring_buffer_t exc_buf[TALLY_EXC_RING];
 };
 
 /* Allocate tables and buffers; 0 or a negative errno. */

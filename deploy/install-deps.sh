@@ -10,6 +10,9 @@ packages=(
   dpdk dpdk-dev libdpdk-dev libhyperscan-dev libbpf-dev libck-dev libsodium-dev
   libxxhash-dev libinih-dev libjansson-dev libsqlite3-dev libpcap-dev libisal-dev libpq-dev
   libhiredis-dev libpcre2-dev
+  # XDP front: libxdp (leftover detection, AF_XDP sockets in tests), bpftool and
+  # xdp-tools to inspect an interface, iproute2 for the namespace tests
+  libxdp-dev xdp-tools bpftool iproute2 ethtool socat iputils-ping
   # sd_notify for the systemd unit (Type=notify)
   libsystemd-dev
   # metrics and status page HTTP server

@@ -162,7 +162,7 @@ static int ack_port(struct rig *g)
 		return -EIO;
 	}
 	g->params.ack_mode = TALLY_ACKM_ACCEPTED;
-	g->w.port = port;
+	g->w.txport = port;
 	g->w.txq = 0;
 	g->w.txpool = g->mp;
 	return 0;
