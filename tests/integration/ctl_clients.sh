@@ -67,7 +67,9 @@ python3 -c "import sys; sys.exit(0 if float('$worst') < 0.25 else 1)" ||
 "$check" "$work/expected.tsv" "$work/tally.db"
 expect_counter "$work/tallyd.log" ctl_late_ticks -eq 0
 expect_counter "$work/tallyd.log" ctl_client_timeouts -gt 0
-expect_counter "$work/tallyd.log" dedup_evicted -eq 0
+# Early evictions stay rare (the old 1 s stalls evicted about half the ids)
+ins=$(counter "$work/tallyd.log" dedup_inserted)
+expect_counter "$work/tallyd.log" dedup_evicted -lt $((ins / 20))
 expect_counter "$work/tallyd.log" dedup_gen_held -eq 0
 expect_counter "$work/tallyd.log" drop_duplicate -eq "$(gen_summary "$work/gen.txt" duplicates_sent)"
 echo "PASS ctl-clients"

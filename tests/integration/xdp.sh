@@ -36,12 +36,12 @@ sock=$work/ctl.sock
 ctl() { inA "$tallyctl" -s "$sock" "$@"; }
 # Background jobs run through ip netns exec itself (it execs), never through a
 # shell function, so $! is the process that cleanup and kill -9 must reach.
-ip netns exec "$A" "$tallyd" --port=net_af_xdp0,iface=xa --acl=10.77.0.2 --sink=sqlite \
+ip netns exec "$A" "$tallyd" --table_rows=65536 --dedup_capacity=1048576 --port=net_af_xdp0,iface=xa --acl=10.77.0.2 --sink=sqlite \
   --sqlite_path="$work/t.db" --ctl_socket="$sock" --window_ms=3600000 \
   --flush_interval_ms=200 -- -l 0-1 "${eal_test[@]}" > "$work/tallyd.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do ctl status > /dev/null 2>&1 && break; sleep 0.1; done
-ctl status > /dev/null || { cat "$work/tallyd.log"; fail "tallyd did not come up"; }
+for _ in $(seq 300); do ctl status > /dev/null 2>&1 && break; sleep 0.1; done
+ctl status > /dev/null || { cat "$work/tallyd.log" >&2; fail "tallyd did not come up"; }
 inA ip link show xa | grep -q 'xdp' || fail "no XDP program on xa while tallyd runs"
 grep -q "tally_xdp (id" "$work/tallyd.log" || fail "tallyd did not report tally_xdp"
 
@@ -107,7 +107,7 @@ inA ip link show xa | grep -q 'xdp' && fail "XDP program left on xa after tallyd
 echo "ok: program detached on stop"
 # A crash leaves the program on the interface (netlink attachments outlive
 # their process): the next tallyd replaces it instead of failing or stacking.
-ip netns exec "$A" "$tallyd" --port=net_af_xdp0,iface=xa --sink=sqlite \
+ip netns exec "$A" "$tallyd" --table_rows=65536 --dedup_capacity=1048576 --port=net_af_xdp0,iface=xa --sink=sqlite \
   --sqlite_path="$work/crash.db" --ctl_socket="$work/crash.sock" -- -l 0-1 "${eal_test[@]}" \
   > "$work/crash.log" 2>&1 &
 crash_pid=$!
@@ -118,7 +118,7 @@ kill -9 "$crash_pid"; wait "$crash_pid" 2>/dev/null || true
 # kill (deferred work): give it that moment.
 sleep 1
 inA ip link show xa | grep -q 'xdp' || fail "no program left after SIGKILL (cannot test the leftover)"
-inA "$tallyd" --port=net_af_xdp0,iface=xa --sink=sqlite --sqlite_path="$work/crash.db" \
+inA "$tallyd" --table_rows=65536 --dedup_capacity=1048576 --port=net_af_xdp0,iface=xa --sink=sqlite --sqlite_path="$work/crash.db" \
   --ctl_socket="$work/crash.sock" --run_ms=1500 -- -l 0-1 "${eal_test[@]}" > "$work/again.log" 2>&1 ||
   { cat "$work/again.log"; fail "tallyd did not start over a leftover tally_xdp"; }
 grep -q "replacing a tally_xdp" "$work/again.log" || fail "leftover not reported as replaced"
