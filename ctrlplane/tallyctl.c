@@ -36,6 +36,7 @@ static void usage(FILE *out)
 		"  rules test [--statsd] KEY          which rule a key meets and what it becomes\n"
 		"  sink                               each sink endpoint: breaker, counts, last error\n"
 		"  spool [replay]                     what waits in the spool; replay: retry now\n"
+		"  archive                            raw-event archive: state, time range, bytes, drops\n"
 		"  where KEY                          the sink endpoint (shard) that holds KEY\n"
 		"  flush                              flush window tables to the sink now\n"
 		"  stop                               drain, flush everything, exit\n",
@@ -279,7 +280,7 @@ int main(int argc, char **argv)
 	if (!strcmp(words[0], "stats"))
 		return cmd_stats(path, json, watch);
 	if (strcmp(words[0], "status") && strcmp(words[0], "config") && strcmp(words[0], "rules") &&
-	    strcmp(words[0], "sink") && strcmp(words[0], "spool") && strcmp(words[0], "where") &&
+	    strcmp(words[0], "sink") && strcmp(words[0], "spool") && strcmp(words[0], "where") && strcmp(words[0], "archive") &&
 	    strcmp(words[0], "flush") && strcmp(words[0], "stop")) {
 		fprintf(stderr, "tallyctl: unknown command \"%s\"\n", words[0]);
 		usage(stderr);

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "archiver.h"
 #include "config.h"
 #include "flush.h"
 #include "loop.h"
@@ -31,6 +32,7 @@ struct tally_daemon {
 	struct tally_writer wr;
 	char spool_dir[1024];
 	struct tally_flusher fl;
+	struct tally_archiver arch; /* archive_dir; unused when empty */
 	int ctl_fd;
 	struct tally_loop loop;
 	struct tally_loop_handler ctl_h;

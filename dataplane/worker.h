@@ -18,6 +18,8 @@
 #include <ck_epoch.h>
 #include <ck_ring.h>
 
+#include "apply.h"
+#include "archive_ring.h"
 #include "clock.h"
 #include "counters.h"
 #include "dedup.h"
@@ -32,16 +34,6 @@
 #define TALLY_RING_SIZE 4 /* power of two > tables per worker */
 #define TALLY_EVBUF_EVENTS 16384
 #define TALLY_EVBUF_ARENA (512 * 1024)
-
-/* What workers read per burst. Swapped as a whole under ck_epoch, never edited. */
-struct tally_params {
-	uint16_t ports[2]; /* TLY1, StatsD; 0 = off */
-	int64_t window_ms;
-	uint64_t lateness_ms; /* 0 = off */
-	uint64_t future_ms;   /* 0 = off */
-	struct tally_mac_keys mac;
-	const struct tally_rules *rules; /* NULL: no rules file, every key kept */
-};
 
 /* State every worker shares: read-mostly. */
 struct tally_shared {
@@ -67,6 +59,9 @@ struct tally_worker {
 	ck_epoch_record_t epoch_rec;
 	struct tally_evbuf evb;
 	struct tally_rcache rc; /* rule decisions per (key, window) */
+	struct rte_ring *arch;  /* worker -> archiver (archive_ring.h); NULL = off */
+	uint16_t narch;         /* notes of this burst not yet enqueued */
+	struct tally_arch_note archq[TALLY_BURST];
 
 	uint64_t seal_req __attribute__((aligned(64))); /* written by the flusher */
 	ck_ring_t sealed __attribute__((aligned(64)));  /* worker -> flusher */
