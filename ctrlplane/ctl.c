@@ -330,7 +330,7 @@ static json_t *archive_json(const struct tally_daemon *d)
 	state = v[TALLY_C_ARCHIVE_PAUSED] ? "paused" : "on";
 	return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
 			 "state", state, "dir", d->cfg.archive_dir,
-			 "error", v[TALLY_C_ARCHIVE_PAUSED] ? d->arch.last_err
+			 "alarm", v[TALLY_C_ARCHIVE_PAUSED] ? d->arch.last_err
 			 : r < 0 ? strerror(-r) : "",
 			 "oldest_ms", (json_int_t)in.oldest_ms, "newest_ms", (json_int_t)in.newest_ms,
 			 "segments", (json_int_t)in.segments, "bytes", (json_int_t)in.bytes,

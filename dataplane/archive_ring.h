@@ -18,7 +18,10 @@
 
 #include <stdint.h>
 
-#define TALLY_ARCHIVE_RING 4096 /* notes per worker ring: ~4 ms at 1 Mpps */
+/* Notes per worker ring: 16 ms at 1 Mpps, or a 16k-frame pcap replayed at
+ * memory speed, while the archiver shares the main lcore's CPU with the
+ * control loop, flusher and sink writer. Its mbufs are added to the RX pool. */
+#define TALLY_ARCHIVE_RING 16384
 
 struct rte_mbuf;
 
