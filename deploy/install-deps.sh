@@ -9,6 +9,7 @@ packages=(
   # dataplane and control plane libraries
   dpdk dpdk-dev libdpdk-dev libhyperscan-dev libbpf-dev libck-dev libsodium-dev
   libxxhash-dev libinih-dev libjansson-dev libsqlite3-dev libpcap-dev libisal-dev libpq-dev
+  libzstd-dev
   libhiredis-dev libpcre2-dev
   # sd_notify for the systemd unit (Type=notify)
   libsystemd-dev
