@@ -43,10 +43,14 @@ static unsigned drain_one(struct tally_archiver *ar, struct rte_ring *r)
 
 	for (unsigned i = 0; i < k; i++) {
 		const uint8_t *base = rte_pktmbuf_mtod(n[i].m, const uint8_t *);
-		struct tally_arec rec = {.arrival_ms = n[i].arrival_ms, .len = n[i].len,
-					 .sport = n[i].sport, .dport = n[i].dport,
+		uint64_t stamp;
+		struct tally_arec rec = {.len = n[i].len, .sport = n[i].sport,
 					 .ip_version = n[i].ip_version,
 					 .payload = base + n[i].off};
+
+		memcpy(&stamp, &n[i].m->hash, sizeof(stamp));
+		rec.arrival_ms = stamp >> 16;
+		rec.dport = (uint16_t)stamp;
 
 		memcpy(rec.saddr, base + n[i].saddr_off, n[i].ip_version == 6 ? 16 : 4);
 		tally_archive_add(&ar->a, &rec);

@@ -122,32 +122,38 @@ static inline void archive_note(struct tally_worker *w, struct rte_mbuf *m,
 {
 	const uint8_t *base = rte_pktmbuf_mtod(m, const uint8_t *);
 	struct tally_arch_note *n = &w->archq[w->narch++];
+	uint64_t stamp = tally_arch_stamp(now_ms, u->dport);
 
+	_Static_assert(sizeof(m->hash) == sizeof(stamp), "mbuf hash field is not 8 bytes");
+	memcpy(&m->hash, &stamp, sizeof(stamp)); /* on a line the parse just read */
 	n->m = m;
-	n->arrival_ms = now_ms;
 	n->off = (uint16_t)(u->payload - base);
 	n->len = u->len;
 	n->sport = u->sport;
-	n->dport = u->dport;
 	n->ip_version = u->ip_version;
 	n->saddr_off = (uint8_t)(u->saddr - base);
 }
 
-/* One enqueue per burst. A reference is taken before the enqueue (the
- * archiver may free as soon as it dequeues) and given back for the notes the
- * ring did not take: those are left out of the archive, never the counts. */
-static void archive_handoff(struct tally_worker *w)
+/* One enqueue per burst, of as many notes as the ring has room for: with one
+ * producer the room only grows until this enqueue, so all of them go. The
+ * archiver owns the enqueued mbufs; the rest of the burst is freed here. */
+static uint16_t archive_handoff(struct tally_worker *w, struct rte_mbuf **pkts, uint16_t n)
 {
-	unsigned k;
+	unsigned room = rte_ring_free_count(w->arch);
+	unsigned k = w->narch < room ? w->narch : room;
+	uint16_t keep = 0;
 
-	for (unsigned i = 0; i < w->narch; i++)
-		rte_mbuf_refcnt_update(w->archq[i].m, 1);
-	k = rte_ring_sp_enqueue_burst_elem(w->arch, w->archq, sizeof(w->archq[0]), w->narch,
-					   NULL);
-	for (unsigned i = k; i < w->narch; i++)
-		rte_mbuf_refcnt_update(w->archq[i].m, -1);
+	rte_ring_sp_enqueue_bulk_elem(w->arch, w->archq, sizeof(w->archq[0]), k, NULL);
 	w->ctr.v[TALLY_C_ARCHIVE_RING_FULL] += w->narch - k;
 	w->narch = 0;
+	/* The notes are in burst order: one merge pass finds the given mbufs. */
+	for (unsigned i = 0, j = 0; i < n; i++) {
+		if (j < k && pkts[i] == w->archq[j].m)
+			j++;
+		else
+			pkts[keep++] = pkts[i];
+	}
+	return keep;
 }
 
 static void parse_frame(struct tally_worker *w, const struct tally_params *p,
@@ -195,10 +201,10 @@ void tally_worker_burst(struct tally_worker *w, const struct tally_params *p,
 		parse_frame(w, p, pkts[i], now_ms);
 	}
 	apply_events(w, p, now_ms);
-	if (w->narch)
-		archive_handoff(w);
-	rte_pktmbuf_free_bulk(pkts, n);
 	w->ctr.v[TALLY_C_RX_PACKETS] += n;
+	if (w->narch)
+		n = archive_handoff(w, pkts, n);
+	rte_pktmbuf_free_bulk(pkts, n);
 	w->ctr.v[TALLY_C_RX_BURSTS]++;
 }
 
