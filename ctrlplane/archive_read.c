@@ -91,7 +91,8 @@ int tally_archive_segments(const char *dir, uint64_t **starts, size_t *n)
 		(*starts)[(*n)++] = s;
 	}
 	closedir(d);
-	qsort(*starts, *n, sizeof(**starts), cmp_u64);
+	if (*n > 1) /* qsort must not see the NULL of an empty listing */
+		qsort(*starts, *n, sizeof(**starts), cmp_u64);
 	return 0;
 }
 
