@@ -23,6 +23,7 @@
 
 struct tally_wtab;
 struct tally_row;
+struct tally_acklist;
 
 struct tally_batch_row {
 	int64_t win_start;
@@ -41,6 +42,9 @@ struct tally_batch {
 	struct tally_batch_row *rows;
 	uint8_t *keys;
 	size_t keys_used, keys_cap;
+	/* committed-mode acks of the datagrams in it (dataplane/ack.h), sent once
+	 * the batch is durable; never encoded, never freed with the batch */
+	struct tally_acklist *acks;
 };
 
 /* An empty batch; storage grows as rows are added. */

@@ -10,9 +10,13 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <ini.h>
 
+#include "ack.h"
 #include "config.h"
 #include "shard.h"
 #include "sink.h"
@@ -35,10 +39,12 @@
 static int check_sink(const char *v, char *err, size_t len);
 static int check_mac_keys(const char *v, char *err, size_t len);
 static int check_appliance(const char *v, char *err, size_t len);
+static int check_ack_mode(const char *v, char *err, size_t len);
 static int check_pg_method(const char *v, char *err, size_t len);
 static int check_pg_shards(const char *v, char *err, size_t len);
 static int check_spool_dir(const char *v, char *err, size_t len);
 static int check_redis_prefix(const char *v, char *err, size_t len);
+static int check_metrics_addr(const char *v, char *err, size_t len);
 
 const struct tally_cfg_key tally_cfg_keys[] = {
 	STR(port, "", false, "DPDK input device: vdev with args (net_pcap0,rx_pcap=f.pcap) or PCI "
@@ -98,8 +104,8 @@ const struct tally_cfg_key tally_cfg_keys[] = {
 	    "(host=a,b port=p,q) with target_session_attrs=read-write fails over to the "
 	    "host that takes writes", NULL),
 	SECRET(pg_shards, "", false, "PostgreSQL shards instead of pg_conninfo: NAME CONNINFO "
-	       "entries separated by |; keys spread by consistent hashing on NAME (secret: may "
-	       "hold passwords)", check_pg_shards),
+	       "entries separated by vertical bars; keys spread by consistent hashing on NAME "
+	       "(secret: may hold passwords)", check_pg_shards),
 	STR(pg_method, "copy", false, "how the PostgreSQL sink sends rows: copy (binary COPY "
 	    "into a temporary table, one upsert) or pipeline (one upsert per row, pipelined)",
 	    check_pg_method),
@@ -113,8 +119,14 @@ const struct tally_cfg_key tally_cfg_keys[] = {
 	STR(appliance_id, "tally", false, "this appliance's name in tally_batches "
 	    "([A-Za-z0-9._-]+)", check_appliance),
 	STR(ctl_socket, "/run/tally/tallyd.sock", false, "control socket for tallyctl", NULL),
+	STR(metrics_addr, "127.0.0.1:9125", false, "HTTP address (IPv4:port or [IPv6]:port) of "
+	    "the Prometheus /metrics, /stats.json and the status page /; port 0 = any free "
+	    "port (tallyctl status shows it); empty = off", check_metrics_addr),
 	SECRET(mac_keys, "", false, "TLY1 MAC keys: comma-separated id:32-hex-digits, id 1..255 "
 	       "(secret: never shown; keep the file mode 600)", check_mac_keys),
+	STR(ack_mode, "accepted", false, "TLY1 acks for ACK_REQ datagrams: accepted (once in "
+	    "memory), committed (once the flush holding it is in the sink or the spool: survives a "
+	    "crash), none (no acks)", check_ack_mode),
 	STR(rules_file, "", TALLY_APPLY_RULES, "rules on TLY1 keys and StatsD names: lines of "
 	    "ACTION /PATTERN/ [ARG] (drop, keep, rename NEW, sample N; README: Rules); empty = "
 	    "none, every key kept", NULL),
@@ -190,6 +202,73 @@ static int check_redis_prefix(const char *v, char *err, size_t len)
 		return 0;
 	snprintf(err, len, "redis_prefix: \"%s\" holds { or }, which Redis Cluster reads as a "
 		 "hash tag", v);
+	return -EINVAL;
+}
+
+int tally_config_hostport(const char *key, const char *v, struct sockaddr_storage *sa,
+			  unsigned *salen, char *err, size_t errlen)
+{
+	struct sockaddr_in *in4 = (struct sockaddr_in *)sa;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
+	const char *colon = strrchr(v, ':');
+	char host[64], *end;
+	unsigned long port;
+	size_t hl;
+
+	memset(sa, 0, sizeof(*sa));
+	if (colon == NULL || colon[1] == '\0')
+		goto bad;
+	port = strtoul(colon + 1, &end, 10);
+	hl = (size_t)(colon - v);
+	if (*end != '\0' || port > 65535 || hl == 0 || hl >= sizeof(host))
+		goto bad;
+	if (v[0] == '[' && v[hl - 1] == ']') {
+		snprintf(host, sizeof(host), "%.*s", (int)hl - 2, v + 1);
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)port);
+		*salen = sizeof(*in6);
+		if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1)
+			return 0;
+		goto bad;
+	}
+	snprintf(host, sizeof(host), "%.*s", (int)hl, v);
+	in4->sin_family = AF_INET;
+	in4->sin_port = htons((uint16_t)port);
+	*salen = sizeof(*in4);
+	if (inet_pton(AF_INET, host, &in4->sin_addr) == 1)
+		return 0;
+bad:
+	snprintf(err, errlen, "%s: \"%s\" is not IPv4:port or [IPv6]:port (numeric address, "
+		 "port 0..65535)", key, v);
+	return -EINVAL;
+}
+
+static int check_metrics_addr(const char *v, char *err, size_t len)
+{
+	struct sockaddr_storage sa;
+	unsigned salen;
+
+	if (v[0] == '\0')
+		return 0;
+	return tally_config_hostport("metrics_addr", v, &sa, &salen, err, len);
+}
+
+int tally_config_ack_mode(const char *v)
+{
+	if (strcmp(v, "none") == 0)
+		return TALLY_ACKM_NONE;
+	if (strcmp(v, "accepted") == 0)
+		return TALLY_ACKM_ACCEPTED;
+	if (strcmp(v, "committed") == 0)
+		return TALLY_ACKM_COMMITTED;
+	return -EINVAL;
+}
+
+static int check_ack_mode(const char *v, char *err, size_t len)
+{
+	if (tally_config_ack_mode(v) >= 0)
+		return 0;
+	snprintf(err, len, "ack_mode: \"%s\" is not accepted, committed or none", v);
 	return -EINVAL;
 }
 

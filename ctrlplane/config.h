@@ -48,7 +48,9 @@ struct tally_config {
 	char redis_cluster_nodes[TALLY_CFG_STR_MAX * 4];
 	char appliance_id[TALLY_CFG_STR_MAX];
 	char ctl_socket[TALLY_CFG_STR_MAX];
+	char metrics_addr[64];
 	char mac_keys[TALLY_CFG_STR_MAX * 4];
+	char ack_mode[16];
 	char rules_file[TALLY_CFG_STR_MAX];
 	uint64_t run_ms;
 	uint64_t stop_after_idle_ms;
@@ -93,9 +95,16 @@ int tally_config_get(const struct tally_config *c, const char *name, char *buf, 
 int tally_config_load(struct tally_config *c, const char *path, char *err, size_t errlen);
 /* Checks across keys (e.g. at least one port). 0 or -EINVAL with err. */
 int tally_config_validate(const struct tally_config *c, char *err, size_t errlen);
+/* ack_mode as enum tally_ack_mode (dataplane/ack.h); -EINVAL if unknown. */
+int tally_config_ack_mode(const char *v);
 /* Parse mac_keys ("id:hex32,...") into the tables of struct tally_mac_keys. */
 int tally_config_mac_keys(const char *spec, bool present[256], uint8_t key[256][16],
 			  char *err, size_t errlen);
+/* "IPv4:port" or "[IPv6]:port" into *sa (sockaddr_in or _in6 in a
+ * sockaddr_storage); 0 or -EINVAL with err naming `key`. */
+struct sockaddr_storage;
+int tally_config_hostport(const char *key, const char *v, struct sockaddr_storage *sa,
+			  unsigned *salen, char *err, size_t errlen);
 /* Markdown table of every key for the README. */
 void tally_config_reference(FILE *out);
 

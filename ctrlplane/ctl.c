@@ -3,7 +3,10 @@
  * The control API: a Unix stream socket that takes one command line per
  * connection and answers one JSON document (jansson). tallyctl is its client.
  * Commands: stats, status, flush, stop, config [KEY], config set KEY VALUE,
- * rules show | reload [FILE] | test [--statsd] KEY. Served from the main
+ * rules show | reload [FILE] | test [--statsd] KEY, sink, spool [replay],
+ * where KEY (and a test hook, debug).
+ * Stats and status come from a snapshot (snapshot.h) that only loads atomics,
+ * the one the metrics thread is also given. Served from the main
  * lcore's event loop (loop.h), never from a worker, never blocking it.
  */
 #include <errno.h>
@@ -22,9 +25,11 @@
 #include <ck_pr.h>
 #include <jansson.h>
 #include <rte_ethdev.h>
+#include <rte_lcore.h>
 
 #include "dedup.h"
 #include "live.h"
+#include "metrics.h"
 #include "rules.h"
 #include "tallyd.h"
 #include "window.h"
@@ -44,12 +49,11 @@ static void spool_counters(const struct tally_daemon *d, uint64_t *out)
 		out[TALLY_C_SPOOL_CORRUPT] += st.corrupt;
 		out[TALLY_C_SPOOL_TORN] += st.torn;
 		out[TALLY_C_SPOOL_FULL_REFUSALS] += st.full_refusals;
-		if ((uint64_t)st.oldest_age_ms > out[TALLY_C_SPOOL_OLDEST_AGE_MS])
-			out[TALLY_C_SPOOL_OLDEST_AGE_MS] = (uint64_t)st.oldest_age_ms;
 		out[TALLY_C_BREAKER_OPENS] += l->br.opens;
 	}
 	out[TALLY_C_FLUSH_PENDING] = tally_writer_queued(&d->wr);
 }
+
 
 void tally_daemon_counters(const struct tally_daemon *d, uint64_t out[TALLY_C_MAX])
 {
@@ -71,14 +75,104 @@ void tally_daemon_counters(const struct tally_daemon *d, uint64_t out[TALLY_C_MA
 	out[TALLY_C_CTL_CLIENT_TIMEOUTS] = d->ctl_client_timeouts;
 	out[TALLY_C_CTL_REFUSED] = d->ctl_refused;
 	out[TALLY_C_CLOCK_STEPS] = d->sh.clock.steps;
-	out[TALLY_C_RULES_RELOADS] = d->rules_reloads;
-	out[TALLY_C_RULES_RELOAD_ERRORS] = d->rules_reload_errors;
-	out[TALLY_C_CONFIG_CHANGES] = d->config_changes;
 	if (rte_eth_stats_get(d->port, &ps) == 0) {
 		out[TALLY_C_PORT_IMISSED] = ps.imissed;
 		out[TALLY_C_PORT_NOMBUF] = ps.rx_nombuf;
 		out[TALLY_C_PORT_IERRORS] = ps.ierrors;
 	}
+	out[TALLY_C_WATCHDOG_STALLS] = d->wd.stalls;
+	out[TALLY_C_WATCHDOG_SINK_STALLS] = d->wd.sink_stalls;
+	out[TALLY_C_WATCHDOG_RX_LOST] = d->wd.rx_lost;
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static const char *last_sink_error(const struct tally_daemon *d)
+{
+	for (unsigned i = 0; i < d->wr.nlanes; i++)
+		if (d->wr.lanes[i].last_err[0] != '\0')
+			return d->wr.lanes[i].last_err;
+	return "";
+}
+
+/* The sinks as one: the worst breaker of the endpoints, their spools summed. */
+static void snapshot_sink(const struct tally_daemon *d, struct tally_sink_state *st)
+{
+	enum tally_breaker_state worst = TALLY_BREAKER_CLOSED;
+
+	memset(st, 0, sizeof(*st));
+	snprintf(st->name, sizeof(st->name), "%.31s", d->cfg.sink);
+	snprintf(st->state, sizeof(st->state), "%s",
+		 d->wd.sink_stalled ? "stalled" : ck_pr_load_int((int *)&d->wr.sink_down) ? "down" : "up");
+	pthread_mutex_lock((pthread_mutex_t *)&d->wr.lock);
+	snprintf(st->last_err, sizeof(st->last_err), "%s", last_sink_error(d));
+	pthread_mutex_unlock((pthread_mutex_t *)&d->wr.lock);
+	st->has_spool = true;
+	for (unsigned i = 0; i < d->wr.nlanes; i++) {
+		const struct tally_lane *l = &d->wr.lanes[i];
+		struct tally_spool_stats sp;
+
+		worst = l->br.state > worst ? l->br.state : worst;
+		if (l->spool == NULL)
+			continue;
+		tally_spool_stats(l->spool, &sp);
+		st->spool.records += sp.records;
+		st->spool.bytes += sp.bytes;
+		st->spool.appended += sp.appended;
+		st->spool.replayed += sp.replayed;
+		st->spool.corrupt += sp.corrupt;
+		st->spool.full_refusals += sp.full_refusals;
+		st->spool.oldest_age_ms = sp.oldest_age_ms > st->spool.oldest_age_ms ?
+					  sp.oldest_age_ms : st->spool.oldest_age_ms;
+		st->spool.full_alarm |= sp.full_alarm;
+		st->spool.age_alarm |= sp.age_alarm;
+	}
+	snprintf(st->breaker, sizeof(st->breaker), "%s", tally_breaker_state_name(worst));
+}
+
+void tally_daemon_snapshot(const struct tally_daemon *d, struct tally_snap *s)
+{
+	size_t tbytes = tally_wtab_bytes(d->workers[0].tables[0]);
+
+	tally_daemon_counters(d, s->v);
+	s->nworkers = d->nworkers;
+	for (unsigned i = 0; i < d->nworkers; i++) {
+		const struct tally_worker *w = &d->workers[i];
+		struct tally_snap_worker *sw = &s->w[i];
+
+		sw->id = w->id;
+		sw->lcore = w->lcore;
+		sw->socket = rte_lcore_to_socket_id(w->lcore);
+		sw->nqueues = w->nqueues;
+		sw->health = tally_watchdog_worker(d, i);
+		for (unsigned c = 0; c < TALLY_C_MAX; c++)
+			sw->v[c] = ck_pr_load_64((uint64_t *)&w->ctr.v[c]);
+	}
+	s->flusher = tally_watchdog_flusher(d);
+	tally_hist_load(&d->fl.flush_hist, &s->flush_hist);
+	tally_hist_load(&d->wr.sink_hist, &s->sink_hist);
+	s->uptime_ms = mono_ms() - d->start_ms;
+	s->dedup_capacity = d->cfg.dedup_capacity;
+	s->dedup_bytes = tally_dedup_bytes(d->sh.dedup);
+	s->dedup_gen = tally_dedup_gen(d->sh.dedup);
+	s->table_rows = d->cfg.table_rows;
+	s->table_bytes = tbytes * TALLY_TABLES_PER_WORKER * d->nworkers;
+	s->version = TALLY_VERSION;
+	snapshot_sink(d, &s->sink);
+}
+
+void tally_daemon_publish(struct tally_daemon *d)
+{
+	tally_daemon_snapshot(d, &d->scratch);
+	pthread_mutex_lock(&d->snap_lock);
+	tally_snap_copy(&d->published, &d->scratch);
+	pthread_mutex_unlock(&d->snap_lock);
 }
 
 static json_t *counters_json(const uint64_t *v)
@@ -90,42 +184,118 @@ static json_t *counters_json(const uint64_t *v)
 	return o;
 }
 
-static json_t *workers_json(const struct tally_daemon *d)
+static json_t *workers_json(const struct tally_snap *s)
 {
 	json_t *a = json_array();
 
-	for (unsigned i = 0; i < d->nworkers; i++) {
-		const struct tally_worker *w = &d->workers[i];
+	for (unsigned i = 0; i < s->nworkers; i++) {
+		const struct tally_snap_worker *w = &s->w[i];
 
-		json_array_append_new(a, json_pack("{s:i, s:i, s:i, s:o}", "id", (int)w->id,
-						   "lcore", (int)w->lcore, "queues", (int)w->nqueues,
-						   "counters", counters_json(w->ctr.v)));
+		json_array_append_new(a, json_pack("{s:i, s:i, s:i, s:i, s:s, s:o}", "id", (int)w->id,
+						   "lcore", (int)w->lcore, "socket", (int)w->socket,
+						   "queues", (int)w->nqueues,
+						   "state", tally_health_names[w->health],
+						   "counters", counters_json(w->v)));
 	}
 	return a;
 }
 
-static const char *last_sink_error(const struct tally_daemon *d)
+static json_t *spool_json(const struct tally_spool_stats *sp)
 {
-	for (unsigned i = 0; i < d->wr.nlanes; i++)
-		if (d->wr.lanes[i].last_err[0] != '\0')
-			return d->wr.lanes[i].last_err;
-	return "";
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:b, s:s}",
+			 "records", (json_int_t)sp->records, "bytes", (json_int_t)sp->bytes,
+			 "appended", (json_int_t)sp->appended, "replayed", (json_int_t)sp->replayed,
+			 "corrupt", (json_int_t)sp->corrupt, "full_refusals",
+			 (json_int_t)sp->full_refusals, "oldest_age_ms", (json_int_t)sp->oldest_age_ms,
+			 "full_alarm", sp->full_alarm, "age_alarm", sp->age_alarm,
+			 "last_err", sp->last_err);
 }
 
-static json_t *stats_json(const struct tally_daemon *d)
+/* Sink, breaker ("" = none) and spool (null = none). */
+static json_t *sink_json(const struct tally_sink_state *st)
 {
-	uint64_t v[TALLY_C_MAX];
-	size_t tbytes = tally_wtab_bytes(d->workers[0].tables[0]);
+	return json_pack("{s:s, s:s, s:s, s:o, s:s}", "name", st->name, "state", st->state,
+			 "breaker", st->breaker[0] ? st->breaker : "none",
+			 "spool", st->has_spool ? spool_json(&st->spool) : json_null(),
+			 "last_error", st->last_err);
+}
 
-	tally_daemon_counters(d, v);
-	return json_pack("{s:o, s:o, s:{s:I, s:I, s:i}, s:{s:I, s:I}, s:s}",
-			 "counters", counters_json(v), "workers", workers_json(d),
-			 "dedup", "capacity", (json_int_t)d->cfg.dedup_capacity,
-			 "bytes", (json_int_t)tally_dedup_bytes(d->sh.dedup),
-			 "generation", (int)tally_dedup_gen(d->sh.dedup),
-			 "tables", "rows_per_table", (json_int_t)d->cfg.table_rows,
-			 "bytes", (json_int_t)(tbytes * TALLY_TABLES_PER_WORKER * d->nworkers),
-			 "sink_last_error", last_sink_error(d));
+json_t *tally_stats_json(const struct tally_snap *s)
+{
+	return json_pack("{s:o, s:o, s:{s:I, s:I, s:i}, s:{s:I, s:I}, s:s, s:o, s:s, s:I, s:s}",
+			 "counters", counters_json(s->v), "workers", workers_json(s),
+			 "dedup", "capacity", (json_int_t)s->dedup_capacity,
+			 "bytes", (json_int_t)s->dedup_bytes, "generation", (int)s->dedup_gen,
+			 "tables", "rows_per_table", (json_int_t)s->table_rows,
+			 "bytes", (json_int_t)s->table_bytes,
+			 "sink_last_error", s->sink.last_err, "sink", sink_json(&s->sink),
+			 "flusher", tally_health_names[s->flusher],
+			 "uptime_ms", (json_int_t)s->uptime_ms, "version", s->version);
+}
+
+static json_t *stats_json(struct tally_daemon *d)
+{
+	tally_daemon_snapshot(d, &d->scratch);
+	return tally_stats_json(&d->scratch);
+}
+
+static json_t *link_json(uint16_t port)
+{
+	struct rte_eth_dev_info info;
+	struct rte_eth_link link;
+	char name[RTE_ETH_NAME_MAX_LEN] = "?";
+	const char *drv = "?";
+
+	if (rte_eth_dev_info_get(port, &info) == 0)
+		drv = info.driver_name;
+	rte_eth_dev_get_name_by_port(port, name);
+	memset(&link, 0, sizeof(link));
+	rte_eth_link_get_nowait(port, &link);
+	return json_pack("{s:i, s:s, s:s, s:s, s:I, s:s}", "id", (int)port, "name", name,
+			 "driver", drv, "link", link.link_status ? "up" : "down",
+			 "speed_mbps", (json_int_t)link.link_speed, "duplex",
+			 link.link_duplex == RTE_ETH_LINK_FULL_DUPLEX ? "full" : "half");
+}
+
+static json_t *status_json(struct tally_daemon *d)
+{
+	struct tally_snap *s = &d->scratch;
+	json_t *ws = json_array(), *ports = json_array();
+
+	tally_daemon_snapshot(d, s);
+	for (unsigned i = 0; i < s->nworkers; i++)
+		json_array_append_new(ws, json_pack("{s:i, s:i, s:i, s:i, s:s}", "id", (int)s->w[i].id,
+						    "lcore", (int)s->w[i].lcore, "socket",
+						    (int)s->w[i].socket, "queues", (int)s->w[i].nqueues,
+						    "state", tally_health_names[s->w[i].health]));
+	json_array_append_new(ports, link_json(d->port));
+	return json_pack("{s:s, s:s, s:s, s:I, s:s?, s:i, s:o, s:o, s:s, s:s, s:o, s:s, s:I, s:I}",
+			 "state", d->stopping ? "stopping" : "running", "version", TALLY_VERSION,
+			 "appliance", d->cfg.appliance_id, "uptime_ms", (json_int_t)s->uptime_ms,
+			 "config_file", d->config_file, "main_lcore", (int)rte_get_main_lcore(),
+			 "workers", ws, "ports", ports, "flusher", tally_health_names[s->flusher],
+			 "metrics_addr", tally_metrics_bound(d), "sink", sink_json(&s->sink),
+			 "ctl_socket", d->cfg.ctl_socket,
+			 "next_batch_seq", (json_int_t)ck_pr_load_64((uint64_t *)&d->wr.seq_floor),
+			 "window_ms", (json_int_t)d->cfg.window_ms);
+}
+
+static json_t *config_json(const struct tally_daemon *d, const char *key)
+{
+	char buf[TALLY_CFG_STR_MAX * 4];
+	json_t *o;
+
+	if (key != NULL) {
+		if (tally_config_get(&d->cfg, key, buf, sizeof(buf)) != 0)
+			return json_pack("{s:s}", "error", "unknown config key");
+		return json_pack("{s:s}", key, buf);
+	}
+	o = json_object();
+	for (size_t i = 0; i < tally_cfg_nkeys; i++) {
+		tally_config_get(&d->cfg, tally_cfg_keys[i].name, buf, sizeof(buf));
+		json_object_set_new(o, tally_cfg_keys[i].name, json_string(buf));
+	}
+	return o;
 }
 
 /* One lane of the sink writer: its endpoint, breaker and counts. */
@@ -145,7 +315,7 @@ static json_t *lane_json(struct tally_daemon *d, const struct tally_lane *l)
 	return o;
 }
 
-static json_t *sink_json(struct tally_daemon *d)
+static json_t *sink_cmd_json(struct tally_daemon *d)
 {
 	json_t *a = json_array();
 
@@ -154,7 +324,7 @@ static json_t *sink_json(struct tally_daemon *d)
 	return json_pack("{s:s, s:o}", "sink", d->cfg.sink, "endpoints", a);
 }
 
-static json_t *spool_json(struct tally_daemon *d)
+static json_t *spool_cmd_json(struct tally_daemon *d)
 {
 	json_t *a = json_array();
 
@@ -179,7 +349,7 @@ static json_t *spool_json(struct tally_daemon *d)
 static json_t *spool_cmd(struct tally_daemon *d, const char *arg)
 {
 	if (arg == NULL)
-		return spool_json(d);
+		return spool_cmd_json(d);
 	if (strcmp(arg, "replay") == 0) {
 		ck_pr_store_int(&d->wr.force, 1);
 		return json_pack("{s:s}", "result", "replay forced: every endpoint tries its spool now");
@@ -195,39 +365,7 @@ static json_t *where_json(struct tally_daemon *d, const char *key)
 			 tally_writer_where(&d->wr, (const uint8_t *)key, strlen(key)));
 }
 
-static json_t *status_json(const struct tally_daemon *d)
-{
-	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return json_pack("{s:s, s:s, s:i, s:i, s:I, s:s, s:I, s:I}", "state", "running",
-			 "appliance", d->cfg.appliance_id, "workers", (int)d->nworkers,
-			 "port", (int)d->port,
-			 "uptime_ms", (json_int_t)((uint64_t)ts.tv_sec * 1000 +
-						   (uint64_t)ts.tv_nsec / 1000000 - d->start_ms),
-			 "sink", d->cfg.sink, "next_batch_seq", (json_int_t)d->wr.seq_floor,
-			 "window_ms", (json_int_t)d->cfg.window_ms);
-}
-
-static json_t *config_json(const struct tally_daemon *d, const char *key)
-{
-	char buf[TALLY_CFG_STR_MAX * 4];
-	json_t *o;
-
-	if (key != NULL) {
-		if (tally_config_get(&d->cfg, key, buf, sizeof(buf)) != 0)
-			return json_pack("{s:s}", "error", "unknown config key");
-		return json_pack("{s:s}", key, buf);
-	}
-	o = json_object();
-	for (size_t i = 0; i < tally_cfg_nkeys; i++) {
-		tally_config_get(&d->cfg, tally_cfg_keys[i].name, buf, sizeof(buf));
-		json_object_set_new(o, tally_cfg_keys[i].name, json_string(buf));
-	}
-	return o;
-}
-
-/* "set KEY VALUE": the value is the rest of the line (it may hold spaces). */
 static json_t *config_set_json(struct tally_daemon *d, char *arg)
 {
 	char *value = arg != NULL ? strchr(arg, ' ') : NULL, err[512], now[TALLY_CFG_STR_MAX * 4];
@@ -342,6 +480,23 @@ static json_t *archive_json(const struct tally_daemon *d)
 			 "retention_ms", (json_int_t)d->cfg.archive_retention_ms);
 }
 
+/*
+ * Test hook, not in tallyctl's help: "debug park-worker N MS" makes worker N
+ * sleep MS ms between two loops, as a stalled worker would (a thread cannot be
+ * SIGSTOPped alone). The worker checks the flag once per loop.
+ */
+static json_t *debug_json(struct tally_daemon *d, const char *arg)
+{
+	unsigned n, ms;
+
+	if (arg == NULL || sscanf(arg, "park-worker %u %u", &n, &ms) != 2)
+		return json_pack("{s:s}", "error", "usage: debug park-worker WORKER MS");
+	if (n >= d->nworkers || ms == 0 || ms > 60000)
+		return json_pack("{s:s}", "error", "park-worker: no such worker, or MS not in 1..60000");
+	ck_pr_store_32(&d->workers[n].park_ms, ms);
+	return json_pack("{s:s}", "result", "worker parked");
+}
+
 static json_t *dispatch(struct tally_daemon *d, char *line)
 {
 	char *arg = strchr(line, ' ');
@@ -358,16 +513,18 @@ static json_t *dispatch(struct tally_daemon *d, char *line)
 		return config_set_json(d, arg + 4);
 	if (strcmp(line, "config") == 0)
 		return config_json(d, arg);
+	if (strcmp(line, "rules") == 0)
+		return rules_json(d, arg);
 	if (strcmp(line, "sink") == 0)
-		return sink_json(d);
+		return sink_cmd_json(d);
 	if (strcmp(line, "spool") == 0)
 		return spool_cmd(d, arg);
 	if (strcmp(line, "archive") == 0)
 		return archive_json(d);
 	if (strcmp(line, "where") == 0)
 		return where_json(d, arg);
-	if (strcmp(line, "rules") == 0)
-		return rules_json(d, arg);
+	if (strcmp(line, "debug") == 0)
+		return debug_json(d, arg);
 	if (strcmp(line, "flush") == 0) {
 		ck_pr_store_int(&d->fl.flush_now, 1);
 		return json_pack("{s:s}", "result", "flush requested");
@@ -401,14 +558,6 @@ struct ctl_client {
 	size_t out_len, out_off;
 	struct ctl_client *next;
 };
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static void client_close(struct tally_daemon *d, struct ctl_client *c)
 {

@@ -36,13 +36,27 @@ static uint64_t mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* Alive: the watchdog (control thread) checks this advances. */
+static void beat(struct tally_flusher *f)
+{
+	ck_pr_store_64(&f->heartbeat, f->heartbeat + 1);
+}
+
 /* Hand the finished batch to the sink writer, which owns it from now on
  * (seq, sink, spool). f->out starts afresh. */
 static void write_batch(struct tally_flusher *f, struct tally_batch *b)
 {
 	struct tally_batch *out;
 
-	if (b->nrows == 0)
+	if (b->nrows == 0 && b->acks == NULL)
 		return;
 	out = malloc(sizeof(*out));
 	if (out == NULL) { /* keep it: the next tick tries again with more rows */
@@ -57,8 +71,10 @@ static void write_batch(struct tally_flusher *f, struct tally_batch *b)
 /* The merge table's rows as one batch, and the merge table emptied. */
 static void write_merged(struct tally_flusher *f)
 {
-	if (tally_wtab_rows(f->merge) == 0)
+	if (tally_wtab_rows(f->merge) == 0) {
+		write_batch(f, &f->out); /* acks of tables that had no rows */
 		return;
+	}
 	if (tally_batch_add_wtab(&f->out, f->merge) != 0)
 		fprintf(stderr, "tallyd: flusher: out of memory copying %u merged rows\n",
 			tally_wtab_rows(f->merge));
@@ -80,6 +96,21 @@ static void merge_table(struct tally_flusher *f, const struct tally_wtab *t)
 	}
 }
 
+/* The table's ack lists join the batch that holds (the last of) its rows:
+ * they go out once that batch, and so every batch before it, is durable. */
+static void take_acks(struct tally_batch *b, struct tally_wtab *t)
+{
+	struct tally_acklist *l = t->acks;
+
+	if (l == NULL)
+		return;
+	while (l->next != NULL)
+		l = l->next;
+	l->next = b->acks;
+	b->acks = t->acks;
+	t->acks = NULL;
+}
+
 /*
  * One sealed table. One worker: its rows are a batch of their own (a worker
  * that sealed twice in one tick gives two batches, each with unique rows).
@@ -98,6 +129,7 @@ static void take_table(struct tally_flusher *f, struct tally_worker *w, struct t
 	if (r != 0)
 		fprintf(stderr, "tallyd: flusher: out of memory copying %u rows\n",
 			tally_wtab_rows(t));
+	take_acks(&f->out, t);
 	tally_wtab_reset(t);
 	ck_ring_enqueue_spsc(&w->spare, w->spare_buf, t);
 	if (alone)
@@ -149,6 +181,7 @@ static bool request_seal(struct tally_flusher *f)
 		n = answered(f);
 		if (n == f->nworkers || mono_ms() >= deadline)
 			break;
+		beat(f);
 		usleep(100);
 	}
 	any |= drain(f);
@@ -158,10 +191,13 @@ static bool request_seal(struct tally_flusher *f)
 
 static void flush_tick(struct tally_flusher *f)
 {
+	uint64_t t0 = mono_us();
+
 	if (!request_seal(f) && (f->merge == NULL || tally_wtab_rows(f->merge) == 0))
 		f->ctr.v[TALLY_C_FLUSH_EMPTY]++;
 	if (f->merge != NULL)
 		write_merged(f);
+	tally_hist_observe(&f->flush_hist, mono_us() - t0);
 }
 
 /* Sleep until the next tick, an explicit flush or stop; tables sealed early
@@ -170,6 +206,7 @@ static void wait_tick(struct tally_flusher *f, uint64_t next)
 {
 	while (mono_ms() < next && !ck_pr_load_int(&f->flush_now) && !ck_pr_load_int(&f->stop)) {
 		drain(f);
+		beat(f);
 		usleep(1000);
 	}
 	ck_pr_store_int(&f->flush_now, 0);

@@ -15,6 +15,7 @@
 
 #include "batch.h"
 #include "counters.h"
+#include "histogram.h"
 #include "sink_writer.h"
 #include "worker.h"
 
@@ -34,6 +35,9 @@ struct tally_flusher {
 	int stop;                  /* ck_pr: workers are done, drain and exit */
 	pthread_t thread;
 	bool joined;
+	/* Watchdog and metrics, read by other threads with ck_pr loads. */
+	struct tally_hist flush_hist; /* each flush tick, seal to hand-over */
+	uint64_t heartbeat;           /* bumped every loop and wait step */
 };
 
 /* merge_rows: capacity of the merge table (several workers only). 0 or a negative

@@ -96,6 +96,7 @@ int tally_redis_io_error(struct tally_redis_node *n, const char *what, char *err
 	if (e == ETIMEDOUT)
 		snprintf(err + strlen(err), errlen - strlen(err), " (timed out)");
 	tally_redis_close(n);
+	n->bad = true;
 	return -e;
 }
 
@@ -179,6 +180,7 @@ int tally_redis_connect(struct tally_redis_node *n, const char *password, uint64
 	n->c = redisConnectWithTimeout(n->host, n->port, tv_of(timeout_ms));
 	if (n->c == NULL || n->c->err)
 		return tally_redis_io_error(n, "connect", err, errlen);
+	n->gen++;
 	if (redisSetTimeout(n->c, tv_of(timeout_ms)) != REDIS_OK)
 		return tally_redis_io_error(n, "set timeout", err, errlen);
 	e = auth_and_load(n, password, sha, err, errlen);
@@ -363,6 +365,7 @@ static void classify(struct tally_redis_call *c, const struct tally_redis_node *
 {
 	if (r->type == REDIS_REPLY_INTEGER) {
 		c->state = r->integer ? TALLY_REDIS_APPLIED : TALLY_REDIS_SKIPPED;
+		c->gen = n->gen;
 		return;
 	}
 	if (r->type != REDIS_REPLY_ERROR) {
@@ -443,7 +446,14 @@ int tally_redis_pipeline(struct tally_redis_job *j, struct tally_redis_node *n,
 	return 0;
 }
 
-int tally_redis_wait_replica(struct tally_redis_node *n, uint64_t timeout_ms, char *err,
+int tally_redis_arm(struct tally_redis_node *n, uint64_t ms, char *err, size_t errlen)
+{
+	if (redisSetTimeout(n->c, tv_of(ms > 0 ? ms : 1)) != REDIS_OK)
+		return tally_redis_io_error(n, "set timeout", err, errlen);
+	return 0;
+}
+
+int tally_redis_wait_replica(struct tally_redis_node *n, uint64_t wait_ms, char *err,
 			     size_t errlen)
 {
 	char ms[24];
@@ -453,8 +463,8 @@ int tally_redis_wait_replica(struct tally_redis_node *n, uint64_t timeout_ms, ch
 
 	if (n->replicas <= 0)
 		return 0;
-	/* Half the socket timeout, so WAIT answers before the read gives up. */
-	snprintf(ms, sizeof(ms), "%llu", (unsigned long long)(timeout_ms / 2 + 1));
+	/* WAIT 1 0 would block for ever. */
+	snprintf(ms, sizeof(ms), "%llu", (unsigned long long)(wait_ms > 0 ? wait_ms : 1));
 	if ((r = tally_redis_command(n, "WAIT", err, errlen, &e, 3, argv)) == NULL)
 		return e;
 	if (r->type != REDIS_REPLY_INTEGER || r->integer < 1) {

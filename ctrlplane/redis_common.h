@@ -37,8 +37,11 @@ struct tally_redis_node {
 	struct redisContext *c; /* NULL until connected, and after any I/O error */
 	char host[64];
 	int port;
+	char id[41];  /* cluster node id, from CLUSTER SLOTS */
 	int replicas; /* WAIT for one of them when > 0 */
+	uint32_t gen; /* bumped at each connect: tells a call's connection from a later one */
 	bool script_loaded;
+	bool bad;     /* its last connection ended in an I/O error */
 };
 
 enum tally_redis_state {
@@ -56,7 +59,8 @@ struct tally_redis_call {
 	uint32_t first, n; /* rows idx[first .. first + n) of the batch */
 	int slot;          /* -1: standalone */
 	uint32_t chunk;    /* chunk number within the slot */
-	int node;          /* where it goes next */
+	int node;          /* where it goes next, or where it was done */
+	uint32_t gen;      /* the node's connection generation that answered */
 	bool asking;       /* precede with ASKING (once) */
 	enum tally_redis_state state;
 	int err;           /* negative errno when FAILED or RETRY */
@@ -116,8 +120,12 @@ long tally_redis_cut(const int *slot_of, uint32_t n, uint32_t chunk,
 int tally_redis_pipeline(struct tally_redis_job *j, struct tally_redis_node *n,
 			 struct tally_redis_call **calls, size_t ncalls, char *err, size_t errlen);
 
-/* WAIT for one replica when the node has any: -EAGAIN if none acknowledged. */
-int tally_redis_wait_replica(struct tally_redis_node *n, uint64_t timeout_ms, char *err,
+/* Bound every later call on n's connection to ms (at least 1). 0 or negative errno. */
+int tally_redis_arm(struct tally_redis_node *n, uint64_t ms, char *err, size_t errlen);
+
+/* WAIT (at most wait_ms, at least 1) for one replica when the node has any:
+ * -EAGAIN if none acknowledged. Only proves the writes of this connection. */
+int tally_redis_wait_replica(struct tally_redis_node *n, uint64_t wait_ms, char *err,
 			     size_t errlen);
 
 void tally_redis_job_free(struct tally_redis_job *j);

@@ -18,15 +18,24 @@
  * transiently: the retry (same seq) skips every call already applied.
  *
  * Failover: replication is asynchronous, so a master killed after answering
- * may take the batch with it. Each master that has a replica is therefore sent
- * WAIT 1 after its calls; without an acknowledgement the write fails
- * transiently and is retried. `P seq:<appliance>` is raised (and WAITed for)
- * before any call, so last_seq never falls below a seq whose markers exist.
+ * may take the batch with it. Each master with a replica (CLUSTER NODES: any
+ * replica not flagged fail, synced or not) is therefore sent WAIT 1 after its
+ * calls, on the connection that ran them; without an acknowledgement, or if
+ * that connection was lost, the write fails transiently and is retried.
+ * `P seq:<appliance>` is raised (and WAITed for) before any call, so last_seq
+ * never falls below a seq whose markers exist.
+ *
+ * Time: no call of a write waits more than sink_timeout_ms after the last
+ * reply the write got, so dead or stopped nodes (in calls, rounds, refreshes)
+ * cost one timeout per write, not one per node and attempt. Each write starts
+ * by re-reading the topology (CLUSTER SLOTS and NODES, two round trips) from a
+ * node that did not fail last.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "config.h"
 #include "redis_common.h"
@@ -126,6 +135,7 @@ struct sink_cluster {
 	char prefix[64];
 	char sha[41];
 	uint64_t timeout_ms;
+	uint64_t deadline;  /* monotonic ms: no call of this write waits past it */
 	struct tally_redis_job job;
 	uint32_t *idx, *slot_count;
 	int *row_slot, *slot_of;
@@ -136,12 +146,49 @@ struct sink_cluster {
 	char key[512]; /* one row key, to hash */
 };
 
+static uint64_t mono_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+/* A reply came: the next call may again wait up to the whole timeout. */
+static void progress(struct sink_cluster *s, struct tally_redis_node *n)
+{
+	s->deadline = mono_ms() + s->timeout_ms;
+	n->bad = false;
+}
+
+static uint64_t budget_ms(const struct sink_cluster *s)
+{
+	uint64_t now = mono_ms();
+
+	return s->deadline > now ? s->deadline - now : 0;
+}
+
+/* Connect if needed, and bound n's next calls by what is left of the write's
+ * time: so a write that meets dead or stopped nodes (one after another, in
+ * refreshes and rounds) still returns within about sink_timeout_ms. */
 static int node_connect(struct sink_cluster *s, struct tally_redis_node *n)
 {
+	uint64_t left = budget_ms(s);
+
+	if (left == 0) {
+		char last[sizeof(s->base.err)];
+
+		if (strncmp(s->base.err, "redis-cluster: no answer", 24) == 0)
+			return -ETIMEDOUT;
+		memcpy(last, s->base.err, sizeof(last));
+		snprintf(s->base.err, sizeof(s->base.err), "redis-cluster: no answer within "
+			 "sink_timeout_ms (%llu ms); last: %.150s", (unsigned long long)s->timeout_ms,
+			 last);
+		return -ETIMEDOUT;
+	}
 	if (n->c != NULL)
-		return 0;
-	return tally_redis_connect(n, s->password, s->timeout_ms, s->sha, s->base.err,
-				   sizeof(s->base.err));
+		return tally_redis_arm(n, left, s->base.err, sizeof(s->base.err));
+	return tally_redis_connect(n, s->password, left, s->sha, s->base.err, sizeof(s->base.err));
 }
 
 /* The node at host:port, added if new; -ENOSPC when the table is full. */
@@ -176,14 +223,87 @@ static int apply_slots_entry(struct sink_cluster *s, const struct tally_redis_no
 			 m->element[0]->str : from->host, (int)m->element[1]->integer);
 	if (i < 0)
 		return i;
-	s->nodes[i].replicas = (int)e->elements - 3;
+	if (m->elements >= 3 && m->element[2]->type == REDIS_REPLY_STRING)
+		snprintf(s->nodes[i].id, sizeof(s->nodes[i].id), "%s", m->element[2]->str);
 	for (long long x = e->element[0]->integer; x <= e->element[1]->integer; x++)
 		if (x >= 0 && x < TALLY_REDIS_SLOTS)
 			owner[x] = (int16_t)i;
 	return 0;
 }
 
-/* Ask n for CLUSTER SLOTS and take its answer. */
+/* Does a CLUSTER NODES line's flags field name a replica that may hold data? */
+static bool live_replica(const char *flags, size_t len)
+{
+	char f[128];
+	bool replica = false, gone = false;
+	char *save = NULL;
+
+	snprintf(f, sizeof(f), "%.*s", (int)(len < sizeof(f) ? len : sizeof(f) - 1), flags);
+	for (char *t = strtok_r(f, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
+		replica = replica || strcmp(t, "slave") == 0 || strcmp(t, "replica") == 0;
+		gone = gone || strcmp(t, "fail") == 0 || strcmp(t, "noaddr") == 0;
+	}
+	return replica && !gone;
+}
+
+/* One CLUSTER NODES line, "<id> <addr> <flags> <master id> ...": count the
+ * replica for its master. */
+static void count_line(struct sink_cluster *s, const char *l, size_t len)
+{
+	const char *f[4];
+	size_t fl[4], at = 0;
+
+	for (int k = 0; k < 4; k++) {
+		size_t n = strcspn(l + at, " ");
+
+		if (at + n >= len)
+			return;
+		f[k] = l + at;
+		fl[k] = n;
+		at += n + 1;
+	}
+	if (!live_replica(f[2], fl[2]))
+		return;
+	for (int i = 0; i < s->nnodes; i++)
+		if (strlen(s->nodes[i].id) == fl[3] && memcmp(f[3], s->nodes[i].id, fl[3]) == 0)
+			s->nodes[i].replicas++;
+}
+
+/*
+ * Replicas per master, from CLUSTER NODES (the cluster's configuration), not
+ * from CLUSTER SLOTS: Redis 7 leaves out of CLUSTER SLOTS a replica that has
+ * not finished its first sync (offset 0). Counting from there, a sink opened
+ * on a new cluster saw no replica, never sent WAIT, and reported batches
+ * APPLIED that a failover then lost whole (test_sink_redis_live: seq 8 and 9
+ * re-applied on the promoted replica). A replica flagged fail cannot ack, and
+ * its master must not stall for it: it does not count.
+ */
+static int count_replicas(struct sink_cluster *s, struct tally_redis_node *n)
+{
+	const char *argv[] = {"CLUSTER", "NODES"};
+	redisReply *r;
+	int e = 0;
+
+	if ((r = tally_redis_command(n, "CLUSTER NODES", s->base.err, sizeof(s->base.err), &e, 2,
+				     argv)) == NULL)
+		return e;
+	if (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_STATUS) {
+		freeReplyObject(r);
+		return -EPROTO;
+	}
+	for (int i = 0; i < s->nnodes; i++)
+		s->nodes[i].replicas = 0;
+	for (const char *l = r->str; *l != '\0';) {
+		size_t len = strcspn(l, "\n");
+
+		count_line(s, l, len);
+		l += len + (l[len] != '\0');
+	}
+	freeReplyObject(r);
+	return 0;
+}
+
+/* Ask n for CLUSTER SLOTS and CLUSTER NODES, and take its answer. */
 static int slots_from(struct sink_cluster *s, struct tally_redis_node *n)
 {
 	const char *argv[] = {"CLUSTER", "SLOTS"};
@@ -204,20 +324,24 @@ static int slots_from(struct sink_cluster *s, struct tally_redis_node *n)
 	for (size_t i = 0; e == 0 && i < r->elements; i++)
 		e = apply_slots_entry(s, n, r->element[i], owner);
 	freeReplyObject(r);
-	if (e == 0)
+	if (e == 0 && (e = count_replicas(s, n)) == 0) {
 		memcpy(s->owner, owner, sizeof(owner));
+		progress(s, n);
+	}
 	return e;
 }
 
-/* Learn the topology from any node that answers: known masters, then seeds. */
+/* Learn the topology from any node that answers: known masters that did not
+ * fail last, then those that did, then seeds, while the write has time. */
 static int refresh(struct sink_cluster *s)
 {
 	int e = -EHOSTUNREACH;
 
-	for (int i = 0; i < s->nnodes; i++)
-		if ((e = slots_from(s, &s->nodes[i])) == 0)
-			return 0;
-	for (int i = 0; i < s->nseeds; i++) {
+	for (int pass = 0; pass < 2; pass++)
+		for (int i = 0; i < s->nnodes; i++)
+			if (s->nodes[i].bad == (pass == 1) && (e = slots_from(s, &s->nodes[i])) == 0)
+				return 0;
+	for (int i = 0; i < s->nseeds && budget_ms(s) > 0; i++) {
 		e = slots_from(s, &s->seeds[i]);
 		tally_redis_close(&s->seeds[i]);
 		if (e == 0)
@@ -247,6 +371,7 @@ static redisReply *slot_command(struct sink_cluster *s, unsigned slot, const cha
 			refresh(s);
 			continue;
 		}
+		progress(s, &s->nodes[*node]);
 		if (r->type != REDIS_REPLY_ERROR || tally_redis_reply_errno(r->str) != -EAGAIN)
 			return r;
 		*e = -EAGAIN;
@@ -256,6 +381,21 @@ static redisReply *slot_command(struct sink_cluster *s, unsigned slot, const cha
 		refresh(s);
 	}
 	return NULL;
+}
+
+/* WAIT for a replica of n, within the write's time (the socket outlives WAIT). */
+static int wait_node(struct sink_cluster *s, struct tally_redis_node *n)
+{
+	int e;
+
+	if (n->replicas <= 0)
+		return 0;
+	if ((e = node_connect(s, n)) < 0)
+		return e;
+	e = tally_redis_wait_replica(n, budget_ms(s) / 2 + 1, s->base.err, sizeof(s->base.err));
+	if (e == 0)
+		progress(s, n);
+	return e;
 }
 
 /* Raise P seq:<appliance> to b->seq, replicated, before any row is written. */
@@ -278,8 +418,7 @@ static int reserve_seq(struct sink_cluster *s, const struct tally_batch *b)
 			 s->nodes[node].host, s->nodes[node].port, r->str);
 	}
 	freeReplyObject(r);
-	return e < 0 ? e : tally_redis_wait_replica(&s->nodes[node], s->timeout_ms, s->base.err,
-						  sizeof(s->base.err));
+	return e < 0 ? e : wait_node(s, &s->nodes[node]);
 }
 
 static int reserve(struct sink_cluster *s, uint32_t nrows)
@@ -383,6 +522,8 @@ static bool send_node(struct sink_cluster *s, int node, size_t ncalls)
 	e = node_connect(s, n);
 	if (e == 0)
 		e = tally_redis_pipeline(&s->job, n, s->todo, k, s->base.err, sizeof(s->base.err));
+	if (e == 0)
+		progress(s, n);
 	for (size_t i = 0; i < k; i++) {
 		if (e < 0 && s->todo[i]->state == TALLY_REDIS_PENDING)
 			s->todo[i]->err = e;
@@ -409,19 +550,37 @@ static int send_rounds(struct sink_cluster *s, size_t ncalls)
 	return 0;
 }
 
-/* WAIT on every master that took calls of this batch. */
+/*
+ * WAIT on every master that answered calls of this batch. WAIT covers the
+ * writes of the connection it is sent on: if the connection that answered
+ * some call is gone (an I/O error, a refresh that failed on it) and a new one
+ * took its place, WAIT on the new one proves nothing about them, so the write
+ * fails transiently; its retry skips those calls, rewriting their markers on
+ * the new connection, and WAITs for that.
+ */
 static int wait_replicas(struct sink_cluster *s, size_t ncalls)
 {
 	for (int node = 0; node < s->nnodes; node++) {
-		bool used = false;
+		struct tally_redis_node *n = &s->nodes[node];
+		bool used = false, lost = false;
 		int e;
 
-		for (size_t i = 0; i < ncalls && !used; i++)
-			used = s->calls[i].node == node && call_done(&s->calls[i]) &&
-			       s->calls[i].state != TALLY_REDIS_FAILED;
-		if (used && s->nodes[node].c != NULL &&
-		    (e = tally_redis_wait_replica(&s->nodes[node], s->timeout_ms, s->base.err,
-						  sizeof(s->base.err))) < 0)
+		for (size_t i = 0; i < ncalls; i++) {
+			const struct tally_redis_call *c = &s->calls[i];
+
+			if (c->node != node || (c->state != TALLY_REDIS_APPLIED &&
+						c->state != TALLY_REDIS_SKIPPED))
+				continue;
+			used = true;
+			lost = lost || n->c == NULL || c->gen != n->gen;
+		}
+		if (used && lost && n->replicas > 0) {
+			snprintf(s->base.err, sizeof(s->base.err), "redis %s:%d: connection lost after "
+				 "it applied chunks of the batch: their replication is unconfirmed",
+				 n->host, n->port);
+			return -EAGAIN;
+		}
+		if (used && (e = wait_node(s, n)) < 0)
 			return e;
 	}
 	return 0;
@@ -438,6 +597,12 @@ static int cluster_write(struct tally_sink *base, const struct tally_batch *b)
 			 b->nrows);
 		return -ENOMEM;
 	}
+	s->deadline = mono_ms() + s->timeout_ms;
+	/* Which masters have replicas changes under us (a failover leaves the
+	 * new master alone until the old one returns as its replica): WAIT
+	 * decisions need a current view. Best effort: on failure the old map
+	 * stays and MOVED or a lost connection refresh again. */
+	refresh(s);
 	if ((e = reserve_seq(s, b)) < 0)
 		return e;
 	group_by_slot(s, b);
@@ -467,6 +632,7 @@ static int64_t cluster_last_seq(struct tally_sink *base, const char *appliance)
 	int64_t v;
 	int node, e = 0;
 
+	s->deadline = mono_ms() + s->timeout_ms;
 	r = slot_command(s, tally_redis_keyslot(key, kl), "GET last seq", 2, argv, argl, &node, &e);
 	if (r == NULL)
 		return e;
@@ -476,7 +642,7 @@ static int64_t cluster_last_seq(struct tally_sink *base, const char *appliance)
 		v = strtoll(r->str, NULL, 10);
 	} else {
 		v = r->type == REDIS_REPLY_ERROR ? tally_redis_reply_errno(r->str) : -EPROTO;
-		snprintf(s->base.err, sizeof(s->base.err), "redis %.64s:%d: GET %.60s: %.100s",
+		snprintf(s->base.err, sizeof(s->base.err), "redis %s:%d: GET %.48s: %.96s",
 			 s->nodes[node].host, s->nodes[node].port, key,
 			 r->type == REDIS_REPLY_ERROR ? r->str : "not a string");
 	}
@@ -549,6 +715,7 @@ struct tally_sink *tally_sink_redis_cluster_open(const char *nodes, const char *
 	s->timeout_ms = timeout_ms;
 	memset(s->owner, 0xff, sizeof(s->owner));
 	s->job = (struct tally_redis_job){.prefix = s->prefix, .sha = s->sha, .tags = s->tags};
+	s->deadline = mono_ms() + timeout_ms;
 	if (parse_seeds(s, nodes, err, errlen) < 0 || tally_redis_slot_tags(s->tags) < 0 ||
 	    refresh(s) < 0) {
 		if (s->nseeds > 0)

@@ -86,11 +86,40 @@ static struct tally_sink *lane_sink(struct tally_writer *w, struct tally_lane *l
 	return l->sink;
 }
 
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void beat(struct tally_writer *w)
+{
+	ck_pr_store_64(&w->heartbeat, w->heartbeat + 1);
+}
+
+/* One sink call, timed; in_sink tells the watchdog whose stall it would be. */
+static int sink_call(struct tally_writer *w, struct tally_sink *s, struct tally_batch *b)
+{
+	uint64_t t0 = mono_us();
+	int r;
+
+	b->now_ms = wall_ms();
+	ck_pr_store_int(&w->in_sink, 1);
+	r = s->ops->write(s, b);
+	ck_pr_store_int(&w->in_sink, 0);
+	beat(w);
+	tally_hist_observe(&w->sink_hist, mono_us() - t0);
+	ck_pr_store_int(&w->sink_down, r < 0);
+	return r;
+}
+
 /* One write of part b to lane l's sink; the breaker learns the outcome. */
 static int lane_write(struct tally_writer *w, struct tally_lane *l, struct tally_batch *b)
 {
 	struct tally_sink *s = lane_sink(w, l);
-	int r = s ? (b->now_ms = wall_ms(), s->ops->write(s, b)) : -ECONNREFUSED;
+	int r = s ? sink_call(w, s, b) : -ECONNREFUSED;
 
 	if (r < 0) {
 		if (s != NULL)
@@ -217,6 +246,14 @@ static bool place_current(struct tally_writer *w)
 	return all;
 }
 
+/* The acks wait for this point: the batch is in a sink or synced to a spool. */
+static void release_acks(struct tally_writer *w, bool durable)
+{
+	if (w->cur->acks != NULL && w->acks_done != NULL)
+		w->acks_done(w->acks_arg, w->cur->acks, durable);
+	w->cur->acks = NULL;
+}
+
 static void drop_current(struct tally_writer *w)
 {
 	tally_batch_free(w->cur);
@@ -260,6 +297,7 @@ static bool work_current(struct tally_writer *w)
 	}
 	if (!place_current(w))
 		return false;
+	release_acks(w, true);
 	drop_current(w);
 	return true;
 }
@@ -312,9 +350,11 @@ static void *writer_main(void *arg)
 	for (;;) {
 		bool busy = replay_all(w);
 
+		beat(w);
 		if (w->cur != NULL && !work_current(w)) {
 			if (ck_pr_load_int(&w->give_up) && ck_pr_load_int(&w->stop)) {
 				lose_current(w);
+				release_acks(w, false);
 				drop_current(w);
 			} else {
 				usleep(STUCK_RETRY_MS * 1000);

@@ -33,6 +33,7 @@
 
 #include "batch.h"
 #include "breaker.h"
+#include "histogram.h"
 #include "counters.h"
 #include "shard.h"
 #include "sink.h"
@@ -78,6 +79,14 @@ struct tally_writer {
 	ck_ring_t q __attribute__((aligned(64)));
 	ck_ring_buffer_t qbuf[TALLY_WRITER_QUEUE];
 	struct tally_counters ctr; /* single writer: the writer thread */
+	/* Watchdog and metrics, read by other threads with ck_pr loads. */
+	struct tally_hist sink_hist; /* each sink write call */
+	uint64_t heartbeat;          /* bumped every loop and after every sink call */
+	int in_sink;                 /* a sink call is running: a stall is the sink's */
+	int sink_down;               /* the last sink write failed */
+	/* A batch's ack lists, once it is durable (or lost: durable false). */
+	void (*acks_done)(void *arg, struct tally_acklist *l, bool durable);
+	void *acks_arg;
 	pthread_mutex_t lock;      /* lane stats, read by the control thread */
 	pthread_t thread;
 	bool running;

@@ -139,8 +139,11 @@ static int on_record(const struct tally_arec *r, void *arg)
 	}
 	copy = memcpy(rc->pbuf + rc->pused, r->payload, r->len);
 	rc->pused += r->len;
-	if (tly1)
-		tally_dgram_tly1(rc->ctr, &rc->p, e, copy, r->len);
+	if (tly1) {
+		struct tally_tly1_hdr h; /* no acks: the senders were answered live */
+
+		tally_dgram_tly1(rc->ctr, &rc->p, e, copy, r->len, &h);
+	}
 	else
 		tally_dgram_statsd(rc->ctr, e, copy, r->len);
 	return rc->err;

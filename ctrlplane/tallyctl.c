@@ -28,7 +28,8 @@ static void usage(FILE *out)
 		"  -s, --socket PATH    tallyd control socket (default %s)\n"
 		"commands:\n"
 		"  stats [--json] [--watch SECONDS]   every counter (with rates when watching)\n"
-		"  status [--json]                    state, workers, uptime, next batch seq\n"
+		"  status [--json]                    version, uptime, cores and their state, ports\n"
+		"                                     and link, config file, sink, breaker, spool\n"
 		"  config [KEY]                       running configuration\n"
 		"  config set KEY VALUE               change a runtime key (others need a restart)\n"
 		"  rules show                         rules with their counters\n"
@@ -231,6 +232,66 @@ static int cmd_rules_show(const char *path)
 	return EXIT_SUCCESS;
 }
 
+#define JS(o, k) json_string_value(json_object_get(o, k))
+#define JI(o, k) json_integer_value(json_object_get(o, k))
+
+static void print_sink(json_t *k)
+{
+	json_t *sp = json_object_get(k, "spool");
+
+	printf("%-20s %s: %s, breaker %s\n", "sink", JS(k, "name"), JS(k, "state"),
+	       JS(k, "breaker"));
+	if (JS(k, "last_error") && JS(k, "last_error")[0])
+		printf("%-20s %s\n", "sink last error", JS(k, "last_error"));
+	if (json_is_object(sp))
+		printf("%-20s %lld records, %lld bytes, oldest %lld ms%s%s\n", "spool",
+		       JI(sp, "records"), JI(sp, "bytes"), JI(sp, "oldest_age_ms"),
+		       json_is_true(json_object_get(sp, "full_alarm")) ? ", FULL" : "",
+		       json_is_true(json_object_get(sp, "age_alarm")) ? ", OLD" : "");
+	else
+		printf("%-20s none\n", "spool");
+}
+
+/* status for people: one line per fact, one per core and per port. */
+static void print_status(json_t *r)
+{
+	json_t *w, *p;
+	size_t i;
+
+	printf("%-20s %s\n%-20s %s\n%-20s %s\n", "state", JS(r, "state"), "version",
+	       JS(r, "version"), "appliance", JS(r, "appliance"));
+	printf("%-20s %.1f s\n", "uptime", JI(r, "uptime_ms") / 1000.0);
+	printf("%-20s %s\n", "config file", JS(r, "config_file") ? JS(r, "config_file") : "(none)");
+	printf("%-20s lcore %lld (control, flusher %s)\n", "main", JI(r, "main_lcore"),
+	       JS(r, "flusher"));
+	json_array_foreach(json_object_get(r, "workers"), i, w)
+		printf("worker %-13lld lcore %lld socket %lld, %lld queue(s): %s\n", JI(w, "id"),
+		       JI(w, "lcore"), JI(w, "socket"), JI(w, "queues"), JS(w, "state"));
+	json_array_foreach(json_object_get(r, "ports"), i, p)
+		printf("port %-15lld %s (%s): link %s %lld Mbps %s-duplex\n", JI(p, "id"),
+		       JS(p, "name"), JS(p, "driver"), JS(p, "link"), JI(p, "speed_mbps"),
+		       JS(p, "duplex"));
+	print_sink(json_object_get(r, "sink"));
+	printf("%-20s %s\n%-20s %s\n", "control socket", JS(r, "ctl_socket"), "metrics",
+	       JS(r, "metrics_addr")[0] ? JS(r, "metrics_addr") : "off");
+	printf("%-20s %lld\n%-20s %lld\n", "window_ms", JI(r, "window_ms"), "next_batch_seq",
+	       JI(r, "next_batch_seq"));
+}
+
+static int cmd_status(const char *path, bool json)
+{
+	json_t *r = request(path, "status");
+
+	if (r == NULL)
+		return EXIT_FAILURE;
+	if (json)
+		json_dumpf(r, stdout, JSON_INDENT(2)), putchar('\n');
+	else
+		print_status(r);
+	json_decref(r);
+	return EXIT_SUCCESS;
+}
+
 /* Options may come before or after the command: tallyctl stats --json. */
 #define MAX_WORDS 5
 
@@ -279,8 +340,12 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(words[0], "stats"))
 		return cmd_stats(path, json, watch);
-	if (strcmp(words[0], "status") && strcmp(words[0], "config") && strcmp(words[0], "rules") &&
-	    strcmp(words[0], "sink") && strcmp(words[0], "spool") && strcmp(words[0], "where") && strcmp(words[0], "archive") &&
+	if (!strcmp(words[0], "status"))
+		return cmd_status(path, json);
+	/* debug: test hooks (debug park-worker N MS), left out of the help. */
+	if (strcmp(words[0], "config") && strcmp(words[0], "rules") && strcmp(words[0], "debug") &&
+	    strcmp(words[0], "sink") && strcmp(words[0], "spool") && strcmp(words[0], "where") &&
+	    strcmp(words[0], "archive") &&
 	    strcmp(words[0], "flush") && strcmp(words[0], "stop")) {
 		fprintf(stderr, "tallyctl: unknown command \"%s\"\n", words[0]);
 		usage(stderr);

@@ -25,6 +25,7 @@
 
 #include "config.h"
 #include "live.h"
+#include "metrics.h"
 #include "port.h"
 #include "sink.h"
 #include "sink_config.h"
@@ -37,6 +38,7 @@
 #define DEDUP_TICK_MS 2
 #define STOP_CHECK_MS 10
 #define CTL_EXPIRE_MS 100
+#define WATCHDOG_MS 100 /* also how fresh the metrics' snapshot is */
 
 static volatile sig_atomic_t signals, hups;
 
@@ -91,6 +93,7 @@ static int setup_params(struct tally_daemon *d, char *err, size_t errlen)
 	p->window_ms = (int64_t)d->cfg.window_ms;
 	p->lateness_ms = d->cfg.lateness_ms;
 	p->future_ms = d->cfg.future_ms;
+	p->ack_mode = (uint8_t)tally_config_ack_mode(d->cfg.ack_mode);
 	if (tally_config_mac_keys(d->cfg.mac_keys, p->mac.present, p->mac.key, err, errlen))
 		return -EINVAL;
 	d->sh.params = p;
@@ -100,6 +103,14 @@ static int setup_params(struct tally_daemon *d, char *err, size_t errlen)
 		return -EINVAL;
 	tally_clock_init(&d->sh.clock, rte_get_tsc_hz(), rte_rdtsc(), clock_ns(CLOCK_REALTIME));
 	return 0;
+}
+
+/* The writer's word that a batch is durable: its acks go back to their workers. */
+static void acks_done(void *arg, struct tally_acklist *l, bool durable)
+{
+	struct tally_daemon *d = arg;
+
+	tally_worker_acks_back(d->workers, l, durable);
 }
 
 /* Workers take the RX queues round robin: worker i polls queues i, i+n, ... */
@@ -126,6 +137,14 @@ static int setup_workers(struct tally_daemon *d, uint16_t nq, char *err, size_t 
 			return r;
 		}
 		w->port = d->port;
+		w->txpool = d->mp;
+		w->txq = i < d->ntxq ? (int)i : -1;
+		if (d->sh.params->ack_mode == TALLY_ACKM_COMMITTED &&
+		    tally_worker_acks_init(w, (int)rte_lcore_to_socket_id(w_lcore)) != 0) {
+			snprintf(err, errlen, "ack_mode=committed: worker %u: cannot allocate "
+				 "its ack lists", i);
+			return -ENOMEM;
+		}
 		for (uint16_t q = (uint16_t)i; q < nq; q = (uint16_t)(q + d->nworkers))
 			w->queues[w->nqueues++] = q;
 	}
@@ -153,7 +172,8 @@ static int setup_pool(struct tally_daemon *d, uint16_t nq, char *err, size_t err
 				       .held = d->cfg.archive_dir[0] ? (uint64_t)d->nworkers *
 								 TALLY_ARCHIVE_RING : 0};
 	uint64_t needed, n;
-	int r = tally_port_plan(d->port, nq, (uint16_t)d->cfg.rx_desc, &need, err, errlen);
+	int r = tally_port_plan(d->port, nq, (uint16_t)d->nworkers, (uint16_t)d->cfg.rx_desc,
+				&need, err, errlen);
 	int socket = rte_eth_dev_socket_id(d->port);
 
 	if (r < 0)
@@ -191,6 +211,7 @@ static int setup_port(struct tally_daemon *d, char *err, size_t errlen)
 	uint16_t nq = (uint16_t)(d->cfg.rx_queues ? d->cfg.rx_queues : d->nworkers);
 	int r;
 
+	d->ntxq = (uint16_t)d->nworkers;
 	if (nq < d->nworkers) {
 		snprintf(err, errlen, "rx_queues: %u queues for %u workers: every worker needs "
 			 "at least one (use fewer lcores or more queues)", nq, d->nworkers);
@@ -200,7 +221,8 @@ static int setup_port(struct tally_daemon *d, char *err, size_t errlen)
 	if (r == 0)
 		r = setup_pool(d, nq, err, errlen);
 	if (r == 0)
-		r = tally_port_start(d->port, nq, (uint16_t)d->cfg.rx_desc, d->mp, err, errlen);
+		r = tally_port_start(d->port, nq, &d->ntxq, (uint16_t)d->cfg.rx_desc, d->mp, err,
+				     errlen);
 	if (r < 0)
 		return r;
 	tally_port_report_link(d->port, stderr);
@@ -270,6 +292,16 @@ static void on_ctl_expire(struct tally_loop *l, void *arg)
 	tally_ctl_expire(arg);
 }
 
+/* Heartbeats checked, then the snapshot the metrics thread serves refreshed. */
+static void on_watchdog(struct tally_loop *l, void *arg)
+{
+	struct tally_daemon *d = arg;
+
+	(void)l;
+	tally_watchdog_check(d, clock_ms(CLOCK_MONOTONIC));
+	tally_daemon_publish(d);
+}
+
 /* The control thread's periodic work, each on its own timer. */
 static int start_timers(struct tally_daemon *d, char *err, size_t errlen)
 {
@@ -280,6 +312,7 @@ static int start_timers(struct tally_daemon *d, char *err, size_t errlen)
 	    (r = tally_loop_timer(&d->loop, TALLY_CLOCK_SYNC_MS, on_clock_sync, d)) < 0 ||
 	    (r = tally_loop_timer(&d->loop, STOP_CHECK_MS, on_stop_check, d)) < 0 ||
 	    (r = tally_loop_timer(&d->loop, CTL_EXPIRE_MS, on_ctl_expire, d)) < 0 ||
+	    (r = tally_loop_timer(&d->loop, WATCHDOG_MS, on_watchdog, d)) < 0 ||
 	    (r = tally_ctl_start(d)) < 0)
 		snprintf(err, errlen, "control loop: cannot start: %s", strerror(-r));
 	return r;
@@ -300,6 +333,19 @@ static void control_loop(struct tally_daemon *d)
 	d->last_rx_ms = d->start_ms;
 	while (!d->stopping)
 		tally_loop_once(&d->loop, 100);
+}
+
+/* Watchdog state, the snapshots and the metrics server (metrics_addr). */
+static int setup_reporting(struct tally_daemon *d, char *err, size_t errlen)
+{
+	if (tally_watchdog_init(d) < 0 || tally_snap_init(&d->published, d->nworkers) < 0 ||
+	    tally_snap_init(&d->scratch, d->nworkers) < 0) {
+		snprintf(err, errlen, "watchdog: out of memory");
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&d->snap_lock, NULL);
+	tally_daemon_publish(d);
+	return tally_metrics_start(d, err, errlen);
 }
 
 static int setup(struct tally_daemon *d, char *err, size_t errlen)
@@ -330,6 +376,8 @@ static int setup(struct tally_daemon *d, char *err, size_t errlen)
 				     errlen);
 	if (r < 0)
 		return r;
+	d->wr.acks_done = acks_done;
+	d->wr.acks_arg = d;
 	r = tally_writer_start(&d->wr, d->cfg.appliance_id, err, errlen);
 	if (r < 0)
 		return r;
@@ -349,6 +397,9 @@ static int setup(struct tally_daemon *d, char *err, size_t errlen)
 	merge_rows = d->cfg.table_rows * d->nworkers;
 	r = tally_flusher_start(&d->fl, (uint32_t)(merge_rows > INT32_MAX ? INT32_MAX : merge_rows),
 				err, errlen);
+	if (r < 0)
+		return r;
+	r = setup_reporting(d, err, errlen);
 	if (r < 0)
 		return r;
 	/* Last: a control socket that answers means tallyd is ready for traffic. */
@@ -388,6 +439,11 @@ static int shutdown_daemon(struct tally_daemon *d)
 			ck_pr_store_int(&d->wr.give_up, 1);
 		tally_loop_once(&d->loop, STOP_CHECK_MS);
 	}
+	/* The last flushes are durable now: their acks go out from each worker's
+	 * own lcore and TX queue. */
+	for (unsigned i = 0; i < d->nworkers; i++)
+		rte_eal_remote_launch(tally_worker_ack_drain, &d->workers[i], d->workers[i].lcore);
+	rte_eal_mp_wait_lcore();
 	tally_daemon_counters(d, v);
 	tally_stats_print(stderr, v, NULL, 0);
 	for (unsigned i = 0; i < d->nworkers; i++)
@@ -438,6 +494,20 @@ static void save_args(struct tally_daemon *d, int argc, char **argv, int eal_sta
 	d->nargs = n;
 }
 
+/* -c FILE, for tallyctl status (config.c has read it already). */
+static const char *config_file(int argc, char **argv, int eal_start)
+{
+	const char *f = NULL;
+
+	for (int i = 1; i < eal_start && i < argc; i++) {
+		if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc)
+			f = argv[++i];
+		else if (strncmp(argv[i], "--config=", 9) == 0)
+			f = argv[i] + 9;
+	}
+	return f;
+}
+
 int main(int argc, char **argv)
 {
 	static struct tally_daemon d = {.ctl_fd = -1};
@@ -447,6 +517,7 @@ int main(int argc, char **argv)
 	if (parse_args(&d, argc, argv, &eal_start) != 0)
 		return EXIT_FAILURE;
 	save_args(&d, argc, argv, eal_start);
+	d.config_file = config_file(argc, argv, eal_start);
 	/* EAL sees argv[0] followed by everything after "--". */
 	argv[eal_start - 1] = argv[0];
 	if (rte_eal_init(argc - eal_start + 1, argv + eal_start - 1) < 0) {
@@ -472,6 +543,7 @@ int main(int argc, char **argv)
 		d.cfg.sink, d.wr.nlanes, d.wr.nlanes > 1 ? "s" : "", d.spool_dir, d.cfg.ctl_socket);
 	control_loop(&d);
 	rc = shutdown_daemon(&d);
+	tally_metrics_stop(&d);
 	tally_ctl_close(&d);
 	tally_loop_fini(&d.loop);
 	tally_writer_fini(&d.wr);
@@ -479,6 +551,9 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < d.nworkers; i++)
 		tally_worker_fini(&d.workers[i]);
 	free(d.workers);
+	tally_watchdog_fini(&d);
+	tally_snap_fini(&d.published);
+	tally_snap_fini(&d.scratch);
 	tally_dedup_destroy(d.sh.dedup);
 	free(d.sh.params);
 	free(d.args);

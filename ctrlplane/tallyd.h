@@ -7,13 +7,34 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <pthread.h>
+
 #include "archiver.h"
 #include "config.h"
 #include "flush.h"
 #include "loop.h"
+#include "snapshot.h"
 #include "worker.h"
 
 struct rte_mempool;
+struct tally_daemon;
+struct tally_metrics;
+
+/* The watchdog's view of one heartbeat (watchdog.c; control thread only). */
+struct tally_wd_entry {
+	uint64_t hb;       /* last heartbeat seen */
+	uint64_t since_ms; /* when it last advanced */
+	bool stalled;
+};
+
+struct tally_watchdog {
+	struct tally_wd_entry *workers; /* nworkers */
+	struct tally_wd_entry flusher;
+	struct tally_wd_entry writer;
+	uint64_t sink_stalls;
+	bool sink_stalled; /* the writer's stall is a sink call that has not returned */
+	uint64_t stalls, rx_lost, imissed;
+};
 
 struct tally_daemon {
 	struct tally_config cfg;
@@ -29,6 +50,7 @@ struct tally_daemon {
 	unsigned nworkers;
 	uint16_t port;
 	struct rte_mempool *mp;
+	uint16_t ntxq; /* TX queues the port gave: worker i < ntxq sends acks on queue i */
 	struct tally_writer wr;
 	char spool_dir[1024];
 	struct tally_flusher fl;
@@ -44,10 +66,32 @@ struct tally_daemon {
 	size_t sweep_rate;            /* dedup buckets swept per tick */
 	bool stopping;
 	int stop; /* ck_pr: tallyctl stop */
+	const char *config_file; /* -c FILE, or NULL */
+	struct tally_watchdog wd;
+	/* The snapshot the metrics thread reads: the control thread refreshes it
+	 * every 100 ms under snap_lock (held only for the copy). */
+	struct tally_snap published, scratch;
+	pthread_mutex_t snap_lock;
+	struct tally_metrics *metrics;
 };
 
 /* Every counter, summed over workers, flusher and port. */
 void tally_daemon_counters(const struct tally_daemon *d, uint64_t out[TALLY_C_MAX]);
+
+/* A snapshot of everything reported, read with loads only (control thread). */
+void tally_daemon_snapshot(const struct tally_daemon *d, struct tally_snap *s);
+/* Refresh d->published (control thread). */
+void tally_daemon_publish(struct tally_daemon *d);
+/* The JSON of `tallyctl stats --json` (and /stats.json) from a snapshot. */
+struct json_t;
+struct json_t *tally_stats_json(const struct tally_snap *s);
+
+/* watchdog.c: 0 or -ENOMEM; check runs from a 100 ms control-loop timer. */
+int tally_watchdog_init(struct tally_daemon *d);
+void tally_watchdog_check(struct tally_daemon *d, uint64_t now_ms);
+void tally_watchdog_fini(struct tally_daemon *d);
+enum tally_health tally_watchdog_worker(const struct tally_daemon *d, unsigned i);
+enum tally_health tally_watchdog_flusher(const struct tally_daemon *d);
 
 int tally_ctl_listen(const char *path, char *err, size_t errlen);
 /* Serve clients from d->loop. 0 or a negative errno. */

@@ -43,6 +43,7 @@ struct tally_params {
 	uint64_t future_ms;   /* 0 = off */
 	struct tally_mac_keys mac;
 	const struct tally_rules *rules; /* NULL: no rules file, every key kept */
+	uint8_t ack_mode;                /* enum tally_ack_mode; fixed at start */
 };
 
 /* Where a batch goes: a worker's own pieces, or tally-recount's. Built on the
@@ -78,16 +79,18 @@ static inline enum tally_counter tally_tly1_counter(int r)
 }
 
 /* Parse a TLY1 datagram into evb (room for TALLY_TLY1_MAX_COUNT events made
- * by the caller) and count the result. */
-static inline void tally_dgram_tly1(uint64_t *c, const struct tally_params *p,
-				    struct tally_evbuf *evb, const uint8_t *payload, uint16_t len)
+ * by the caller) and count the result; *h is the header (flags 0 when it could
+ * not be read), for the worker's acks. Returns the parse result. */
+static inline int tally_dgram_tly1(uint64_t *c, const struct tally_params *p,
+				   struct tally_evbuf *evb, const uint8_t *payload, uint16_t len,
+				   struct tally_tly1_hdr *h)
 {
-	struct tally_tly1_hdr h;
-	int r = tally_tly1_parse(payload, len, &p->mac, evb, &h);
+	int r;
 
+	h->flags = 0;
+	r = tally_tly1_parse(payload, len, &p->mac, evb, h);
 	c[tally_tly1_counter(r)]++;
-	/* acks are not sent yet: a sender waiting for one must hear of it */
-	c[TALLY_C_TLY1_ACK_UNSENT] += r == TALLY_OK && (h.flags & TALLY_TLY1_F_ACK_REQ);
+	return r;
 }
 
 /* The same for StatsD (room for TALLY_STATSD_MAX_EVENTS(len) events and len
@@ -234,7 +237,7 @@ static inline uint32_t tally_ap_prepare_events(struct tally_applier *a,
 /* Pass 2: dedup and table, with event i + TALLY_PREFETCH's lines in flight.
  * (Measured: one fused loop that prepares i + TALLY_PREFETCH while applying i
  * ran ~15% slower.) */
-static inline void tally_apply_events(struct tally_applier *a, const struct tally_params *p,
+static inline bool tally_apply_events(struct tally_applier *a, const struct tally_params *p,
 				      uint64_t now_ms)
 {
 	struct tally_event *ev = a->evb->ev;
@@ -254,6 +257,7 @@ static inline void tally_apply_events(struct tally_applier *a, const struct tall
 	}
 	tally_ap_add_sums(a, &s);
 	tally_evbuf_clear(a->evb);
+	return s.full != 0; /* some event did not fit: the worker's acks say overloaded */
 }
 
 #endif

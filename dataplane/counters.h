@@ -45,7 +45,16 @@
 	_(TLY1_MAC_MISSING, "tly1_mac_missing", "TLY1 MAC flag set but no 16-byte trailer") \
 	_(TLY1_MAC_NO_KEY, "tly1_mac_no_key", "TLY1 MAC under a key_id that is not configured") \
 	_(TLY1_MAC_BAD, "tly1_mac_bad", "TLY1 MAC does not verify") \
-	_(TLY1_ACK_UNSENT, "tly1_ack_unsent", "TLY1 datagrams counted whose ACK_REQ got no ack (acks are not sent yet)") \
+	_(TLY1_ACK_UNSENT, "tly1_ack_unsent", "TLY1 acks not sent: TX queue full, no mbuf, no TX queue for the worker, or a batch lost at exit (the sender retransmits)") \
+	/* TLA1 acks sent, by status; and why some were not */ \
+	_(ACK_COMMITTED, "ack_committed", "acks sent with status committed (ack_mode=committed, after the flush was durable)") \
+	_(ACK_ACCEPTED, "ack_accepted", "acks sent with status accepted (ack_mode=accepted)") \
+	_(ACK_MALFORMED, "ack_malformed", "acks sent with status malformed (datagram rejected, header readable)") \
+	_(ACK_UNAUTHENTICATED, "ack_unauthenticated", "acks sent with status unauthenticated (MAC missing, unknown key or bad)") \
+	_(ACK_OVERLOADED, "ack_overloaded", "acks sent with status overloaded (window table full, or no free ack list)") \
+	_(ACK_TX_FULL, "ack_tx_full", "acks the TX queue did not take (dropped, or retried for committed acks)") \
+	_(ACK_NO_MBUF, "ack_no_mbuf", "acks not sent: the mbuf pool was empty") \
+	_(ACK_LIST_FULL, "ack_list_full", "accepted datagrams answered overloaded because every committed-ack list was in flight") \
 	/* StatsD lines: a bad line is dropped, the rest of the datagram counts */ \
 	_(STATSD_DATAGRAMS, "statsd_datagrams", "StatsD datagrams received") \
 	_(STATSD_LINES, "statsd_lines", "StatsD lines accepted by the parser") \
@@ -107,7 +116,6 @@
 	_(SPOOL_ERRORS, "spool_errors", "spool appends or syncs that failed (full, disk error): the batch is kept and retried") \
 	_(SPOOL_RECORDS, "spool_records", "batch parts in the spools waiting for replay (gauge)") \
 	_(SPOOL_BYTES, "spool_bytes", "bytes in the spools waiting for replay (gauge)") \
-	_(SPOOL_OLDEST_AGE_MS, "spool_oldest_age_ms", "age of the oldest spooled batch part (gauge)") \
 	_(SPOOL_CORRUPT, "spool_corrupt", "spool records found corrupt and skipped (reported)") \
 	_(SPOOL_TORN, "spool_torn", "torn spool tails found and truncated at start") \
 	_(SPOOL_FULL_REFUSALS, "spool_full_refusals", "spool appends refused: spool_max_bytes reached") \
@@ -124,6 +132,9 @@
 	_(CTL_CLIENT_TIMEOUTS, "ctl_client_timeouts", "control clients dropped: no whole exchange within 1 s") \
 	_(CTL_REFUSED, "ctl_refused", "control clients refused: 64 already connected") \
 	_(CLOCK_STEPS, "clock_steps", "arrival-clock steps forward to a wall clock >1 s ahead (back: slewed)") \
+	_(WATCHDOG_STALLS, "watchdog_stalls", "workers or flusher found stalled: no heartbeat for 500 ms") \
+	_(WATCHDOG_SINK_STALLS, "watchdog_sink_stalls", "sink writes (or the sink writer) silent for 500 ms: a slow or gone sink") \
+	_(WATCHDOG_RX_LOST, "watchdog_rx_lost", "frames the NIC dropped (imissed) while a worker was stalled: lost, not processed") \
 	/* port (filled from rte_eth_stats when read) */ \
 	_(PORT_IMISSED, "port_imissed", "frames the NIC dropped: RX queue full") \
 	_(PORT_NOMBUF, "port_rx_nombuf", "frames the NIC dropped: no mbuf") \

@@ -3,9 +3,12 @@
  * The worker's side of the table hand-off (protocol in worker.h). No DPDK: the
  * flusher's tests drive it from plain threads.
  */
+#include <errno.h>
+
 #include <ck_pr.h>
 #include <ck_ring.h>
 
+#include "mem.h"
 #include "worker.h"
 
 /* Hand the current table to the flusher if a spare is free. Returns false if
@@ -27,7 +30,9 @@ static bool seal_table(struct tally_worker *w)
 void tally_worker_maybe_seal(struct tally_worker *w)
 {
 	uint64_t req = ck_pr_load_64(&w->seal_req);
-	uint32_t rows = tally_wtab_rows(w->cur);
+	/* A table with acks but no rows (all duplicates) still goes: its acks
+	 * wait for it. */
+	uint32_t rows = tally_wtab_rows(w->cur) + (w->cur->acks != NULL);
 	/* Seal early at 7/8 full so a busy interval does not run into table_full. */
 	bool near_full = tally_wtab_near_full(w->cur);
 
@@ -46,11 +51,45 @@ void tally_worker_maybe_seal(struct tally_worker *w)
 void tally_worker_seal_last(struct tally_worker *w)
 {
 	/* The sealed ring has room for every table the worker owns. */
-	if (tally_wtab_rows(w->cur) > 0) {
+	if (tally_wtab_rows(w->cur) > 0 || w->cur->acks != NULL) {
 		ck_ring_enqueue_spsc(&w->sealed, w->sealed_buf, w->cur);
 		w->cur = NULL;
 		w->ctr.v[TALLY_C_TABLES_SEALED]++;
 	}
 	ck_pr_fence_store();
 	ck_pr_store_8((uint8_t *)&w->done, 1);
+}
+
+/* Committed mode. The lists are one block on the worker's node, touched now so
+ * that the first ack is no page fault. */
+int tally_worker_acks_init(struct tally_worker *w, int node)
+{
+	size_t bytes = sizeof(struct tally_acklist) * TALLY_ACKLISTS;
+
+	w->acklists = tally_mem_map_node(bytes, node);
+	if (w->acklists == NULL)
+		return -ENOMEM;
+	ck_ring_init(&w->acks_back, TALLY_ACK_RING);
+	for (unsigned i = 0; i < TALLY_ACKLISTS; i++) {
+		w->acklists[i].worker = w->id;
+		w->ackfree[w->nfree++] = &w->acklists[i];
+	}
+	return 0;
+}
+
+/* The writer thread is the only producer of every acks_back ring and each
+ * worker the only consumer of its own: SPSC. The ring holds more than all of a
+ * worker's lists, so the enqueue cannot fail. */
+void tally_worker_acks_back(struct tally_worker *ws, struct tally_acklist *l, bool durable)
+{
+	while (l != NULL) {
+		struct tally_acklist *next = l->next;
+		struct tally_worker *w = &ws[l->worker];
+
+		l->next = NULL;
+		l->durable = durable;
+		l->sent = 0;
+		ck_ring_enqueue_spsc(&w->acks_back, w->acks_back_buf, l);
+		l = next;
+	}
 }

@@ -67,7 +67,7 @@ static void port_conf(const struct rte_eth_dev_info *info, uint16_t nb_rxq,
 
 /* The queues and descriptors tally_port_start will set up, as the PMD adjusts
  * them: the mbuf pool is sized from these before the port is configured. */
-int tally_port_plan(uint16_t port_id, uint16_t nb_rxq, uint16_t rx_desc,
+int tally_port_plan(uint16_t port_id, uint16_t nb_rxq, uint16_t nb_txq, uint16_t rx_desc,
 		    struct tally_pool_need *need, char *err, size_t errlen)
 {
 	struct rte_eth_dev_info info;
@@ -82,7 +82,7 @@ int tally_port_plan(uint16_t port_id, uint16_t nb_rxq, uint16_t rx_desc,
 	}
 	need->rx_queues = nb_rxq;
 	need->rx_desc = nb_rxd;
-	need->tx_queues = info.max_tx_queues == 0 ? 0 : 1;
+	need->tx_queues = RTE_MIN(nb_txq, info.max_tx_queues);
 	need->tx_desc = nb_txd;
 	return 0;
 }
@@ -96,18 +96,19 @@ static int queues_setup(uint16_t port_id, uint16_t nb_rxq, uint16_t nb_txq, uint
 		socket = SOCKET_ID_ANY;
 	for (uint16_t q = 0; q < nb_rxq && r == 0; q++)
 		r = rte_eth_rx_queue_setup(port_id, q, nb_rxd, socket, NULL, mp);
-	/* One TX queue for acks (later); some PMDs refuse to start without it. */
+	/* One TX queue per worker for its acks: a worker owns its queue, so TX
+	 * takes no lock. Some PMDs refuse to start without one. */
 	for (uint16_t q = 0; q < nb_txq && r == 0; q++)
 		r = rte_eth_tx_queue_setup(port_id, q, nb_txd, socket, NULL);
 	return r;
 }
 
-int tally_port_start(uint16_t port_id, uint16_t nb_rxq, uint16_t rx_desc,
+int tally_port_start(uint16_t port_id, uint16_t nb_rxq, uint16_t *nb_txq_io, uint16_t rx_desc,
 		     struct rte_mempool *mp, char *err, size_t errlen)
 {
 	struct rte_eth_dev_info info;
 	struct rte_eth_conf conf;
-	uint16_t nb_txq = 1, nb_rxd = rx_desc, nb_txd = TALLY_TX_DESC;
+	uint16_t nb_txq = *nb_txq_io, nb_rxd = rx_desc, nb_txd = TALLY_TX_DESC;
 	int r;
 
 	r = rte_eth_dev_info_get(port_id, &info);
@@ -119,8 +120,10 @@ int tally_port_start(uint16_t port_id, uint16_t nb_rxq, uint16_t rx_desc,
 			 nb_rxq, info.max_rx_queues);
 		return -EINVAL;
 	}
-	if (info.max_tx_queues == 0)
-		nb_txq = 0;
+	/* Fewer TX queues than workers (pcap: one per tx_pcap): the workers
+	 * without one count their acks unsent. */
+	nb_txq = RTE_MIN(nb_txq, info.max_tx_queues);
+	*nb_txq_io = nb_txq;
 	port_conf(&info, nb_rxq, &conf);
 	r = rte_eth_dev_configure(port_id, nb_rxq, nb_txq, &conf);
 	if (r == 0)

@@ -50,6 +50,7 @@ struct tally_wtab {
 	uint8_t *arena; /* keys longer than TALLY_ROW_KEY_INLINE */
 	uint32_t arena_used, arena_cap;
 	size_t bytes;
+	struct tally_acklist *acks; /* committed-mode acks of the rows (ack.h); moved by the flusher */
 };
 
 /*

@@ -21,6 +21,7 @@
 #include <rte_ring.h>
 #include <rte_ring_elem.h>
 
+#include "ack.h"
 #include "apply.h"
 #include "mem.h"
 #include "parse_statsd.h"
@@ -49,6 +50,7 @@ int tally_worker_init_node(struct tally_worker *w, unsigned id, struct tally_sha
 {
 	w->id = id;
 	w->sh = sh;
+	w->txq = -1; /* tallyd gives it one; tests and benchmarks have none */
 	w->evb.cap = TALLY_EVBUF_EVENTS;
 	w->evb.arena_cap = TALLY_EVBUF_ARENA;
 	w->evb.ev = tally_mem_map_node(TALLY_EVBUF_EVENTS * sizeof(*w->evb.ev), node);
@@ -78,6 +80,8 @@ void tally_worker_fini(struct tally_worker *w)
 	tally_mem_unmap(w->evb.ev, TALLY_EVBUF_EVENTS * sizeof(*w->evb.ev));
 	tally_mem_unmap(w->evb.arena, TALLY_EVBUF_ARENA);
 	tally_rcache_fini(&w->rc);
+	if (w->acklists != NULL)
+		tally_mem_unmap(w->acklists, sizeof(struct tally_acklist) * TALLY_ACKLISTS);
 }
 
 static enum tally_csum_state csum_state(uint64_t flags, uint64_t mask, uint64_t good,
@@ -104,12 +108,150 @@ static void make_room(struct tally_worker *w, const struct tally_params *p, uint
 		apply_events(w, p, now_ms);
 }
 
-static void parse_datagram(struct tally_worker *w, const struct tally_params *p,
-			   const struct tally_udp *u, uint64_t now_ms)
+/* Acks (ack.h). */
+
+/* Send what this burst built; what the TX queue does not take is dropped and
+ * counted: the sender retransmits, and dedup makes that harmless. */
+static void ack_flush(struct tally_worker *w)
 {
+	uint64_t *c = w->ctr.v;
+	uint16_t sent;
+
+	if (w->ntx == 0)
+		return;
+	sent = rte_eth_tx_burst(w->port, (uint16_t)w->txq, w->tx, (uint16_t)w->ntx);
+	for (uint32_t i = 0; i < sent; i++)
+		c[TALLY_C_ACK_COMMITTED + w->txst[i]]++;
+	if (unlikely(sent < w->ntx)) {
+		c[TALLY_C_ACK_TX_FULL] += w->ntx - sent;
+		c[TALLY_C_TLY1_ACK_UNSENT] += w->ntx - sent;
+		rte_pktmbuf_free_bulk(w->tx + sent, w->ntx - sent);
+	}
+	w->ntx = 0;
+}
+
+static void ack_queue(struct tally_worker *w, const struct tally_ack *a, uint8_t status)
+{
+	struct rte_mbuf *m;
+	uint32_t len;
+
+	if (unlikely(w->txq < 0)) {
+		w->ctr.v[TALLY_C_TLY1_ACK_UNSENT]++;
+		return;
+	}
+	if (w->ntx == RTE_DIM(w->tx))
+		ack_flush(w);
+	m = rte_pktmbuf_alloc(w->txpool);
+	if (unlikely(m == NULL)) {
+		w->ctr.v[TALLY_C_ACK_NO_MBUF]++;
+		w->ctr.v[TALLY_C_TLY1_ACK_UNSENT]++;
+		return;
+	}
+	len = tally_ack_frame(a, status, rte_pktmbuf_mtod(m, uint8_t *));
+	m->data_len = (uint16_t)len;
+	m->pkt_len = len;
+	w->txst[w->ntx] = status;
+	w->tx[w->ntx++] = m;
+}
+
+/* Committed mode: keep the ack with the current table; false when no list
+ * has room (every list is in flight). */
+static bool ack_record(struct tally_worker *w, const struct tally_ack *a)
+{
+	struct tally_acklist *l = w->cur->acks;
+
+	if (l == NULL || l->n == TALLY_ACKLIST_CAP) {
+		if (w->nfree == 0)
+			return false;
+		w->ackfree[--w->nfree]->next = l;
+		l = w->cur->acks = w->ackfree[w->nfree];
+		l->n = 0;
+	}
+	l->a[l->n++] = *a;
+	return true;
+}
+
+/* The applied datagrams' answers. full: some event of this apply did not fit
+ * in the table, so each is answered overloaded (its applied events are in
+ * dedup, its others were forgotten: a retransmit adds exactly those). */
+static void ack_resolve(struct tally_worker *w, const struct tally_params *p, bool full)
+{
+	for (uint32_t i = 0; i < w->npend; i++) {
+		const struct tally_ack *a = &w->pend[i];
+
+		if (full)
+			ack_queue(w, a, TALLY_ACK_OVERLOADED);
+		else if (p->ack_mode == TALLY_ACKM_ACCEPTED)
+			ack_queue(w, a, TALLY_ACK_ACCEPTED);
+		else if (!ack_record(w, a)) {
+			w->ctr.v[TALLY_C_ACK_LIST_FULL]++;
+			ack_queue(w, a, TALLY_ACK_OVERLOADED);
+		}
+	}
+	w->npend = 0;
+}
+
+/* A datagram that asked for an ack: a rejected one is answered now (if its
+ * header names a sender), an accepted one once its events are applied. */
+static void ack_datagram(struct tally_worker *w, const struct tally_params *p,
+			 const uint8_t *frame, const struct tally_udp *u,
+			 const struct tally_tly1_hdr *h, int r)
+{
+	struct tally_ack a;
+	int st;
+
+	if (p->ack_mode == TALLY_ACKM_NONE) {
+		w->ctr.v[TALLY_C_TLY1_ACK_UNSENT]++;
+		return;
+	}
+	if (r == TALLY_OK) {
+		if (tally_ack_from_udp(&w->pend[w->npend], frame, u, h->sender_id,
+				       h->batch_seq) == 0)
+			w->npend++;
+		return;
+	}
+	st = tally_ack_reject_status(r);
+	if (st >= 0 && tally_ack_from_udp(&a, frame, u, h->sender_id, h->batch_seq) == 0)
+		ack_queue(w, &a, (uint8_t)st);
+}
+
+/* Between bursts, committed mode: up to a burst of acks from the lists the
+ * writer gave back, so a list of a thousand never floods the TX ring. */
+static void ack_send_committed(struct tally_worker *w)
+{
+	struct tally_acklist *l = w->ackcur;
+	uint32_t k;
+
+	if (l == NULL && !ck_ring_dequeue_spsc(&w->acks_back, w->acks_back_buf, &l))
+		return;
+	w->ackcur = l;
+	if (!l->durable) {
+		w->ctr.v[TALLY_C_TLY1_ACK_UNSENT] += l->n;
+		l->sent = l->n;
+	}
+	for (k = 0; k < TALLY_BURST && l->sent < l->n; k++)
+		ack_queue(w, &l->a[l->sent++], TALLY_ACK_COMMITTED);
+	ack_flush(w);
+	if (l->sent == l->n) {
+		l->n = 0;
+		w->ackfree[w->nfree++] = l;
+		w->ackcur = NULL;
+	}
+}
+
+static void parse_datagram(struct tally_worker *w, const struct tally_params *p,
+			   const uint8_t *frame, const struct tally_udp *u, uint64_t now_ms)
+{
+	struct tally_tly1_hdr h;
+	int r;
+
 	if (tally_is_tly1(p, u->dport, u->payload, u->len)) {
 		make_room(w, p, now_ms, TALLY_TLY1_MAX_COUNT, 0);
-		tally_dgram_tly1(w->ctr.v, p, &w->evb, u->payload, u->len);
+		if (unlikely(w->npend == TALLY_BURST))
+			apply_events(w, p, now_ms);
+		r = tally_dgram_tly1(w->ctr.v, p, &w->evb, u->payload, u->len, &h);
+		if (h.flags & TALLY_TLY1_F_ACK_REQ)
+			ack_datagram(w, p, frame, u, &h, r);
 		return;
 	}
 	make_room(w, p, now_ms, TALLY_STATSD_MAX_EVENTS(u->len), u->len);
@@ -161,10 +303,11 @@ static void parse_frame(struct tally_worker *w, const struct tally_params *p,
 {
 	struct tally_udp u;
 	uint64_t f = m->ol_flags;
+	const uint8_t *frame = rte_pktmbuf_mtod(m, const uint8_t *);
 	int r;
 
 	w->ctr.v[TALLY_C_RX_BYTES] += m->pkt_len;
-	r = tally_pkt_parse(rte_pktmbuf_mtod(m, const uint8_t *), m->data_len,
+	r = tally_pkt_parse(frame, m->data_len,
 			    csum_state(f, RTE_MBUF_F_RX_IP_CKSUM_MASK, RTE_MBUF_F_RX_IP_CKSUM_GOOD,
 				       RTE_MBUF_F_RX_IP_CKSUM_BAD),
 			    csum_state(f, RTE_MBUF_F_RX_L4_CKSUM_MASK, RTE_MBUF_F_RX_L4_CKSUM_GOOD,
@@ -176,7 +319,7 @@ static void parse_frame(struct tally_worker *w, const struct tally_params *p,
 	}
 	if (w->arch != NULL)
 		archive_note(w, m, &u, now_ms);
-	parse_datagram(w, p, &u, now_ms);
+	parse_datagram(w, p, frame, &u, now_ms);
 }
 
 /* The batch through apply.h, with this worker's table, dedup and rules cache. */
@@ -185,7 +328,10 @@ static void apply_events(struct tally_worker *w, const struct tally_params *p,
 {
 	struct tally_applier a = {w->ctr.v, w->cur, w->sh->dedup, &w->rc, &w->evb, w->id};
 
-	tally_apply_events(&a, p, now_ms);
+	bool full = tally_apply_events(&a, p, now_ms);
+
+	if (w->npend)
+		ack_resolve(w, p, full);
 }
 
 void tally_worker_burst(struct tally_worker *w, const struct tally_params *p,
@@ -201,6 +347,7 @@ void tally_worker_burst(struct tally_worker *w, const struct tally_params *p,
 		parse_frame(w, p, pkts[i], now_ms);
 	}
 	apply_events(w, p, now_ms);
+	ack_flush(w);
 	w->ctr.v[TALLY_C_RX_PACKETS] += n;
 	if (w->narch)
 		n = archive_handoff(w, pkts, n);
@@ -228,13 +375,39 @@ static void poll_queues(struct tally_worker *w)
 	}
 }
 
+/* Test hook (tallyctl debug park-worker): stop beating and polling for a while,
+ * as a stalled worker would. Off the packet path: one load per loop. */
+static void park(struct tally_worker *w)
+{
+	uint32_t ms = ck_pr_load_32(&w->park_ms);
+
+	ck_pr_store_32(&w->park_ms, 0);
+	rte_delay_us_sleep(ms * 1000u);
+}
+
+int tally_worker_ack_drain(void *arg)
+{
+	struct tally_worker *w = arg;
+
+	if (w->acklists == NULL)
+		return 0;
+	while (w->ackcur != NULL || ck_ring_size(&w->acks_back) > 0)
+		ack_send_committed(w);
+	return 0;
+}
+
 int tally_worker_main(void *arg)
 {
 	struct tally_worker *w = arg;
 
 	w->lcore = rte_lcore_id();
 	while (!ck_pr_load_int(&w->sh->stop)) {
+		ck_pr_store_64(&w->heartbeat, w->heartbeat + 1);
+		if (unlikely(ck_pr_load_32(&w->park_ms) != 0))
+			park(w);
 		poll_queues(w);
+		if (w->acklists != NULL)
+			ack_send_committed(w);
 		tally_worker_maybe_seal(w);
 	}
 	tally_worker_seal_last(w);

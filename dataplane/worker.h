@@ -18,6 +18,7 @@
 #include <ck_epoch.h>
 #include <ck_ring.h>
 
+#include "ack.h"
 #include "apply.h"
 #include "archive_ring.h"
 #include "clock.h"
@@ -27,6 +28,9 @@
 #include "parse_tly1.h"
 #include "rules.h"
 #include "window.h"
+
+struct rte_mbuf;
+struct rte_mempool;
 
 #define TALLY_BURST 32
 #define TALLY_MAX_QUEUES 64
@@ -63,6 +67,27 @@ struct tally_worker {
 	uint16_t narch;         /* notes of this burst not yet enqueued */
 	struct tally_arch_note archq[TALLY_BURST];
 
+	/* Watchdog: the worker bumps heartbeat once per loop (its own line, so the
+	 * control thread reading it every 100 ms costs one miss per read). park_ms
+	 * is the test hook `debug park-worker`: the worker sleeps that long. */
+	uint64_t heartbeat __attribute__((aligned(64)));
+	uint32_t park_ms;
+	/* Acks (ack.h). pend: accepted datagrams of the events not yet applied,
+	 * answered once apply tells whether the table took them. tx: frames built
+	 * this burst, sent at its end. */
+	struct rte_mempool *txpool;
+	int txq;                        /* TX queue, -1: none (acks counted unsent) */
+	uint32_t npend, ntx;
+	struct tally_ack pend[TALLY_BURST];
+	struct rte_mbuf *tx[2 * TALLY_BURST];
+	uint8_t txst[2 * TALLY_BURST];  /* each frame's status, counted once sent */
+	struct tally_acklist *ackcur;   /* committed mode: the list being sent */
+	uint32_t nfree;
+	struct tally_acklist *ackfree[TALLY_ACKLISTS];
+	struct tally_acklist *acklists; /* the TALLY_ACKLISTS lists, one block */
+	ck_ring_t acks_back __attribute__((aligned(64))); /* writer -> worker */
+	ck_ring_buffer_t acks_back_buf[TALLY_ACK_RING];
+
 	uint64_t seal_req __attribute__((aligned(64))); /* written by the flusher */
 	ck_ring_t sealed __attribute__((aligned(64)));  /* worker -> flusher */
 	ck_ring_buffer_t sealed_buf[TALLY_RING_SIZE];
@@ -78,8 +103,18 @@ int tally_worker_init(struct tally_worker *w, unsigned id, struct tally_shared *
 int tally_worker_init_node(struct tally_worker *w, unsigned id, struct tally_shared *sh,
 			   uint32_t table_rows, int node);
 void tally_worker_fini(struct tally_worker *w);
+/* Committed mode: allocate the worker's ack lists. 0 or -ENOMEM. */
+int tally_worker_acks_init(struct tally_worker *w, int node);
+/* The writer's side: the lists of a batch that is durable (or lost, durable
+ * false), each back to its worker. ws: every worker, by id. */
+void tally_worker_acks_back(struct tally_worker *ws, struct tally_acklist *l, bool durable);
 /* rte_eal_remote_launch entry point; arg is the struct tally_worker. */
 int tally_worker_main(void *arg);
+
+/* At exit, after the writer is done: send the committed acks of the last
+ * flushes (rte_eal_remote_launch on the worker's own lcore, which owns its TX
+ * queue). */
+int tally_worker_ack_drain(void *arg);
 
 /* Between bursts: answer the flusher's seal request, or seal early when the
  * table is 7/8 full, if a spare table is free (handoff.c). */
@@ -88,7 +123,6 @@ void tally_worker_maybe_seal(struct tally_worker *w);
 void tally_worker_seal_last(struct tally_worker *w);
 
 /* Process one burst of frames (already received); exposed for tests. */
-struct rte_mbuf;
 void tally_worker_burst(struct tally_worker *w, const struct tally_params *p,
 			struct rte_mbuf **pkts, uint16_t n, uint64_t now_ms);
 

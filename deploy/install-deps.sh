@@ -13,12 +13,16 @@ packages=(
   libhiredis-dev libpcre2-dev
   # sd_notify for the systemd unit (Type=notify)
   libsystemd-dev
+  # metrics and status page HTTP server
+  libmicrohttpd-dev
   # tests, demo, benchmark driver
   libcmocka-dev sqlite3 python3 iproute2 procps util-linux
   # PostgreSQL sink tests: a private server per test (initdb, pg_ctl, psql)
   postgresql-15 postgresql-client-15
   # Redis sink tests: a server, and redis-cli for cluster setup and tally-check
   redis-server redis-tools
+  # metrics tests: a real Prometheus (and promtool), the status page in headless Chromium
+  prometheus chromium
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -101,6 +101,7 @@ int gen_opt_set(struct gen_opts *o, int code, const char *a)
 	case GEN_O_POOL: return num_u32(a, &o->pool);
 	case GEN_O_SEED: return gen_num_u64(a, UINT64_MAX, &o->seed);
 	case GEN_O_SENDER: return gen_num_u64(a, UINT64_MAX, &o->sender_id);
+	case GEN_O_ACK_REQ: o->ack_req = true; return 0;
 	}
 	return -EINVAL;
 }
@@ -203,6 +204,7 @@ void gen_opts_usage(FILE *out)
 	"  --vlan-share F          fraction of frames with an 802.1Q tag (0)\n"
 	"  --mtu N                 largest IP packet (1500)\n"
 	"  --seed N                (1); --sender-id X  TLY1 sender_id (0x7a11)\n"
+	"  --ack-req               set ACK_REQ on TLY1 datagrams (tallyd answers with TLA1 acks)\n"
 	"  --pool N                pre-rendered datagrams, sent in cycles with new ids\n"
 	"                          (min(datagrams, %u, %u / events-per-dgram))\n",
 	POOL_DEFAULT, POOL_DEFAULT_EVENTS);

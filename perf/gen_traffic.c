@@ -244,7 +244,7 @@ static uint32_t tly1_event(const struct gen_pool *p, uint8_t *q, uint32_t key, u
 static void tly1_header(const struct gen_pool *p, uint8_t *q, uint16_t count)
 {
 	memcpy(q, TALLY_TLY1_MAGIC, 4);
-	q[TALLY_TLY1_OFF_FLAGS] = 0;
+	q[TALLY_TLY1_OFF_FLAGS] = p->o.ack_req ? TALLY_TLY1_F_ACK_REQ : 0;
 	q[TALLY_TLY1_OFF_KEY_ID] = 0;
 	tally_put_le16(q + TALLY_TLY1_OFF_COUNT, count);
 	tally_put_le64(q + TALLY_TLY1_OFF_SENDER, p->o.sender_id);

@@ -31,6 +31,7 @@ struct gen_opts {
 	bool zipf;
 	double zipf_s, dup_rate, malformed_rate, ipv6_share, vlan_share;
 	uint64_t time_ms, span_ms, window_ms, seed, sender_id;
+	bool ack_req; /* TLY1 flag ACK_REQ on every datagram */
 	uint16_t dst_port;
 };
 

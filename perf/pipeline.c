@@ -16,7 +16,7 @@
  * the datagrams hold (accepted events, duplicates, every rejection reason).
  *
  *   tally-pipeline [traffic options] [--seconds S] [--dedup-capacity N]
- *                  [--table-rows N] [--burst N] [--archive DIR] [--json FILE]
+ *                  [--table-rows N] [--burst N] [--json FILE] [--acks] [--archive DIR]
  *                  [-- EAL args]
  */
 #include <errno.h>
@@ -29,7 +29,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <rte_dev.h>
 #include <rte_cycles.h>
+#include <rte_ethdev.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_lcore.h>
@@ -50,17 +52,18 @@ struct bench {
 	unsigned burst;
 	const char *json;
 	const char *archive;
+	bool acks; /* --acks: answer ACK_REQ datagrams on a net_null TX queue */
 	/* results */
 	uint64_t datagrams, cycles, resets;
 	double wall;
 };
 
-enum { O_SECONDS = GEN_O_END, O_DEDUP, O_ROWS, O_BURST, O_JSON, O_ARCHIVE };
+enum { O_SECONDS = GEN_O_END, O_DEDUP, O_ROWS, O_BURST, O_JSON, O_ACKS, O_ARCHIVE };
 
 static const struct option long_opts[] = {
 	GEN_TRAFFIC_LONG_OPTS,
 	{"seconds", 1, 0, O_SECONDS}, {"dedup-capacity", 1, 0, O_DEDUP},
-	{"table-rows", 1, 0, O_ROWS}, {"burst", 1, 0, O_BURST}, {"json", 1, 0, O_JSON},
+	{"table-rows", 1, 0, O_ROWS}, {"burst", 1, 0, O_BURST}, {"json", 1, 0, O_JSON}, {"acks", 0, 0, O_ACKS},
 	{"archive", 1, 0, O_ARCHIVE},
 	{"help", 0, 0, 'h'}, {0, 0, 0, 0}};
 
@@ -110,6 +113,7 @@ static int parse_opts(int argc, char **argv, struct bench *b)
 			break;
 		case O_JSON: b->json = optarg; r = 0; break;
 		case O_ARCHIVE: b->archive = optarg; r = 0; break;
+		case O_ACKS: b->acks = true; r = 0; break;
 		default: r = gen_opt_set(&b->o, c, optarg);
 		}
 		if (r != 0) {
@@ -185,6 +189,29 @@ static int rig_archive(struct rig *g, const struct bench *b)
 	return 0;
 }
 
+/* --acks: ack_mode=accepted, acks built, allocated and sent on a net_null
+ * port's TX queue (which frees them): the worker's whole cost of answering. */
+static int ack_port(struct rig *g)
+{
+	struct rte_eth_conf conf = {0};
+	uint16_t port;
+
+	if (rte_dev_probe("net_null_ack") != 0 ||
+	    rte_eth_dev_get_port_by_name("net_null_ack", &port) != 0 ||
+	    rte_eth_dev_configure(port, 1, 1, &conf) != 0 ||
+	    rte_eth_rx_queue_setup(port, 0, 512, (unsigned)rte_socket_id(), NULL, g->mp) != 0 ||
+	    rte_eth_tx_queue_setup(port, 0, 512, (unsigned)rte_socket_id(), NULL) != 0 ||
+	    rte_eth_dev_start(port) != 0) {
+		fprintf(stderr, "tally-pipeline: --acks: cannot set up a net_null TX port\n");
+		return -EIO;
+	}
+	g->params.ack_mode = TALLY_ACKM_ACCEPTED;
+	g->w.port = port;
+	g->w.txq = 0;
+	g->w.txpool = g->mp;
+	return 0;
+}
+
 static int rig_setup(struct rig *g, const struct bench *b)
 {
 	g->params = (struct tally_params){
@@ -207,6 +234,8 @@ static int rig_setup(struct rig *g, const struct bench *b)
 	}
 	if (tally_worker_init(&g->w, 0, &g->sh, (uint32_t)b->table_rows) != 0)
 		return -ENOMEM;
+	if (b->acks && ack_port(g) != 0)
+		return -EIO;
 	return b->archive ? rig_archive(g, b) : 0;
 }
 

@@ -4,9 +4,11 @@
  * run writes K batches over the same fresh keys (the first inserts, the others
  * update, as a flusher does window after window), timed end to end including
  * the commit; three runs per size give the median and the range. Used to pick
- * the PostgreSQL sink's pg_method (figures in sink_pg.c).
+ * the PostgreSQL sink's pg_method (figures in sink_pg.c) and to size the Redis
+ * sinks (the cluster figures include a WAIT per master and batch).
  *
- *   tally-sink-bench --sink sqlite|postgres [--conninfo STR | --path FILE]
+ *   tally-sink-bench --sink sqlite|postgres|redis|redis-cluster
+ *                    [--conninfo STR | --path FILE | --addr HOST:PORT[,...]]
  *                    [--method copy|pipeline] [--rows N[,N...]] [--batches K]
  *                    [--runs R] [--timeout-ms MS]
  */
@@ -20,7 +22,7 @@
 #include "sink.h"
 
 struct opts {
-	const char *sink, *conninfo, *path, *method, *rows;
+	const char *sink, *conninfo, *path, *method, *rows, *addr;
 	unsigned batches, runs, timeout_ms;
 };
 
@@ -44,6 +46,11 @@ static struct tally_sink *open_sink(const struct opts *o)
 			s->ops->close(s);
 			s = NULL;
 		}
+	} else if (strcmp(o->sink, "redis") == 0) {
+		s = tally_sink_redis_open(o->addr, "", "bench:", o->timeout_ms, err, sizeof(err));
+	} else if (strcmp(o->sink, "redis-cluster") == 0) {
+		s = tally_sink_redis_cluster_open(o->addr, "", "bench:", o->timeout_ms, err,
+						  sizeof(err));
 	} else {
 		s = tally_sink_sqlite_open(o->path, 1024, err, sizeof(err));
 	}
@@ -99,7 +106,7 @@ static int bench_size(struct tally_sink *s, const struct opts *o, uint32_t n)
 		if ((v[i] = one_run(s, o, n, i)) < 0)
 			return -1;
 	qsort(v, o->runs, sizeof(v[0]), cmp);
-	printf("%-8s %-8s rows/batch %8u batches %u: median %.0f rows/s [%.0f-%.0f] (%u runs)\n",
+	printf("%-13s %-8s rows/batch %8u batches %u: median %.0f rows/s [%.0f-%.0f] (%u runs)\n",
 	       o->sink, strcmp(o->sink, "postgres") == 0 ? o->method : "-", n, o->batches,
 	       v[o->runs / 2], v[0], v[o->runs - 1], o->runs);
 	fflush(stdout);
@@ -114,6 +121,7 @@ static int parse(struct opts *o, int argc, char **argv)
 		if (strcmp(k, "--sink") == 0) o->sink = v;
 		else if (strcmp(k, "--conninfo") == 0) o->conninfo = v;
 		else if (strcmp(k, "--path") == 0) o->path = v;
+		else if (strcmp(k, "--addr") == 0) o->addr = v;
 		else if (strcmp(k, "--method") == 0) o->method = v;
 		else if (strcmp(k, "--rows") == 0) o->rows = v;
 		else if (strcmp(k, "--batches") == 0) o->batches = (unsigned)atoi(v);
@@ -122,23 +130,25 @@ static int parse(struct opts *o, int argc, char **argv)
 		else return -1;
 	}
 	if (argc % 2 == 0 || o->batches < 1 || o->runs < 1 || o->runs > 16 ||
-	    (strcmp(o->sink, "sqlite") != 0 && strcmp(o->sink, "postgres") != 0))
+	    (strcmp(o->sink, "sqlite") != 0 && strcmp(o->sink, "postgres") != 0 &&
+	     strcmp(o->sink, "redis") != 0 && strcmp(o->sink, "redis-cluster") != 0))
 		return -1;
 	return 0;
 }
 
 int main(int argc, char **argv)
 {
-	struct opts o = {"sqlite", "", "tally-bench.db", "copy", "10000,100000,1000000", 2, 3,
-			 600000};
+	struct opts o = {"sqlite", "", "tally-bench.db", "copy", "10000,100000,1000000",
+			 "127.0.0.1:6379", 2, 3, 600000};
 	struct tally_sink *s;
 	char *list, *tok, *save = NULL;
 	int rc = 0;
 
 	if (parse(&o, argc, argv) != 0) {
-		fprintf(stderr, "usage: tally-sink-bench --sink sqlite|postgres [--conninfo STR | "
-			"--path FILE] [--method copy|pipeline] [--rows N[,N...]] [--batches K] "
-			"[--runs R<=16] [--timeout-ms MS]\n");
+		fprintf(stderr, "usage: tally-sink-bench --sink sqlite|postgres|redis|redis-cluster "
+			"[--conninfo STR | --path FILE | --addr HOST:PORT[,...]] [--method "
+			"copy|pipeline] [--rows N[,N...]] [--batches K] [--runs R<=16] "
+			"[--timeout-ms MS]\n");
 		return 2;
 	}
 	if ((s = open_sink(&o)) == NULL)

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 
@@ -127,6 +128,51 @@ static void test_file(void **st)
 	assert_non_null(strstr(err, "/nonexistent.conf: No such file"));
 }
 
+/* Secrets: never read back, never echoed in an error, a warning when the file
+ * holding them is readable by others. */
+static void test_secrets(void **st)
+{
+	const char *k = "7:00112233445566778899aabbccddeeff";
+	char buf[256], line[128];
+	const char *p;
+	FILE *cap;
+
+	(void)st;
+	tally_config_defaults(&c);
+	assert_int_equal(tally_config_find("mac_keys")->sensitive, true);
+	assert_int_equal(tally_config_find("pg_conninfo")->sensitive, true);
+	assert_int_equal(tally_config_find("redis_password")->sensitive, true);
+	assert_int_equal(tally_config_get(&c, "mac_keys", buf, sizeof(buf)), 0);
+	assert_string_equal(buf, ""); /* unset reads as unset */
+	assert_int_equal(tally_config_set(&c, "mac_keys", k, err, sizeof(err)), 0);
+	assert_int_equal(tally_config_get(&c, "mac_keys", buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "(hidden)");
+	/* a bad entry next to a good one: the error names the entry, not the key */
+	assert_int_not_equal(tally_config_set(&c, "mac_keys", "7:00112233445566778899aabbccddeeff,"
+					      "8:0011223344556677zz99aabbccddeeff", err, sizeof(err)), 0);
+	assert_null(strstr(err, "00112233"));
+	assert_non_null(strstr(err, "key 8"));
+	/* a world-readable file holding a secret: warned on stderr */
+	snprintf(line, sizeof(line), "mac_keys = %s\n", k);
+	p = write_file(line);
+	chmod(p, 0644);
+	cap = freopen("/tmp/tally-cfg-stderr.txt", "w", stderr);
+	assert_non_null(cap);
+	assert_int_equal(tally_config_load(&c, p, err, sizeof(err)), 0);
+	fflush(stderr);
+	{
+		FILE *f = fopen("/tmp/tally-cfg-stderr.txt", "r");
+		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+
+		buf[n] = '\0';
+		fclose(f);
+	}
+	assert_non_null(strstr(buf, "readable by group or others"));
+	assert_null(strstr(buf, "00112233"));
+	unlink(p);
+	unlink("/tmp/tally-cfg-stderr.txt");
+}
+
 static void test_args(void **st)
 {
 	const char *p = write_file("window_ms = 5000\nflush_interval_ms = 200\n");
@@ -167,6 +213,7 @@ int main(void)
 		cmocka_unit_test(test_defaults_roundtrip), cmocka_unit_test(test_bad_values),
 		cmocka_unit_test(test_mac_keys), cmocka_unit_test(test_file),
 		cmocka_unit_test(test_args), cmocka_unit_test(test_validate),
+		cmocka_unit_test(test_secrets),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -28,6 +28,11 @@ expect_error 'both' --tly1_port=0 --statsd_port=0
 expect_error 'spool_dir' --spool_dir= --port=net_null0
 expect_error 'spool' --spool_dir=/proc/tally-spool --sqlite_path="$work/x.db" \
   --ctl_socket="$work/c.sock" --port=net_null0 -- -l 0-1 "${eal_test[@]}"
+expect_error 'metrics_addr: "localhost:9125" is not IPv4:port' --metrics_addr=localhost:9125
+expect_error 'metrics_addr: "127.0.0.1:99999"' --metrics_addr=127.0.0.1:99999
+# An address this host does not have: the bind fails at start, naming the key.
+expect_error 'metrics_addr: cannot listen on 192.0.2.1:9125' --metrics_addr=192.0.2.1:9125 \
+  --sqlite_path="$work/m.db" --ctl_socket="$work/m.sock" --port=net_null0 -- -l 0-1 "${eal_test[@]}"
 expect_error 'lcore' --sqlite_path="$work/x.db" --ctl_socket="$work/c.sock" --port=net_null0 \
   -- -l 0 "${eal_test[@]}"
 expect_error 'probe' --sqlite_path="$work/x.db" --ctl_socket="$work/c.sock" \

@@ -5,7 +5,7 @@ set -euo pipefail
 build=${TALLY_BUILD:?TALLY_BUILD is set by meson}
 src=${TALLY_SRC:?TALLY_SRC is set by meson}
 gen=$build/perf/tally-gen
-tallyd=$build/ctrlplane/tallyd
+tallyd_bin=$build/ctrlplane/tallyd
 tallyctl=$build/ctrlplane/tallyctl
 check=$src/perf/tally-check
 work=$(mktemp -d /tmp/tally-it.XXXXXX)
@@ -20,6 +20,12 @@ cleanup() {
 trap cleanup EXIT
 # tallyd's relative defaults (tally.db, tally-spool) land in this test's own dir.
 cd "$work"
+# Tests' tallyd serves metrics on a free port, not the default 9125, so tests
+# run side by side (and beside a real tallyd) do not collide; a test's own
+# --metrics_addr comes later and wins. `tallyctl status` shows the port.
+tallyd=$work/tallyd
+printf '#!/bin/sh\nexec "%s" --metrics_addr 127.0.0.1:0 "$@"\n' "$tallyd_bin" > "$tallyd"
+chmod +x "$tallyd"
 # --no-huge cannot go with --in-memory: each DPDK process gets its own file prefix.
 eal_base=(--no-huge --no-pci -m 512 --log-level='*:warning')
 eal_test=("${eal_base[@]}" --file-prefix "tally-it-$$")

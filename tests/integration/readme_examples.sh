@@ -62,6 +62,17 @@ wait_traffic() {
   done
   fail "no traffic reached the daemon from the memif example"
 }
+# Examples after the memif daemon stopped (tallyctl rules ..., further down the
+# README) talk to a second daemon, on net_null, started once and stopped at the end.
+stopped=0 daemon2=""
+ensure_daemon() {
+  [ "$stopped" = 1 ] && [ -z "$daemon2" ] || return 0
+  $tallyd --ctl_socket="$run/tallyd.sock" --port net_null0 \
+    -- -l 0-1 "${eal_base[@]}" --file-prefix "readme-$$-null" > "$work/daemon2.log" 2>&1 &
+  daemon2=$!; pids+=("$daemon2")
+  for _ in $(seq 300); do [ -S "$run/tallyd.sock" ] && return 0; sleep 0.1; done
+  cat "$work/daemon2.log"; fail "the second tallyd did not become ready"
+}
 # The generator has sent everything (--duration) and lingers: rx_packets stands.
 wait_gen_done() {
   local last=-1 now
@@ -76,7 +87,7 @@ wait_gen_done() {
 while IFS= read -r ex; do
   cmd=$(adapt "$ex")
   case "$ex" in
-    *" [-"*)
+    *" [-"*|*" [FILE]"*|*" KEY"|*" KEY "*)
       echo "skip (usage synopsis): $ex"; continue ;;
     *0000:*|*/etc/tally/*)
       echo "skip (needs a NIC): $ex"; skipped=$((skipped + 1)); continue ;;
@@ -101,10 +112,12 @@ while IFS= read -r ex; do
       grep -q rx_packets "$work/ctl.out" || fail "no counters from: $ex" ;;
     "tallyctl "*)
       [ -n "$daemon" ] || fail "no running daemon for: $ex"
+      ensure_daemon
       # Stop only once the generator lingers: a memif peer that loses its
       # receiver while sending gives up with an error, as it should.
       [[ $ex != "tallyctl stop"* ]] || wait_gen_done
       eval "timeout 60 $cmd" > "$work/ctl.out" 2>&1 || { cat "$work/ctl.out"; fail "example failed: $ex"; }
+      [[ $ex != "tallyctl stop"* ]] || { stopped=1; wait "$daemon" || true; }
       [ -s "$work/ctl.out" ] || [[ $ex == "tallyctl stop"* || $ex == "tallyctl flush"* ]] ||
         fail "no output from: $ex" ;;
     *) fail "README example this test does not know how to run: $ex" ;;
@@ -114,6 +127,9 @@ done < "$work/examples"
 
 [ -n "$daemon" ] || fail "the README has no memif daemon example"
 wait "$daemon" || { cat "$work/daemon.log"; fail "tallyd (memif example) failed"; }
+if [ -n "$daemon2" ]; then
+  "$tallyctl" stop > /dev/null; wait "$daemon2" || { cat "$work/daemon2.log"; fail "second tallyd failed"; }
+fi
 [ -z "$genpid" ] || wait "$genpid" || { cat "$work/gen-memif.txt"; fail "tally-gen (memif example) failed"; }
 expect_counter "$work/daemon.log" rx_packets -gt 0
 expect_counter "$work/daemon.log" sink_errors -eq 0

@@ -62,3 +62,28 @@ redis_cluster_master_port() {
     redis-cli -p "$p" role 2>/dev/null | head -1 | grep -q master && { echo "$p"; return; }
   done
 }
+
+# redis_cluster_master_ports: the ports of the masters, one a line.
+redis_cluster_master_ports() {
+  for p in "${cluster_ports[@]}"; do
+    redis-cli -p "$p" role 2>/dev/null | head -1 | grep -q master && echo "$p"
+  done
+  return 0
+}
+
+# redis_cluster_wait_synced: every replica has finished its first sync, so a
+# sink that WAITs for a replica is acknowledged from its first batch (a new
+# cluster's replicas start syncing only after repl-diskless-sync-delay, 5 s).
+redis_cluster_wait_synced() {
+  for _ in $(seq 300); do
+    local bad=0
+    for p in "${cluster_ports[@]}"; do
+      local info; info=$(redis-cli -p "$p" info replication 2>/dev/null | tr -d '\r')
+      grep -q '^role:slave' <<< "$info" || continue
+      grep -q '^master_link_status:up' <<< "$info" || bad=1
+    done
+    [ $bad -eq 0 ] && return 0
+    sleep 0.1
+  done
+  fail "the cluster's replicas did not finish their first sync"
+}

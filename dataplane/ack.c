@@ -1,0 +1,141 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * TLA1 ack frames: the request's addresses turned around (ack.h). Checksums in
+ * software, RFC 1071 one's complement over 16-bit words.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "ack.h"
+#include "counters.h"
+#include "pkt.h"
+#include "wire.h"
+
+#define ETH_ALEN 6
+
+int tally_ack_from_udp(struct tally_ack *a, const uint8_t *frame, const struct tally_udp *u,
+		       uint64_t sender_id, uint64_t batch_seq)
+{
+	/* saddr sits 12 bytes into an IPv4 header, 8 into an IPv6 one. */
+	unsigned alen = u->ip_version == 4 ? 4 : 16;
+	size_t ip_off = (size_t)(u->saddr - frame) - (u->ip_version == 4 ? 12 : 8);
+
+	if (ip_off > TALLY_ACK_L2_MAX || ip_off < 14)
+		return -EINVAL;
+	memcpy(a->l2, frame, ip_off);
+	a->l2_len = (uint8_t)ip_off;
+	a->ip_version = u->ip_version;
+	memcpy(a->peer, u->saddr, alen);
+	memcpy(a->ours, u->saddr + alen, alen);
+	a->peer_port = u->sport;
+	a->our_port = u->dport;
+	a->sender_id = sender_id;
+	a->batch_seq = batch_seq;
+	return 0;
+}
+
+static uint32_t csum_add(uint32_t sum, const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i + 1 < n; i += 2)
+		sum += (uint32_t)p[i] << 8 | p[i + 1];
+	if (n & 1)
+		sum += (uint32_t)p[n - 1] << 8;
+	return sum;
+}
+
+static uint16_t csum_fold(uint32_t sum)
+{
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)~sum;
+}
+
+static void put_be16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+void tally_ack_payload(uint8_t *out, uint8_t status, uint64_t sender_id, uint64_t batch_seq)
+{
+	memcpy(out, TALLY_TLA1_MAGIC, 4);
+	out[4] = status;
+	out[5] = 0;
+	tally_put_le16(out + 6, 0);
+	tally_put_le64(out + 8, sender_id);
+	tally_put_le64(out + 16, batch_seq);
+}
+
+/* The IP header at ip; returns its length. */
+static uint32_t ip_header(const struct tally_ack *a, uint8_t *ip, uint16_t l4_len)
+{
+	if (a->ip_version == 4) {
+		memset(ip, 0, 20);
+		ip[0] = 0x45;
+		put_be16(ip + 2, (uint16_t)(20 + l4_len));
+		ip[6] = 0x40; /* DF */
+		ip[8] = 64;
+		ip[9] = 17;
+		memcpy(ip + 12, a->ours, 4);
+		memcpy(ip + 16, a->peer, 4);
+		put_be16(ip + 10, csum_fold(csum_add(0, ip, 20)));
+		return 20;
+	}
+	memset(ip, 0, 40);
+	ip[0] = 0x60;
+	put_be16(ip + 4, l4_len);
+	ip[6] = 17;
+	ip[7] = 64;
+	memcpy(ip + 8, a->ours, 16);
+	memcpy(ip + 24, a->peer, 16);
+	return 40;
+}
+
+/* UDP checksum over the pseudo-header; never 0 on the wire (0 means none). */
+static void udp_csum(const struct tally_ack *a, uint8_t *udp, uint16_t len)
+{
+	unsigned alen = a->ip_version == 4 ? 4 : 16;
+	uint32_t sum = csum_add(0, a->ours, alen);
+	uint16_t c;
+
+	sum = csum_add(sum, a->peer, alen);
+	sum += 17 + len;
+	c = csum_fold(csum_add(sum, udp, len));
+	put_be16(udp + 6, c == 0 ? 0xffff : c);
+}
+
+uint32_t tally_ack_frame(const struct tally_ack *a, uint8_t status, uint8_t *out)
+{
+	const uint16_t l4_len = 8 + TALLY_TLA1_LEN;
+	uint8_t *udp;
+	uint32_t off = a->l2_len;
+
+	memcpy(out, a->l2, a->l2_len);
+	memcpy(out, a->l2 + ETH_ALEN, ETH_ALEN); /* to the request's source */
+	memcpy(out + ETH_ALEN, a->l2, ETH_ALEN);
+	off += ip_header(a, out + off, l4_len);
+	udp = out + off;
+	put_be16(udp, a->our_port);
+	put_be16(udp + 2, a->peer_port);
+	put_be16(udp + 4, l4_len);
+	put_be16(udp + 6, 0);
+	tally_ack_payload(udp + 8, status, a->sender_id, a->batch_seq);
+	udp_csum(a, udp, l4_len);
+	return off + l4_len;
+}
+
+int tally_ack_reject_status(int reason)
+{
+	switch (reason) {
+	case TALLY_C_TLY1_SHORT:
+	case TALLY_C_TLY1_BAD_MAGIC:
+	case TALLY_C_TLY1_ZERO_SENDER:
+		return -1; /* no header, or no one to answer */
+	case TALLY_C_TLY1_MAC_MISSING:
+	case TALLY_C_TLY1_MAC_NO_KEY:
+	case TALLY_C_TLY1_MAC_BAD:
+		return TALLY_ACK_UNAUTHENTICATED;
+	default:
+		return TALLY_ACK_MALFORMED;
+	}
+}
