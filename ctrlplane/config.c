@@ -89,6 +89,15 @@ const struct tally_cfg_key tally_cfg_keys[] = {
 	    "past it batches stay in memory, then workers count drop_table_full"),
 	U64(spool_max_age_ms, "3600000", 0, UINT64_MAX / 4, false, "alarm when the oldest spooled "
 	    "batch is older than this (nothing is deleted); 0 = off"),
+	STR(archive_dir, "", false, "raw-event archive: every accepted datagram (payload, arrival "
+	    "time, source) kept in zstd segment files here for tally-recount and "
+	    "tally-archive2pcap; empty = off", NULL),
+	U64(archive_retention_ms, "259200000", 0, UINT64_MAX / 4, false, "archive segments older "
+	    "than this are deleted; 0 = kept until archive_max_bytes"),
+	U64(archive_max_bytes, "10737418240", 0, 1125899906842624ULL, false, "bound of the "
+	    "archive's segments: the oldest are deleted past it; 0 = no bound"),
+	U64(archive_segment_ms, "600000", 1000, 86400000, false, "time slice of one archive "
+	    "segment (the unit retention deletes)"),
 	STR(sqlite_path, "tally.db", false, "SQLite database file (WAL mode)", NULL),
 	U64(sqlite_cache_mb, "256", 1, 65536, false, "SQLite page cache in MiB; hold the "
 	    "tally_counts rows a flush touches, or upserts go to disk"),

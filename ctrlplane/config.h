@@ -35,6 +35,8 @@ struct tally_config {
 	uint64_t breaker_failures, breaker_open_ms;
 	char spool_dir[TALLY_CFG_STR_MAX];
 	uint64_t spool_max_bytes, spool_max_age_ms;
+	char archive_dir[TALLY_CFG_STR_MAX];
+	uint64_t archive_retention_ms, archive_max_bytes, archive_segment_ms;
 	char sqlite_path[TALLY_CFG_STR_MAX];
 	uint64_t sqlite_cache_mb;
 	char pg_conninfo[TALLY_CFG_STR_MAX * 4];

@@ -69,6 +69,7 @@ void tally_daemon_counters(const struct tally_daemon *d, uint64_t out[TALLY_C_MA
 		out[c] += ck_pr_load_64((uint64_t *)&d->fl.ctr.v[c]) +
 			  ck_pr_load_64((uint64_t *)&d->wr.ctr.v[c]);
 	spool_counters(d, out);
+	tally_archiver_counters(&d->arch, out);
 	out[TALLY_C_DEDUP_GEN_HELD] = ck_pr_load_64((uint64_t *)&d->sh.dedup->ctl.held_back);
 	out[TALLY_C_CTL_LATE_TICKS] = d->loop.late;
 	out[TALLY_C_CTL_REQUESTS] = d->ctl_requests;
@@ -537,6 +538,37 @@ static json_t *get_json(struct tally_daemon *d, const char *key)
 			 stored_json(d, key));
 }
 
+/* The archive's state, its time range and size from the directory (the index
+ * by time), and what it left out. */
+static json_t *archive_json(const struct tally_daemon *d)
+{
+	struct tally_archive_info in;
+	uint64_t v[TALLY_C_MAX] = {0};
+	const char *state = "off";
+	int r;
+
+	if (!d->cfg.archive_dir[0])
+		return json_pack("{s:s}", "state", state);
+	r = tally_archive_info(d->cfg.archive_dir, &in);
+	tally_archiver_counters(&d->arch, v);
+	for (unsigned i = 0; i < d->nworkers; i++)
+		v[TALLY_C_ARCHIVE_RING_FULL] +=
+			ck_pr_load_64((uint64_t *)&d->workers[i].ctr.v[TALLY_C_ARCHIVE_RING_FULL]);
+	state = v[TALLY_C_ARCHIVE_PAUSED] ? "paused" : "on";
+	return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+			 "state", state, "dir", d->cfg.archive_dir,
+			 "alarm", v[TALLY_C_ARCHIVE_PAUSED] ? d->arch.last_err
+			 : r < 0 ? strerror(-r) : "",
+			 "oldest_ms", (json_int_t)in.oldest_ms, "newest_ms", (json_int_t)in.newest_ms,
+			 "segments", (json_int_t)in.segments, "bytes", (json_int_t)in.bytes,
+			 "datagrams", (json_int_t)v[TALLY_C_ARCHIVE_DATAGRAMS],
+			 "dropped_ring_full", (json_int_t)v[TALLY_C_ARCHIVE_RING_FULL],
+			 "dropped_disk", (json_int_t)v[TALLY_C_ARCHIVE_DROPPED_DISK],
+			 "disk_full", (json_int_t)v[TALLY_C_ARCHIVE_DISK_FULL],
+			 "segments_deleted", (json_int_t)v[TALLY_C_ARCHIVE_SEGMENTS_DELETED],
+			 "retention_ms", (json_int_t)d->cfg.archive_retention_ms);
+}
+
 /*
  * Test hook, not in tallyctl's help: "debug park-worker N MS" makes worker N
  * sleep MS ms between two loops, as a stalled worker would (a thread cannot be
@@ -633,6 +665,8 @@ static json_t *dispatch(struct tally_daemon *d, char *line)
 		return sink_cmd_json(d);
 	if (strcmp(line, "spool") == 0)
 		return spool_cmd(d, arg);
+	if (strcmp(line, "archive") == 0)
+		return archive_json(d);
 	if (strcmp(line, "where") == 0)
 		return where_json(d, arg);
 	if (strcmp(line, "top") == 0)
@@ -655,9 +689,9 @@ static json_t *dispatch(struct tally_daemon *d, char *line)
 	}
 	return json_pack("{s:s, s:s}", "error", "unknown command", "commands",
 			 "stats, status, config [KEY], config set KEY VALUE, rules show|reload [FILE]|test "
-			 "[--statsd] KEY, sink, spool [replay], where KEY, top [N] [count|sum] "
-			 "[PREFIX], get KEY, acl add|del CIDR, acl list, ratelimit set PPS [BURST], "
-			 "ratelimit show, flush, stop");
+			 "[--statsd] KEY, sink, spool [replay], archive, where KEY, top [N] "
+			 "[count|sum] [PREFIX], get KEY, acl add|del CIDR, acl list, ratelimit set PPS "
+			 "[BURST], ratelimit show, flush, stop");
 }
 
 /*

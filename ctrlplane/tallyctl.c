@@ -37,6 +37,7 @@ static void usage(FILE *out)
 		"  rules test [--statsd] KEY          which rule a key meets and what it becomes\n"
 		"  sink                               each sink endpoint: breaker, counts, last error\n"
 		"  spool [replay]                     what waits in the spool; replay: retry now\n"
+		"  archive                            raw-event archive: state, time range, bytes, drops\n"
 		"  where KEY                          the sink endpoint (shard) that holds KEY\n"
 		"  top [-n N] [--by count|sum] [--prefix P]\n"
 		"                                     heaviest keys of the open windows (as of the\n"
@@ -394,7 +395,7 @@ int main(int argc, char **argv)
 	    strcmp(words[0], "get") &&
 	    strcmp(words[0], "sink") && strcmp(words[0], "spool") && strcmp(words[0], "where") &&
 	    strcmp(words[0], "flush") && strcmp(words[0], "stop") && strcmp(words[0], "acl") &&
-	    strcmp(words[0], "ratelimit")) {
+	    strcmp(words[0], "ratelimit") && strcmp(words[0], "archive")) {
 		fprintf(stderr, "tallyctl: unknown command \"%s\"\n", words[0]);
 		usage(stderr);
 		return 2;

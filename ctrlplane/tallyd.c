@@ -230,7 +230,10 @@ static int pool_need(struct tally_daemon *d, struct tally_pool_need *need, char 
 static int setup_pool(struct tally_daemon *d, char *err, size_t errlen)
 {
 	struct tally_pool_need need = {.lcores = d->nworkers, .burst = TALLY_BURST,
-				       .cache = TALLY_MEMPOOL_CACHE};
+				       .cache = TALLY_MEMPOOL_CACHE,
+				       /* notes in the archiver's rings hold their mbufs */
+				       .held = d->cfg.archive_dir[0] ? (uint64_t)d->nworkers *
+								 TALLY_ARCHIVE_RING : 0};
 	uint64_t needed, n;
 	int r = pool_need(d, &need, err, errlen);
 	int socket = rte_eth_dev_socket_id(d->port);
@@ -241,12 +244,13 @@ static int setup_pool(struct tally_daemon *d, char *err, size_t errlen)
 	n = d->cfg.mbufs ? d->cfg.mbufs : tally_mbufs_derived(&need);
 	if (n < needed) {
 		snprintf(err, errlen, "mbufs: %llu is too few: %llu RX queues x %llu descriptors + "
-			 "%llu TX x %llu + %llu workers x (burst %llu + 1.5 x cache %llu) need at "
-			 "least %llu (set mbufs = 0 to derive it)", (unsigned long long)n,
+			 "%llu TX x %llu + %llu workers x (burst %llu + 1.5 x cache %llu) + %llu held "
+			 "by the archive need at least %llu (set mbufs = 0 to derive it)", (unsigned long long)n,
 			 (unsigned long long)need.rx_queues, (unsigned long long)need.rx_desc,
 			 (unsigned long long)need.tx_queues, (unsigned long long)need.tx_desc,
 			 (unsigned long long)need.lcores, (unsigned long long)need.burst,
-			 (unsigned long long)need.cache, (unsigned long long)needed);
+			 (unsigned long long)need.cache, (unsigned long long)need.held,
+			 (unsigned long long)needed);
 		return -EINVAL;
 	}
 	if (socket < 0) /* a vdev: no NIC socket, so the first worker's */
@@ -517,6 +521,10 @@ static int setup(struct tally_daemon *d, char *err, size_t errlen)
 	r = setup_workers(d, err, errlen);
 	if (r == 0)
 		r = tally_exception_start(d, err, errlen);
+	if (r == 0 && d->cfg.archive_dir[0])
+		r = tally_archiver_start(&d->arch, d->cfg.archive_dir, d->cfg.archive_retention_ms,
+					 d->cfg.archive_max_bytes, d->cfg.archive_segment_ms,
+					 d->workers, d->nworkers, err, errlen);
 	if (r < 0)
 		return r;
 	d->fl.workers = d->workers;
@@ -568,6 +576,7 @@ static int shutdown_daemon(struct tally_daemon *d)
 	sd_notify(0, "STOPPING=1");
 	ck_pr_store_int(&d->sh.stop, 1);
 	rte_eal_mp_wait_lcore();
+	tally_archiver_stop(&d->arch); /* the workers' last notes are in its rings */
 	tally_flusher_stop(&d->fl);
 	/* Keep answering tallyctl while the last batches go out; a second signal
 	 * makes the writer stop trying the sinks: what is left goes to the spool. */
@@ -671,6 +680,7 @@ int main(int argc, char **argv)
 		tally_daemon_xdp_stop(&d);
 		ck_pr_store_int(&d.sh.stop, 1);
 		rte_eal_mp_wait_lcore();
+		tally_archiver_stop(&d.arch);
 		rte_eal_cleanup();
 		return EXIT_FAILURE;
 	}

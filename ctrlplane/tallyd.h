@@ -9,6 +9,7 @@
 
 #include <pthread.h>
 
+#include "archiver.h"
 #include "config.h"
 #include "flush.h"
 #include "loop.h"
@@ -62,6 +63,7 @@ struct tally_daemon {
 	struct tally_liveview view; /* tallyctl top / get */
 	char spool_dir[1024];
 	struct tally_flusher fl;
+	struct tally_archiver arch; /* archive_dir; unused when empty */
 	int ctl_fd;
 	struct tally_loop loop;
 	struct tally_loop_handler ctl_h;

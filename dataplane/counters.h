@@ -98,6 +98,14 @@
 	_(TABLES_SEALED, "tables_sealed", "window tables handed to the flusher") \
 	_(SEAL_DEFERRED, "seal_deferred", "flush ticks skipped because no spare table was free") \
 	_(WORKER_CYCLES, "worker_cycles", "TSC cycles spent processing non-empty bursts") \
+	/* raw-event archive (archive_dir): never a drop from the counts */ \
+	_(ARCHIVE_RING_FULL, "archive_ring_full", "accepted datagrams left out of the archive: the archiver's ring was full (they were counted)") \
+	_(ARCHIVE_DATAGRAMS, "archive_datagrams", "datagrams written to the archive") \
+	_(ARCHIVE_BYTES, "archive_bytes", "compressed bytes written to the archive") \
+	_(ARCHIVE_DROPPED_DISK, "archive_dropped_disk", "datagrams left out of the archive: a write failed or it was paused (disk full)") \
+	_(ARCHIVE_DISK_FULL, "archive_disk_full", "archive writes that failed (disk full, I/O error): the archive paused, counting went on") \
+	_(ARCHIVE_PAUSED, "archive_paused", "1 while the archive is paused after a failed write (gauge; alarm)") \
+	_(ARCHIVE_SEGMENTS_DELETED, "archive_segments_deleted", "archive segments deleted by archive_retention_ms or archive_max_bytes") \
 	/* flusher and sink */ \
 	_(FLUSH_BATCHES, "flush_batches", "flush batches committed to the sink") \
 	_(FLUSH_ROWS, "flush_rows", "rows committed to the sink") \

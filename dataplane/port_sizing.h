@@ -22,13 +22,14 @@ struct tally_pool_need {
 	uint64_t tx_queues, tx_desc;
 	uint64_t lcores;             /* lcores that take mbufs from the pool */
 	uint64_t burst, cache;
+	uint64_t held;               /* mbufs other threads hold (the archiver's rings) */
 };
 
 /* Mbufs the pool must hold at least. */
 static inline uint64_t tally_mbufs_needed(const struct tally_pool_need *n)
 {
 	return n->rx_queues * n->rx_desc + n->tx_queues * n->tx_desc +
-	       n->lcores * (n->burst + n->cache + n->cache / 2);
+	       n->lcores * (n->burst + n->cache + n->cache / 2) + n->held;
 }
 
 /* The pool size used when mbufs = 0: the need rounded up to 2^k - 1, the size

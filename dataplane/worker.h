@@ -19,6 +19,8 @@
 #include <ck_ring.h>
 
 #include "ack.h"
+#include "apply.h"
+#include "archive_ring.h"
 #include "clock.h"
 #include "counters.h"
 #include "dedup.h"
@@ -37,17 +39,6 @@ struct rte_mempool;
 #define TALLY_EVBUF_EVENTS 16384
 #define TALLY_EVBUF_ARENA (512 * 1024)
 #define TALLY_EXC_RING 1024 /* frames for the kernel in flight per worker */
-
-/* What workers read per burst. Swapped as a whole under ck_epoch, never edited. */
-struct tally_params {
-	uint16_t ports[2]; /* TLY1, StatsD; 0 = off */
-	int64_t window_ms;
-	uint64_t lateness_ms; /* 0 = off */
-	uint64_t future_ms;   /* 0 = off */
-	struct tally_mac_keys mac;
-	const struct tally_rules *rules; /* NULL: no rules file, every key kept */
-	uint8_t ack_mode;                /* enum tally_ack_mode; fixed at start */
-};
 
 /* State every worker shares: read-mostly. */
 struct tally_shared {
@@ -76,6 +67,9 @@ struct tally_worker {
 	ck_epoch_record_t epoch_rec;
 	struct tally_evbuf evb;
 	struct tally_rcache rc; /* rule decisions per (key, window) */
+	struct rte_ring *arch;  /* worker -> archiver (archive_ring.h); NULL = off */
+	uint16_t narch;         /* notes of this burst not yet enqueued */
+	struct tally_arch_note archq[TALLY_BURST];
 
 	/* Watchdog: the worker bumps heartbeat once per loop (its own line, so the
 	 * control thread reading it every 100 ms costs one miss per read). park_ms

@@ -9,6 +9,7 @@ packages=(
   # dataplane and control plane libraries
   dpdk dpdk-dev libdpdk-dev libhyperscan-dev libbpf-dev libck-dev libsodium-dev
   libxxhash-dev libinih-dev libjansson-dev libsqlite3-dev libpcap-dev libisal-dev libpq-dev
+  libzstd-dev
   libhiredis-dev libpcre2-dev
   # XDP front: libxdp (leftover detection, AF_XDP sockets in tests), bpftool and
   # xdp-tools to inspect an interface, iproute2 for the namespace tests

@@ -7,18 +7,27 @@
  * worker core, apart from packet I/O. perf/bench.py runs it next to the memif
  * runs so a gap can be split into "Tally's processing" and "packet I/O".
  *
+ * With --archive DIR the worker also hands every datagram to a real archiver
+ * thread (ctrlplane/archiver.c, pinned off the worker's CPU) writing DIR: the
+ * timed figure then includes the hand-off (a reference and one ring enqueue per
+ * burst), and the archive's bytes per event are printed.
+ *
  * The run is checked: the worker's counters must equal what the generator says
  * the datagrams hold (accepted events, duplicates, every rejection reason).
  *
  *   tally-pipeline [traffic options] [--seconds S] [--dedup-capacity N]
- *                  [--table-rows N] [--burst N] [--json FILE] [--acks] [-- EAL args]
+ *                  [--table-rows N] [--burst N] [--json FILE] [--acks] [--archive DIR]
+ *                  [-- EAL args]
  */
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <rte_dev.h>
 #include <rte_cycles.h>
@@ -28,6 +37,7 @@
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 
+#include "archiver.h"
 #include "counters.h"
 #include "gen_opts.h"
 #include "gen_traffic.h"
@@ -41,18 +51,20 @@ struct bench {
 	uint64_t dedup_capacity, table_rows;
 	unsigned burst;
 	const char *json;
+	const char *archive;
 	bool acks; /* --acks: answer ACK_REQ datagrams on a net_null TX queue */
 	/* results */
 	uint64_t datagrams, cycles, resets;
 	double wall;
 };
 
-enum { O_SECONDS = GEN_O_END, O_DEDUP, O_ROWS, O_BURST, O_JSON, O_ACKS };
+enum { O_SECONDS = GEN_O_END, O_DEDUP, O_ROWS, O_BURST, O_JSON, O_ACKS, O_ARCHIVE };
 
 static const struct option long_opts[] = {
 	GEN_TRAFFIC_LONG_OPTS,
 	{"seconds", 1, 0, O_SECONDS}, {"dedup-capacity", 1, 0, O_DEDUP},
 	{"table-rows", 1, 0, O_ROWS}, {"burst", 1, 0, O_BURST}, {"json", 1, 0, O_JSON}, {"acks", 0, 0, O_ACKS},
+	{"archive", 1, 0, O_ARCHIVE},
 	{"help", 0, 0, 'h'}, {0, 0, 0, 0}};
 
 static void usage(FILE *out)
@@ -65,6 +77,7 @@ static void usage(FILE *out)
 	"  --dedup-capacity N      dedup horizon in ids, as tallyd's dedup_capacity (50000000)\n"
 	"  --table-rows N          rows per window table, as tallyd's table_rows (1048576)\n"
 	"  --burst N               frames per burst handed to the worker (32)\n"
+	"  --archive DIR           hand datagrams to an archiver thread writing DIR\n"
 	"  --json FILE             write the results as JSON too\n"
 	"EAL args default to: -l 1 --no-huge --no-pci -m 512\n"
 	"prints datagrams, events, seconds (timed), cycles_per_event, events_per_sec,\n"
@@ -99,6 +112,7 @@ static int parse_opts(int argc, char **argv, struct bench *b)
 			r = r || x == 0 ? -EINVAL : 0;
 			break;
 		case O_JSON: b->json = optarg; r = 0; break;
+		case O_ARCHIVE: b->archive = optarg; r = 0; break;
 		case O_ACKS: b->acks = true; r = 0; break;
 		default: r = gen_opt_set(&b->o, c, optarg);
 		}
@@ -143,7 +157,37 @@ struct rig {
 	struct tally_params params;
 	struct tally_worker w;
 	struct rte_mempool *mp;
+	struct tally_archiver ar;
 };
+
+/* The archiver on every CPU but the worker's: on the worker's own CPU it would
+ * be timed as the worker's cost. */
+static void pin_off_worker(pthread_t th)
+{
+	cpu_set_t s;
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	CPU_ZERO(&s);
+	for (long c = 0; c < n; c++)
+		if (c != sched_getcpu())
+			CPU_SET((int)c, &s);
+	if (CPU_COUNT(&s) > 0)
+		pthread_setaffinity_np(th, sizeof(s), &s);
+}
+
+static int rig_archive(struct rig *g, const struct bench *b)
+{
+	char err[512];
+	int r = tally_archiver_start(&g->ar, b->archive, 0, 0, 600000, &g->w, 1, err,
+				     sizeof(err));
+
+	if (r < 0) {
+		fprintf(stderr, "tally-pipeline: %s\n", err);
+		return r;
+	}
+	pin_off_worker(g->ar.th);
+	return 0;
+}
 
 /* --acks: ack_mode=accepted, acks built, allocated and sent on a net_null
  * port's TX queue (which frees them): the worker's whole cost of answering. */
@@ -180,7 +224,9 @@ static int rig_setup(struct rig *g, const struct bench *b)
 	g->sh.dedup = tally_dedup_create(b->dedup_capacity, 600000);
 	if (g->sh.dedup != NULL)
 		tally_dedup_set_writers(g->sh.dedup, 1);
-	g->mp = rte_pktmbuf_pool_create("pipe", 4095, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+	/* the archiver's ring holds mbufs too */
+	g->mp = rte_pktmbuf_pool_create("pipe", b->archive ? 4095 + TALLY_ARCHIVE_RING : 4095, 0, 0,
+					RTE_MBUF_DEFAULT_BUF_SIZE,
 					rte_socket_id());
 	if (g->sh.dedup == NULL || g->mp == NULL) {
 		fprintf(stderr, "tally-pipeline: cannot allocate the dedup table or mbufs\n");
@@ -188,7 +234,9 @@ static int rig_setup(struct rig *g, const struct bench *b)
 	}
 	if (tally_worker_init(&g->w, 0, &g->sh, (uint32_t)b->table_rows) != 0)
 		return -ENOMEM;
-	return b->acks ? ack_port(g) : 0;
+	if (b->acks && ack_port(g) != 0)
+		return -EIO;
+	return b->archive ? rig_archive(g, b) : 0;
 }
 
 /* What the flusher would do, untimed: a nearly full table is emptied. */
@@ -311,6 +359,22 @@ static void report(const struct bench *b, const uint64_t *c, int bad)
 	}
 }
 
+/* After the archiver drained its ring and wrote its last block. */
+static void report_archive(struct rig *g, const uint64_t *c)
+{
+	uint64_t v[TALLY_C_MAX] = {0};
+
+	tally_archiver_stop(&g->ar);
+	tally_archiver_counters(&g->ar, v);
+	printf("archive_datagrams %llu\narchive_ring_full %llu\narchive_bytes %llu\n"
+	       "archive_bytes_per_event %.2f\narchive_bytes_per_datagram %.1f\n",
+	       (unsigned long long)v[TALLY_C_ARCHIVE_DATAGRAMS],
+	       (unsigned long long)c[TALLY_C_ARCHIVE_RING_FULL],
+	       (unsigned long long)v[TALLY_C_ARCHIVE_BYTES],
+	       (double)v[TALLY_C_ARCHIVE_BYTES] / (double)c[TALLY_C_EVENTS_IN],
+	       (double)v[TALLY_C_ARCHIVE_BYTES] / (double)v[TALLY_C_ARCHIVE_DATAGRAMS]);
+}
+
 int main(int argc, char **argv)
 {
 	static struct bench b;
@@ -335,6 +399,8 @@ int main(int argc, char **argv)
 	}
 	bad = check(&b, p, g.w.ctr.v);
 	report(&b, g.w.ctr.v, bad);
+	if (b.archive)
+		report_archive(&g, g.w.ctr.v);
 	tally_worker_fini(&g.w);
 	tally_dedup_destroy(g.sh.dedup);
 	gen_pool_free(p);
