@@ -180,4 +180,13 @@ done
 "$check" "$work/expected.tsv" --pg "$(pg_conninfo a)" --pg "$(pg_conninfo c2)" \
   --pg "$(pg_conninfo d3)"
 common_counters "$work/d.log"
+# a (key, window) on two shards is a difference of its own
+pg_psql a "COPY (SELECT * FROM tally_counts ORDER BY key LIMIT 1) TO STDOUT" |
+  pg_psql d3 "COPY tally_counts FROM STDIN"
+if "$check" "$work/expected.tsv" --pg "$(pg_conninfo a)" --pg "$(pg_conninfo c2)" \
+  --pg "$(pg_conninfo d3)" > "$work/twice.txt"; then
+  fail "tally-check took a row stored on two shards"
+fi
+grep -q '^twice:' "$work/twice.txt" || { cat "$work/twice.txt"; fail "tally-check did not name the row on two shards"; }
+echo "ok: tally-check: $(tail -n 1 "$work/twice.txt")"
 echo "PASS pg-faults ($SECONDS s)"
