@@ -14,7 +14,7 @@
 #     taking their parts directly (tallyctl sink: the down lane's error, the
 #     others' written counts grow, nothing of theirs spooled); totals exact
 #     over the union of the shards; tallyctl where names the shard holding a key.
-# About a minute on an idle 2-core machine; initdb and DPDK start-up dominate.
+# About 95 s on the 2-core dev VM (more under load); initdb and DPDK start-up dominate.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/faults_lib.sh"
 . "$(dirname "$0")/pg_lib.sh"
