@@ -61,7 +61,9 @@ int tally_worker_init_node(struct tally_worker *w, unsigned id, struct tally_sha
 	ck_ring_init(&w->sealed, TALLY_RING_SIZE);
 	ck_ring_init(&w->spare, TALLY_RING_SIZE);
 	for (unsigned i = 0; i < TALLY_TABLES_PER_WORKER; i++) {
-		w->tables[i] = tally_wtab_create_node(table_rows, node);
+		w->tables[i] = tally_wtab_create_ext(table_rows, sh->sketch_rows ? sh->sketch_rows
+									 : TALLY_SKETCH_ROWS_DEFAULT,
+						     node);
 		if (w->tables[i] == NULL)
 			return -errno;
 		if (i > 0)
@@ -199,7 +201,7 @@ static int event_window(const struct tally_params *p, uint64_t now_ms, struct wi
 
 /* What a batch did, summed in registers and added to the counters once. */
 struct apply_sums {
-	uint64_t accepted, dups, inserted, evicted, gave_up, rows, full;
+	uint64_t accepted, dups, inserted, evicted, gave_up, rows, full, sk_missed;
 };
 
 /* Time checks, window and hashes of one event; false if it is dropped. */
@@ -247,8 +249,16 @@ static inline void apply_one(struct tally_worker *w, const struct tally_event *e
 		s->evicted += r == TALLY_DEDUP_NEW_EVICT;
 		s->gave_up += r == TALLY_DEDUP_NEW_GAVE_UP;
 	}
-	r = tally_wtab_add_at(w->cur, e->hash, e->cell, e->key, e->key_len, e->win_start,
-			      e->value);
+	if (likely(e->kind == TALLY_EV_PLAIN)) {
+		r = tally_wtab_add_at(w->cur, e->hash, e->cell, e->key, e->key_len, e->win_start,
+				      e->value);
+	} else {
+		bool missed = false;
+
+		r = tally_wtab_add_kind(w->cur, e->hash, e->cell, e->key, e->key_len,
+					e->win_start, e, &missed);
+		s->sk_missed += missed;
+	}
 	if (unlikely(r < 0)) {
 		/* Not applied, so not remembered: a resend must count. */
 		if (e->event_id)
@@ -271,6 +281,7 @@ static void add_sums(struct tally_worker *w, const struct apply_sums *s)
 	c[TALLY_C_DEDUP_CAS_GAVE_UP] += s->gave_up;
 	c[TALLY_C_WINDOW_ROWS] += s->rows;
 	c[TALLY_C_DROP_TABLE_FULL] += s->full;
+	c[TALLY_C_STATSD_SKETCH_FULL] += s->sk_missed;
 }
 
 /* Pass 1: drop by time, find windows, hash; keep survivors in place and
