@@ -18,6 +18,8 @@ packages=(
   postgresql-15 postgresql-client-15
   # Redis sink tests: a server, and redis-cli for cluster setup and tally-check
   redis-server redis-tools
+  # real StatsD clients test: a loopback capture, the Python client, npm for hot-shots
+  tcpdump python3-aiodogstatsd nodejs npm
 )
 
 if [ "$(id -u)" -ne 0 ]; then
