@@ -229,6 +229,8 @@ static inline bool prepare_one(struct tally_worker *w, const struct tally_params
 static inline void prefetch_event(const struct tally_worker *w, const struct tally_event *e)
 {
 	tally_prefetch(&w->cur->cell[e->cell]);
+	if (e->kind == TALLY_EV_SKETCH || e->kind == TALLY_EV_SET)
+		tally_wtab_prefetch_aux(w->cur, e->cell);
 	if (e->event_id)
 		tally_dedup_prefetch(w->sh->dedup, e->dd);
 }
@@ -323,9 +325,13 @@ static void apply_events(struct tally_worker *w, const struct tally_params *p,
 	for (uint32_t i = 0; i < n; i++) {
 		if (i + TALLY_PREFETCH < n)
 			prefetch_event(w, &ev[i + TALLY_PREFETCH]);
-		if (i + TALLY_PREFETCH_KEY < n) /* its cell has arrived by now */
-			tally_wtab_prefetch_key(w->cur, ev[i + TALLY_PREFETCH_KEY].cell,
-						ev[i + TALLY_PREFETCH_KEY].key_len);
+		if (i + TALLY_PREFETCH_KEY < n) { /* its cell and aux word have arrived by now */
+			const struct tally_event *k = &ev[i + TALLY_PREFETCH_KEY];
+
+			tally_wtab_prefetch_key(w->cur, k->cell, k->key_len);
+			if (k->kind == TALLY_EV_SKETCH || k->kind == TALLY_EV_SET)
+				tally_wtab_prefetch_sketch(w->cur, k->cell, k);
+		}
 		apply_one(w, &ev[i], v, &s);
 	}
 	add_sums(w, &s);

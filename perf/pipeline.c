@@ -36,7 +36,7 @@
 struct bench {
 	struct gen_opts o;
 	double seconds;
-	uint64_t dedup_capacity, table_rows;
+	uint64_t dedup_capacity, table_rows, sketch_rows;
 	unsigned burst;
 	const char *json;
 	/* results */
@@ -44,12 +44,13 @@ struct bench {
 	double wall;
 };
 
-enum { O_SECONDS = GEN_O_END, O_DEDUP, O_ROWS, O_BURST, O_JSON };
+enum { O_SECONDS = GEN_O_END, O_DEDUP, O_ROWS, O_BURST, O_JSON, O_SKETCH };
 
 static const struct option long_opts[] = {
 	GEN_TRAFFIC_LONG_OPTS,
 	{"seconds", 1, 0, O_SECONDS}, {"dedup-capacity", 1, 0, O_DEDUP},
 	{"table-rows", 1, 0, O_ROWS}, {"burst", 1, 0, O_BURST}, {"json", 1, 0, O_JSON},
+	{"sketch-rows", 1, 0, O_SKETCH},
 	{"help", 0, 0, 'h'}, {0, 0, 0, 0}};
 
 static void usage(FILE *out)
@@ -61,6 +62,7 @@ static void usage(FILE *out)
 	"  --seconds S             timed processing to run (5)\n"
 	"  --dedup-capacity N      dedup horizon in ids, as tallyd's dedup_capacity (50000000)\n"
 	"  --table-rows N          rows per window table, as tallyd's table_rows (1048576)\n"
+	"  --sketch-rows N         sketch slabs per table, as tallyd's sketch_rows (256)\n"
 	"  --burst N               frames per burst handed to the worker (32)\n"
 	"  --json FILE             write the results as JSON too\n"
 	"EAL args default to: -l 1 --no-huge --no-pci -m 512\n"
@@ -77,6 +79,7 @@ static int parse_opts(int argc, char **argv, struct bench *b)
 	b->seconds = 5;
 	b->dedup_capacity = 50000000;
 	b->table_rows = 1 << 20;
+	b->sketch_rows = 256;
 	b->burst = 32;
 	while ((c = getopt_long(argc, argv, "h", long_opts, &li)) != -1) {
 		int r = -EINVAL;
@@ -96,6 +99,7 @@ static int parse_opts(int argc, char **argv, struct bench *b)
 			r = r || x == 0 ? -EINVAL : 0;
 			break;
 		case O_JSON: b->json = optarg; r = 0; break;
+		case O_SKETCH: r = gen_num_u64(optarg, 1 << 20, &b->sketch_rows); break;
 		default: r = gen_opt_set(&b->o, c, optarg);
 		}
 		if (r != 0) {
@@ -159,13 +163,14 @@ static int rig_setup(struct rig *g, const struct bench *b)
 		fprintf(stderr, "tally-pipeline: cannot allocate the dedup table or mbufs\n");
 		return -ENOMEM;
 	}
+	g->sh.sketch_rows = (uint32_t)b->sketch_rows;
 	return tally_worker_init(&g->w, 0, &g->sh, (uint32_t)b->table_rows);
 }
 
 /* What the flusher would do, untimed: a nearly full table is emptied. */
 static void drain_table(struct bench *b, struct tally_worker *w)
 {
-	if (tally_wtab_rows(w->cur) >= tally_wtab_capacity(w->cur) / 8 * 7) {
+	if (tally_wtab_near_full(w->cur)) {
 		tally_wtab_reset(w->cur);
 		b->resets++;
 	}
@@ -259,6 +264,32 @@ static long huge_mb(void)
 	return kb < 0 ? -1 : kb / 1024;
 }
 
+/*
+ * What rows cost in the table that is current at the end: table bytes per row
+ * of capacity (rows, aux, arena), and the sketch rows' blobs as batches and the
+ * spool carry them.
+ */
+static void report_rows(const struct tally_worker *w)
+{
+	static uint8_t blob[TALLY_SKETCH_BLOB_MAX];
+	const struct tally_wtab *t = w->cur;
+	uint64_t n = 0, bytes = 0;
+
+	for (uint32_t i = 0; i < tally_wtab_rows(t); i++) {
+		const struct tally_sketch *s = tally_wtab_sketch(t, t->used[i]);
+
+		if (s != NULL)
+			n++, bytes += tally_sketch_encode(s, blob);
+	}
+	printf("table_bytes_per_row %.1f\nsketch_slab_bytes %zu\nrows_at_end %u\n"
+	       "sketch_rows_at_end %llu\nsketch_blob_bytes_per_row %.1f\nstatsd_sketch_full %llu\n",
+	       (double)(tally_wtab_bytes(t) - (size_t)t->nslabs * sizeof(struct tally_sketch)) /
+		       tally_wtab_capacity(t),
+	       sizeof(struct tally_sketch), tally_wtab_rows(t), (unsigned long long)n,
+	       n ? (double)bytes / (double)n : 0.0,
+	       (unsigned long long)w->ctr.v[TALLY_C_STATSD_SKETCH_FULL]);
+}
+
 static void report(const struct bench *b, const uint64_t *c, int bad)
 {
 	double secs = (double)b->cycles / (double)rte_get_tsc_hz();
@@ -306,6 +337,7 @@ int main(int argc, char **argv)
 	}
 	bad = check(&b, p, g.w.ctr.v);
 	report(&b, g.w.ctr.v, bad);
+	report_rows(&g.w);
 	tally_worker_fini(&g.w);
 	tally_dedup_destroy(g.sh.dedup);
 	gen_pool_free(p);
