@@ -35,6 +35,7 @@
 #include "rules.h"
 #include "tallyd.h"
 #include "window.h"
+#include "timeutil.h"
 
 /* The spools' gauges and damage counts, summed over the writer's lanes. */
 static void spool_counters(const struct tally_daemon *d, uint64_t *out)
@@ -92,14 +93,6 @@ void tally_daemon_counters(const struct tally_daemon *d, uint64_t out[TALLY_C_MA
 	out[TALLY_C_WATCHDOG_STALLS] = d->wd.stalls;
 	out[TALLY_C_WATCHDOG_SINK_STALLS] = d->wd.sink_stalls;
 	out[TALLY_C_WATCHDOG_RX_LOST] = d->wd.rx_lost;
-}
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 static const char *last_sink_error(const struct tally_daemon *d)
@@ -166,7 +159,7 @@ void tally_daemon_snapshot(const struct tally_daemon *d, struct tally_snap *s)
 	s->flusher = tally_watchdog_flusher(d);
 	tally_hist_load(&d->fl.flush_hist, &s->flush_hist);
 	tally_hist_load(&d->wr.sink_hist, &s->sink_hist);
-	s->uptime_ms = mono_ms() - d->start_ms;
+	s->uptime_ms = tally_mono_ms() - d->start_ms;
 	s->dedup_capacity = d->cfg.dedup_capacity;
 	s->dedup_bytes = tally_dedup_bytes(d->sh.dedup);
 	s->dedup_gen = tally_dedup_gen(d->sh.dedup);
@@ -824,7 +817,7 @@ static void on_listen(struct tally_loop *l, int lfd, uint32_t events, void *arg)
 		}
 		c->h = (struct tally_loop_handler){fd, on_client, c};
 		c->d = d;
-		c->deadline_ms = mono_ms() + CTL_CLIENT_MS;
+		c->deadline_ms = tally_mono_ms() + CTL_CLIENT_MS;
 		c->next = d->ctl_clients;
 		d->ctl_clients = c;
 		d->ctl_nclients++;
@@ -834,7 +827,7 @@ static void on_listen(struct tally_loop *l, int lfd, uint32_t events, void *arg)
 
 void tally_ctl_expire(struct tally_daemon *d)
 {
-	uint64_t now = mono_ms();
+	uint64_t now = tally_mono_ms();
 	struct ctl_client *c = d->ctl_clients, *next;
 
 	for (; c != NULL; c = next) {

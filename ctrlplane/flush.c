@@ -24,25 +24,10 @@
 
 #include "flush.h"
 #include "window.h"
+#include "timeutil.h"
 
 #define SEAL_WAIT_MS 2000 /* a worker that does not answer by then is stalled */
 #define FLUSH_NICE 10
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static uint64_t mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
 
 /* Alive: the watchdog (control thread) checks this advances. */
 static void beat(struct tally_flusher *f)
@@ -171,7 +156,7 @@ static unsigned answered(const struct tally_flusher *f)
  * stalls, collecting meanwhile (that is what frees a worker without spares). */
 static bool request_seal(struct tally_flusher *f)
 {
-	uint64_t deadline = mono_ms() + (f->seal_wait_ms ? f->seal_wait_ms : SEAL_WAIT_MS);
+	uint64_t deadline = tally_mono_ms() + (f->seal_wait_ms ? f->seal_wait_ms : SEAL_WAIT_MS);
 	bool any = false;
 	unsigned n;
 
@@ -181,7 +166,7 @@ static bool request_seal(struct tally_flusher *f)
 	for (;;) {
 		any |= drain(f);
 		n = answered(f);
-		if (n == f->nworkers || mono_ms() >= deadline)
+		if (n == f->nworkers || tally_mono_ms() >= deadline)
 			break;
 		beat(f);
 		usleep(100);
@@ -193,20 +178,20 @@ static bool request_seal(struct tally_flusher *f)
 
 static void flush_tick(struct tally_flusher *f)
 {
-	uint64_t t0 = mono_us();
+	uint64_t t0 = tally_mono_us();
 
 	if (!request_seal(f) && (f->merge == NULL || tally_wtab_rows(f->merge) == 0))
 		f->ctr.v[TALLY_C_FLUSH_EMPTY]++;
 	if (f->merge != NULL)
 		write_merged(f);
-	tally_hist_observe(&f->flush_hist, mono_us() - t0);
+	tally_hist_observe(&f->flush_hist, tally_mono_us() - t0);
 }
 
 /* Sleep until the next tick, an explicit flush or stop; tables sealed early
  * (7/8 full) are taken meanwhile so their workers get their spares back. */
 static void wait_tick(struct tally_flusher *f, uint64_t next)
 {
-	while (mono_ms() < next && !ck_pr_load_int(&f->flush_now) && !ck_pr_load_int(&f->stop)) {
+	while (tally_mono_ms() < next && !ck_pr_load_int(&f->flush_now) && !ck_pr_load_int(&f->stop)) {
 		drain(f);
 		beat(f);
 		usleep(1000);
@@ -218,7 +203,7 @@ static void *flusher_main(void *arg)
 {
 	struct tally_flusher *f = arg;
 	/* interval_ms: tallyctl config set changes it from the control thread */
-	uint64_t next = mono_ms() + ck_pr_load_64(&f->interval_ms);
+	uint64_t next = tally_mono_ms() + ck_pr_load_64(&f->interval_ms);
 
 	/* Batches can wait; packets cannot. On a CPU it shares (the main lcore's,
 	 * and on small machines a generator's), the flusher gives way: it catches
@@ -227,7 +212,7 @@ static void *flusher_main(void *arg)
 
 	while (!ck_pr_load_int(&f->stop)) {
 		wait_tick(f, next);
-		next = mono_ms() + ck_pr_load_64(&f->interval_ms);
+		next = tally_mono_ms() + ck_pr_load_64(&f->interval_ms);
 		if (ck_pr_load_int(&f->stop))
 			break;
 		flush_tick(f);

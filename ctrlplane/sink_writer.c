@@ -11,25 +11,10 @@
 #include <ck_pr.h>
 
 #include "sink_writer.h"
+#include "timeutil.h"
 
 #define IDLE_US 1000     /* nothing to do: look again after this */
 #define STUCK_RETRY_MS 100
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void tally_writer_init(struct tally_writer *w, const struct tally_writer_opts *o)
 {
@@ -54,7 +39,7 @@ int tally_writer_add_lane(struct tally_writer *w, const char *name, tally_lane_o
 	l->open = open;
 	l->open_arg = open_arg;
 	tally_breaker_init(&l->br, w->o.breaker_failures, w->o.retry_base_ms, w->o.retry_max_ms,
-			   w->o.breaker_open_ms, (uint64_t)wall_ms() * 2654435761u + w->nlanes);
+			   w->o.breaker_open_ms, (uint64_t)tally_wall_ms() * 2654435761u + w->nlanes);
 	tally_batch_init(&w->parts[w->nlanes], "", 0);
 	w->nlanes++;
 	return 0;
@@ -86,14 +71,6 @@ static struct tally_sink *lane_sink(struct tally_writer *w, struct tally_lane *l
 	return l->sink;
 }
 
-static uint64_t mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 static void beat(struct tally_writer *w)
 {
 	ck_pr_store_64(&w->heartbeat, w->heartbeat + 1);
@@ -102,15 +79,15 @@ static void beat(struct tally_writer *w)
 /* One sink call, timed; in_sink tells the watchdog whose stall it would be. */
 static int sink_call(struct tally_writer *w, struct tally_sink *s, struct tally_batch *b)
 {
-	uint64_t t0 = mono_us();
+	uint64_t t0 = tally_mono_us();
 	int r;
 
-	b->now_ms = wall_ms();
+	b->now_ms = tally_wall_ms();
 	ck_pr_store_int(&w->in_sink, 1);
 	r = s->ops->write(s, b);
 	ck_pr_store_int(&w->in_sink, 0);
 	beat(w);
-	tally_hist_observe(&w->sink_hist, mono_us() - t0);
+	tally_hist_observe(&w->sink_hist, tally_mono_us() - t0);
 	ck_pr_store_int(&w->sink_down, r < 0);
 	return r;
 }
@@ -124,14 +101,14 @@ static int lane_write(struct tally_writer *w, struct tally_lane *l, struct tally
 	if (r < 0) {
 		if (s != NULL)
 			lane_error(w, l, "write", r);
-		tally_breaker_failure(&l->br, mono_ms(), s != NULL && !tally_sink_transient(r));
+		tally_breaker_failure(&l->br, tally_mono_ms(), s != NULL && !tally_sink_transient(r));
 		return r;
 	}
 	tally_breaker_success(&l->br);
 	pthread_mutex_lock(&w->lock);
 	l->written += r == TALLY_SINK_APPLIED;
 	l->skipped += r == TALLY_SINK_SKIPPED;
-	l->last_ok_ms = (uint64_t)wall_ms();
+	l->last_ok_ms = (uint64_t)tally_wall_ms();
 	pthread_mutex_unlock(&w->lock);
 	if (r == TALLY_SINK_SKIPPED) {
 		w->ctr.v[TALLY_C_SINK_SKIPPED]++;
@@ -178,7 +155,7 @@ static bool place_part(struct tally_writer *w, unsigned i, struct tally_batch *b
 	if (b->nrows == 0)
 		return true;
 	if (!ck_pr_load_int(&w->give_up) && spool_empty(l->spool) &&
-	    tally_breaker_allow(&l->br, mono_ms()) && lane_write(w, l, b) >= 0)
+	    tally_breaker_allow(&l->br, tally_mono_ms()) && lane_write(w, l, b) >= 0)
 		return true;
 	return lane_spool(w, l, b) == 0;
 }
@@ -308,7 +285,7 @@ static bool replay_one(struct tally_writer *w, struct tally_lane *l)
 	int r;
 
 	if (spool_empty(l->spool) || ck_pr_load_int(&w->give_up) ||
-	    !tally_breaker_allow(&l->br, mono_ms()))
+	    !tally_breaker_allow(&l->br, tally_mono_ms()))
 		return false;
 	r = tally_spool_peek(l->spool, &w->replay);
 	if (r < 0)
@@ -419,12 +396,12 @@ static void choose_floor(struct tally_writer *w, const char *appliance)
 		max = last > max ? last : max;
 	}
 	w->seq_floor = (uint64_t)max + 1;
-	if (unknown && w->seq_floor < (uint64_t)wall_ms() * 1000) {
+	if (unknown && w->seq_floor < (uint64_t)tally_wall_ms() * 1000) {
 		uint64_t probe = 0;
 
 		/* does the spool remember earlier seqs? (a no-op reservation: 0) */
 		if (tally_spool_seq_reserve(w->lanes[0].spool, &probe) == 0 && probe <= 1)
-			w->seq_floor = (uint64_t)wall_ms() * 1000;
+			w->seq_floor = (uint64_t)tally_wall_ms() * 1000;
 	}
 }
 
