@@ -90,7 +90,7 @@ static void close_target(struct target *t)
 /* The sink, or one sink per shard and the ring over names s0, s1...; 0 or -1. */
 static int open_target(struct target *t, const struct opts *o)
 {
-	char names[TALLY_SHARD_MAX][8];
+	char names[TALLY_SHARD_MAX][16];
 	const char *np[TALLY_SHARD_MAX];
 
 	memset(t, 0, sizeof(*t));
