@@ -501,18 +501,26 @@ int64_t tally_redis_get_seq(struct tally_redis_node *n, const char *key, size_t 
 	const char *argv[] = {"GET", key};
 	size_t argl[] = {3, keylen};
 	redisReply *r = redisCommandArgv(n->c, 2, argv, argl);
-	int64_t v;
 
 	if (r == NULL)
 		return tally_redis_io_error(n, "GET last seq", err, errlen);
+	return tally_redis_seq_reply(n, r, key, keylen, err, errlen);
+}
+
+int64_t tally_redis_seq_reply(const struct tally_redis_node *n, redisReply *r, const char *key,
+			      size_t keylen, char *err, size_t errlen)
+{
+	int64_t v;
+
 	if (r->type == REDIS_REPLY_NIL) {
 		v = 0;
 	} else if (r->type == REDIS_REPLY_STRING) {
 		v = strtoll(r->str, NULL, 10);
 	} else {
 		v = r->type == REDIS_REPLY_ERROR ? tally_redis_reply_errno(r->str) : -EPROTO;
-		snprintf(err, errlen, "redis %s:%d: GET %.*s: %.160s", n->host, n->port,
-			 (int)keylen, key, r->type == REDIS_REPLY_ERROR ? r->str : "not a string");
+		snprintf(err, errlen, "redis %.64s:%d: GET %.*s: %.96s", n->host, n->port,
+			 (int)(keylen < 48 ? keylen : 48), key,
+			 r->type == REDIS_REPLY_ERROR ? r->str : "not a string");
 	}
 	freeReplyObject(r);
 	return v;

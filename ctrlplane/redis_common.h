@@ -138,6 +138,10 @@ redisReply *tally_redis_command(struct tally_redis_node *n, const char *what, ch
  * transient errno if any is not done, else APPLIED (any applied) or SKIPPED. */
 int tally_redis_result(const struct tally_redis_call *calls, size_t n);
 /* The integer at key (0 when absent), or a negative errno with err. */
+/* A GET of a seq key's reply, freed: the seq, 0 if none, or -errno with err
+ * naming the node and key. */
+int64_t tally_redis_seq_reply(const struct tally_redis_node *n, redisReply *r, const char *key,
+			      size_t keylen, char *err, size_t errlen);
 int64_t tally_redis_get_seq(struct tally_redis_node *n, const char *key, size_t keylen,
 			    char *err, size_t errlen);
 

@@ -629,25 +629,13 @@ static int64_t cluster_last_seq(struct tally_sink *base, const char *appliance)
 	const char *argv[] = {"GET", key};
 	size_t argl[] = {3, kl};
 	redisReply *r;
-	int64_t v;
 	int node, e = 0;
 
 	s->deadline = mono_ms() + s->timeout_ms;
 	r = slot_command(s, tally_redis_keyslot(key, kl), "GET last seq", 2, argv, argl, &node, &e);
 	if (r == NULL)
 		return e;
-	if (r->type == REDIS_REPLY_NIL) {
-		v = 0;
-	} else if (r->type == REDIS_REPLY_STRING) {
-		v = strtoll(r->str, NULL, 10);
-	} else {
-		v = r->type == REDIS_REPLY_ERROR ? tally_redis_reply_errno(r->str) : -EPROTO;
-		snprintf(s->base.err, sizeof(s->base.err), "redis %s:%d: GET %.48s: %.96s",
-			 s->nodes[node].host, s->nodes[node].port, key,
-			 r->type == REDIS_REPLY_ERROR ? r->str : "not a string");
-	}
-	freeReplyObject(r);
-	return v;
+	return tally_redis_seq_reply(&s->nodes[node], r, key, kl, s->base.err, sizeof(s->base.err));
 }
 
 static void cluster_close(struct tally_sink *base)
