@@ -110,10 +110,9 @@ static int lane_write(struct tally_writer *w, struct tally_lane *l, struct tally
 	l->skipped += r == TALLY_SINK_SKIPPED;
 	l->last_ok_ms = (uint64_t)tally_wall_ms();
 	pthread_mutex_unlock(&w->lock);
-	if (r == TALLY_SINK_SKIPPED) {
-		w->ctr.v[TALLY_C_SINK_SKIPPED]++;
-		return r;
-	}
+	/* A skipped batch is committed too: an earlier attempt whose answer was
+	 * lost (a timeout) wrote it, uncounted; only the seq check saw it. */
+	w->ctr.v[TALLY_C_SINK_SKIPPED] += r == TALLY_SINK_SKIPPED;
 	w->ctr.v[TALLY_C_FLUSH_BATCHES]++;
 	w->ctr.v[TALLY_C_FLUSH_ROWS] += b->nrows;
 	w->ctr.v[TALLY_C_FLUSH_EVENTS] += tally_batch_events(b);
@@ -160,7 +159,12 @@ static bool place_part(struct tally_writer *w, unsigned i, struct tally_batch *b
 	return lane_spool(w, l, b) == 0;
 }
 
-/* Make every spool append durable; a failed sync keeps nothing "placed". */
+/*
+ * Make every spool append durable. A lane whose sync failed has its part
+ * placed again (a duplicate record is harmless, the sink skips the seq it
+ * holds); parts that went to a sink directly stay placed, so they are neither
+ * written nor counted twice.
+ */
 static bool sync_lanes(struct tally_writer *w)
 {
 	bool ok = true;
@@ -172,6 +176,7 @@ static bool sync_lanes(struct tally_writer *w)
 			continue;
 		if (tally_spool_sync(l->spool) < 0) {
 			w->ctr.v[TALLY_C_SPOOL_ERRORS]++;
+			w->placed[i] = false;
 			ok = false;
 			continue;
 		}
@@ -214,13 +219,7 @@ static bool place_current(struct tally_writer *w)
 			w->placed[i] = place_part(w, i, part_of(w, i));
 		all &= w->placed[i];
 	}
-	if (!sync_lanes(w)) {
-		/* not durable: place the spooled parts again (a duplicate record
-		 * is harmless, the sink skips the seq it holds) */
-		memset(w->placed, 0, sizeof(w->placed));
-		return false;
-	}
-	return all;
+	return sync_lanes(w) && all;
 }
 
 /* The acks wait for this point: the batch is in a sink or synced to a spool. */

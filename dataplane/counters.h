@@ -107,7 +107,7 @@
 	_(ARCHIVE_PAUSED, "archive_paused", "1 while the archive is paused after a failed write (gauge; alarm)") \
 	_(ARCHIVE_SEGMENTS_DELETED, "archive_segments_deleted", "archive segments deleted by archive_retention_ms or archive_max_bytes") \
 	/* flusher and sink */ \
-	_(FLUSH_BATCHES, "flush_batches", "flush batches committed to the sink") \
+	_(FLUSH_BATCHES, "flush_batches", "flush batches committed to the sink (a replay found committed before counts too)") \
 	_(FLUSH_ROWS, "flush_rows", "rows committed to the sink") \
 	_(FLUSH_EVENTS, "flush_events", "events committed to the sink (sum of row counts)") \
 	_(FLUSH_EMPTY, "flush_empty", "flush ticks with nothing to write") \

@@ -30,6 +30,7 @@ struct mem_sink {
 	uint64_t events, rows, batches;
 	double sum;
 	int fail_always;
+	int lose_answers; /* writes that commit but time out, like a frozen server */
 	uint64_t seen[64]; /* seqs applied, to catch a double apply */
 	unsigned nseen;
 };
@@ -52,6 +53,11 @@ static int mem_write(struct tally_sink *s, const struct tally_batch *b)
 	m->events += tally_batch_events(b);
 	for (uint32_t i = 0; i < b->nrows; i++)
 		m->sum += b->rows[i].sum;
+	if (m->lose_answers > 0) {
+		m->lose_answers--;
+		snprintf(s->err, sizeof(s->err), "mem sink: no answer");
+		return -ETIMEDOUT;
+	}
 	return TALLY_SINK_APPLIED;
 }
 
@@ -272,6 +278,37 @@ static void test_sink_down_spools_then_replays(void **st)
 	workers_free(w, 1);
 }
 
+/* The sink commits but its answer is lost (a server frozen past the call's
+ * timeout): the batch is spooled, its replay is skipped by seq, and the events
+ * still count as committed, once: flush_events == events, as tallyctl shows. */
+static void test_lost_answer_counts_once(void **st)
+{
+	struct tally_worker *w = workers_make(1, 1024);
+	struct tally_flusher f;
+	struct mem_sink m = {.lose_answers = 2};
+	uint64_t t0;
+
+	(void)st;
+	flusher_run(&f, &m, w, 1, 0, 10);
+	for (unsigned round = 0; round < 4; round++) {
+		fill(w, round, 0, 100);
+		t0 = mono_ms();
+		while (tally_wtab_rows(w->cur) > 0) {
+			tally_worker_maybe_seal(w);
+			assert_true(mono_ms() - t0 < 5000);
+			usleep(1000);
+		}
+	}
+	flusher_end(&f, w, 1);
+	assert_int_equal(m.events, 400);
+	assert_int_equal(m.batches, 4);
+	assert_true(wr.ctr.v[TALLY_C_SPOOL_APPENDED] >= 1);
+	assert_true(wr.ctr.v[TALLY_C_SINK_SKIPPED] >= 1);
+	assert_int_equal(wr.ctr.v[TALLY_C_FLUSH_EVENTS], 400);
+	assert_int_equal(wr.ctr.v[TALLY_C_FLUSH_BATCHES], 4);
+	workers_free(w, 1);
+}
+
 /* Neither the sink nor the spool (too small for one batch) takes it: the
  * writer keeps the batch and retries; only when told to give up at exit is
  * the loss counted, rows and events. */
@@ -319,6 +356,7 @@ int main(void)
 		cmocka_unit_test(test_merge_overflow),
 		cmocka_unit_test(test_sink_down_spools_then_replays),
 		cmocka_unit_test(test_give_up_counts_the_loss),
+		cmocka_unit_test(test_lost_answer_counts_once),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -58,6 +58,7 @@ sys.exit(0 if c["spool_records"] == 0 and c["flush_pending"] == 0 and
          c["flush_events"] == c["events_accepted"] else 1)'; then return 0; fi
   done
   "$tallyctl" -s "$work/ctl.sock" sink; "$tallyctl" -s "$work/ctl.sock" spool
+  "$tallyctl" -s "$work/ctl.sock" stats | grep -E '^(events_accepted|flush_|spool_|sink_|breaker_)'
   fail "not everything reached the sink within $1 s"
 }
 
