@@ -133,6 +133,9 @@ const struct tally_cfg_key tally_cfg_keys[] = {
 	U64(require_mac, "0", 0, 1, TALLY_APPLY_PARAMS, "1: drop every TLY1 datagram without a "
 	    "MAC (tly1_mac_required; StatsD, which has no MAC, is not affected: set statsd_port "
 	    "0 to refuse it)"),
+	U64(committed_refresh_ms, "1000", 0, 3600000, false, "ack_mode committed: how often the "
+	    "datagram lists other appliances committed to the shared sink are read, so a "
+	    "producer failing over from one of them is not counted twice; 0 = only at start"),
 	STR(ack_mode, "accepted", false, "TLY1 acks for ACK_REQ datagrams: accepted (once in "
 	    "memory), committed (once the flush holding it is in the sink or the spool: survives a "
 	    "crash), none (no acks)", check_ack_mode),

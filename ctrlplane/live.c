@@ -85,6 +85,39 @@ void tally_live_mac_expire(struct tally_daemon *d)
 	fprintf(stderr, "tallyd: mac: grace period over, retired keys are no longer accepted\n");
 }
 
+/* Publish next as the workers' committed set; the old one is freed after
+ * the grace period unless it is the start's (the refresher reads that). */
+static int swap_committed(struct tally_daemon *d, struct tally_dgset *next)
+{
+	struct tally_params p = *d->sh.params;
+	struct tally_dgset *old = d->committed;
+
+	p.committed = next != NULL && next->n > 0 ? next : NULL;
+	if (swap_params(d, &p, NULL) != 0)
+		return -ENOMEM;
+	d->committed = next;
+	if (old != d->committed_own)
+		tally_dgset_free(old);
+	return 0;
+}
+
+void tally_live_committed_tick(struct tally_daemon *d)
+{
+	struct tally_dgset *next;
+
+	if (d->refresher.running) {
+		next = tally_committed_take(&d->refresher);
+		if (next != NULL && swap_committed(d, next) != 0)
+			tally_dgset_free(next); /* out of memory: the next offer */
+		return;
+	}
+	if (d->committed == NULL || tally_mono_ms() < d->committed_until_ms)
+		return;
+	if (swap_committed(d, NULL) == 0)
+		fprintf(stderr, "tallyd: the datagrams committed before the start are past the "
+			"dedup horizon: dropped\n");
+}
+
 static int apply_params(struct tally_daemon *d, const struct tally_config *c, char *err,
 			size_t errlen)
 {

@@ -33,6 +33,7 @@
 #include "sink_config.h"
 #include "stats.h"
 #include "tallyd.h"
+#include "timeutil.h"
 
 /* Dedup tick. Dedup generations move on ticks, so a tick must come well
  * within one generation's insert budget (capacity / 8): at 2 ms, a 1M-id horizon
@@ -418,6 +419,7 @@ static void on_clock_sync(struct tally_loop *l, void *arg)
 	tally_clock_sync(&d->sh.clock, rte_rdtsc(), clock_ns(CLOCK_REALTIME),
 			 TALLY_CLOCK_SYNC_MS * 1000000ull);
 	tally_live_mac_expire(d);
+	tally_live_committed_tick(d);
 }
 
 static void on_exception(struct tally_loop *l, void *arg)
@@ -531,9 +533,26 @@ static int setup(struct tally_daemon *d, char *err, size_t errlen)
 		return r;
 	d->wr.acks_done = acks_done;
 	d->wr.acks_arg = d;
+	/* committed acks promise what survives a crash: so must dedup (README) */
+	if (d->sh.params->ack_mode == TALLY_ACKM_COMMITTED)
+		d->wr.o.committed_since_ms = tally_wall_ms() - (int64_t)d->cfg.dedup_horizon_ms;
 	r = tally_writer_start(&d->wr, d->cfg.appliance_id, err, errlen);
 	if (r < 0)
 		return r;
+	d->committed = d->committed_own = d->wr.committed;
+	d->wr.committed = NULL;
+	d->sh.params->committed = d->committed; /* no worker runs yet */
+	d->committed_until_ms = tally_mono_ms() + d->cfg.dedup_horizon_ms;
+	if (d->sh.params->ack_mode == TALLY_ACKM_COMMITTED && d->cfg.committed_refresh_ms > 0) {
+		d->refresher.appliance = d->cfg.appliance_id;
+		d->refresher.horizon_ms = d->cfg.dedup_horizon_ms;
+		d->refresher.refresh_ms = d->cfg.committed_refresh_ms;
+		d->refresher.own = d->committed_own;
+		d->refresher.own_until_ms = d->committed_until_ms;
+		r = tally_committed_start(&d->refresher, &d->wr, err, errlen);
+		if (r < 0)
+			return r;
+	}
 	r = setup_workers(d, err, errlen);
 	if (r == 0)
 		r = tally_exception_start(d, err, errlen);
@@ -709,8 +728,12 @@ int main(int argc, char **argv)
 	tally_metrics_stop(&d);
 	tally_ctl_close(&d);
 	tally_loop_fini(&d.loop);
+	tally_committed_stop(&d.refresher);
 	tally_writer_fini(&d.wr);
 	tally_liveview_fini(&d.view);
+	if (d.committed != d.committed_own)
+		tally_dgset_free(d.committed);
+	tally_dgset_free(d.committed_own);
 	tally_port_stop(d.port);
 	tally_exception_stop(&d);
 	for (unsigned p = 0; p < d.nports; p++)

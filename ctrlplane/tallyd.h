@@ -10,6 +10,7 @@
 #include <pthread.h>
 
 #include "archiver.h"
+#include "committed.h"
 #include "config.h"
 #include "flush.h"
 #include "loop.h"
@@ -46,6 +47,10 @@ struct tally_daemon {
 	struct tally_rules *rules; /* what sh.params->rules points to; NULL = none */
 	uint64_t rules_gen;
 	uint64_t mac_grace_until_ms; /* retired MAC keys accepted until then; 0 = none */
+	struct tally_dgset *committed;  /* what sh.params->committed points to */
+	struct tally_dgset *committed_own; /* read at start; kept until exit */
+	uint64_t committed_until_ms;    /* when its datagrams are all past the horizon */
+	struct tally_committed_refresher refresher; /* other appliances' lists */
 	uint64_t rules_reloads, rules_reload_errors, config_changes;
 	int nargs;   /* tallyd's own arguments (before "--"), re-read on SIGHUP */
 	char **args;

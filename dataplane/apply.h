@@ -21,6 +21,7 @@
 #include "dedup.h"
 #include "event.h"
 #include "parse_statsd.h"
+#include "dgset.h"
 #include "parse_tly1.h"
 #include "rules.h"
 #include "window.h"
@@ -43,6 +44,9 @@ struct tally_params {
 	uint64_t future_ms;   /* 0 = off */
 	struct tally_mac_keys mac;
 	const struct tally_rules *rules; /* NULL: no rules file, every key kept */
+	/* ACK_REQ datagrams committed before (a restart, another appliance):
+	 * dropped whole and acked committed; NULL: none */
+	const struct tally_dgset *committed;
 	uint8_t ack_mode;                /* enum tally_ack_mode; fixed at start */
 };
 

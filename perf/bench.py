@@ -423,6 +423,13 @@ def write_outputs(a, summary, raw, t, gt):
                         m.get("rx_mpps"), m.get("events_per_s", m.get("lines_per_s")),
                         m.get("cycles_per_event"), m.get("loss"), m.get("exact"), r.get("error")])
     if not a.quick:
+        # the driver's part ends at the first "## " section: those (rules, XDP,
+        # archive, sinks, design notes) come from other benchmarks and stay
+        tail = ""
+        if os.path.exists(a.results_md):
+            old = open(a.results_md).read()
+            at = old.find("\n## ")
+            tail = old[at:] if at >= 0 else ""
         with open(a.results_md, "w") as f:
             f.write(f"# Benchmark results\n\nMeasured {datetime.datetime.now():%Y-%m-%d %H:%M} with\n"
                     f"`{' '.join(sys.argv)}` ({a.runs} runs per case, {a.seconds:.0f} s each, "
@@ -441,7 +448,7 @@ def write_outputs(a, summary, raw, t, gt):
                     "collected inside tally_worker_burst only, on a fixed input of "
                     "tally-pipeline --datagrams N):\n\n" + gt + "\n\n"
                     + ("![results](results.svg)\n\n" if a.svg else "") +
-                    f"Raw runs: `perf/out/bench-{stamp}.json` (not committed).\n")
+                    f"Raw runs: `perf/out/bench-{stamp}.json` (not committed).\n" + tail)
     print(f"\nresults: {a.out}/bench-{stamp}.json, .csv" + ("" if a.quick else f", {a.results_md}"))
 
 
