@@ -31,6 +31,15 @@ inK() { ip netns exec "$K" "$@"; }
 inP() { ip netns exec "$P" "$@"; }
 inQ() { ip netns exec "$Q" "$@"; }
 
+# More exception devices than ports: refused at start, naming the key.
+if ip netns exec "$A" "$tallyd" --port=net_af_packet0,iface=xa0 \
+  --exception_port="net_tap0,iface=tlyz0;net_tap1,iface=tlyz1" --sqlite_path="$work/z.db" \
+  --ctl_socket="$work/z.sock" --run_ms=1000 -- -l 0-1 "${eal_test[@]}" > "$work/z.log" 2>&1; then
+  fail "two exception devices for one port were accepted"
+fi
+grep -q "exception_port: 2 devices or more for 1 port" "$work/z.log" || { cat "$work/z.log"; fail "no exception_port error"; }
+echo "ok: more exception devices than ports refused"
+
 sock=$work/ctl.sock
 ip netns exec "$A" "$tallyd" \
   --port="net_af_packet0,iface=xa0;net_af_packet1,iface=xa1" \
