@@ -12,7 +12,8 @@
  * MAC, its own addresses and routes, its own neighbour table), where a single
  * TAP would need a learned MAC-to-port table that broadcasts and ND multicast
  * could only flood. A worker's frame goes to the TAP of the port it arrived on
- * (the PMD's mbuf->port); a port without a TAP drops such frames, counted.
+ * (the PMD's mbuf->port); a port without a TAP drops such frames under their
+ * drop reason, as with the path off.
  *
  * Workers never touch a TAP: its I/O is a syscall per frame. A worker hands
  * such a frame to the control thread through its own SPSC ring, at most
@@ -106,11 +107,15 @@ int tally_exception_start(struct tally_daemon *d, char *err, size_t errlen)
 			(unsigned long long)d->cfg.exception_max_per_burst, TALLY_BURST,
 			d->ports[i], d->exc_txqs[i]);
 	}
-	for (unsigned i = 0; d->exc_on && i < d->nworkers; i++)
+	for (unsigned i = 0; d->exc_on && i < d->nworkers; i++) {
 		d->workers[i].exc_cap = (uint16_t)d->cfg.exception_max_per_burst;
+		for (unsigned p = 0; p < d->nexc; p++)
+			d->workers[i].exc_ports |= 1ull << (d->ports[p] % 64);
+	}
 	if (d->exc_on && d->nexc < d->nports)
-		fprintf(stderr, "tallyd: exception path: ports %u.. have no exception_port: their "
-			"frames for the kernel count as exception_dropped\n", d->nexc);
+		fprintf(stderr, "tallyd: exception path: the ports after the first %u have no "
+			"exception_port: frames not Tally's are dropped there, counted by reason\n",
+			d->nexc);
 	return 0;
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The exception path on two ports: tallyd owns one end of each of two veths
-# through DPDK (net_af_packet), and hands what is not Tally's to the TAP of the
-# port it came in on (net_tap, one per port), both moved into a third
+# The exception path on several ports: tallyd owns one end of each of three
+# veths through DPDK (net_af_packet), and hands what is not Tally's to the TAP
+# of the port it came in on (net_tap, one for each of the first two ports; the
+# third has none and drops such frames by reason), both moved into a
 # namespace holding the appliance's addresses: 10.77.0.1 and fd00::1 on port
 # 0's TAP, 10.77.1.1 on port 1's. Nothing else in any namespace owns them, so
 # every ARP and ND reply, ping and ping -6 reply and TCP answer a producer gets
@@ -12,13 +13,17 @@
 # 10.77.1.0/24 and fd00::/64, inside them only.
 . "$(dirname "$0")/lib.sh"
 [ "$(id -u)" = 0 ] || fail "needs root (namespaces)"
-A=tally-ea-$$ P=tally-ep-$$ Q=tally-eq-$$ K=tally-ek-$$
-on_exit+=("ip netns del $A" "ip netns del $P" "ip netns del $Q" "ip netns del $K")
-for n in "$A" "$P" "$Q" "$K"; do ip netns add "$n"; ip -n "$n" link set lo up; done
+A=tally-ea-$$ P=tally-ep-$$ Q=tally-eq-$$ R=tally-er-$$ K=tally-ek-$$
+on_exit+=("ip netns del $A" "ip netns del $P" "ip netns del $Q" "ip netns del $R" "ip netns del $K")
+for n in "$A" "$P" "$Q" "$R" "$K"; do ip netns add "$n"; ip -n "$n" link set lo up; done
 ip link add xa0 netns "$A" type veth peer name xp netns "$P"
 ip link add xa1 netns "$A" type veth peer name xq netns "$Q"
 ip -n "$A" link set xa0 up
+ip link add xa2 netns "$A" type veth peer name xr netns "$R"
 ip -n "$A" link set xa1 up
+ip -n "$A" link set xa2 up
+ip -n "$R" addr add 10.77.2.2/24 dev xr
+ip -n "$R" link set xr up
 ip -n "$P" addr add 10.77.0.2/24 dev xp
 ip -n "$P" addr add fd00::2/64 dev xp nodad
 ip -n "$P" link set xp up
@@ -42,7 +47,7 @@ echo "ok: more exception devices than ports refused"
 
 sock=$work/ctl.sock
 ip netns exec "$A" "$tallyd" \
-  --port="net_af_packet0,iface=xa0;net_af_packet1,iface=xa1" \
+  --port="net_af_packet0,iface=xa0;net_af_packet1,iface=xa1;net_af_packet2,iface=xa2" \
   --exception_port="net_tap0,iface=tlyx0;net_tap1,iface=tlyx1" \
   --sink=sqlite --sqlite_path="$work/t.db" --ctl_socket="$sock" --window_ms=3600000 \
   --flush_interval_ms=200 -- -l 0-1 "${eal_test[@]}" > "$work/tallyd.log" 2>&1 &
@@ -84,6 +89,9 @@ inQ ping -c 3 -i 0.2 -W 2 10.77.1.1 > "$work/ping1.txt" ||
   { cat "$work/ping1.txt" "$work/tallyd.log"; fail "ping through port 1's exception path failed"; }
 inQ ip neigh show 10.77.1.1 dev xq | grep -q lladdr || fail "ARP for 10.77.1.1 not resolved"
 echo "ok: ARP and ping on port 1 answered through port 1's TAP and out of port 1"
+# Port 2 has no TAP: its ARP requests are dropped under their reason, as with
+# the path off, not handed over to be dropped later.
+ip netns exec "$R" ping -c 2 -i 0.2 -W 1 10.77.2.1 > /dev/null 2>&1 && fail "port 2 has no TAP, yet a ping was answered"
 
 t_ms=$(( now_ms - 60000 ))
 inP python3 "$src/tests/integration/tly1_send.py" 10.77.0.2 10.77.0.1 7000 --datagrams 200 \
@@ -103,6 +111,10 @@ val() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["counter
 to=$(val "$work/stats.json" exception_to_kernel) from=$(val "$work/stats.json" exception_from_kernel)
 [ "$to" -gt 0 ] && [ "$from" -gt 0 ] || fail "exception_to_kernel $to, exception_from_kernel $from"
 echo "ok: exception_to_kernel $to, exception_from_kernel $from"
+# (Ports 0 and 1 hand every such frame over, so only port 2 counts here.)
+eth=$(val "$work/stats.json" drop_ethertype)
+[ "$eth" -gt 0 ] || fail "port 2 (no TAP): drop_ethertype $eth, want its ARP requests"
+echo "ok: port 2 without a TAP: $eth ARP frames dropped as drop_ethertype, none handed over"
 ip netns exec "$A" "$tallyctl" -s "$sock" stop > /dev/null
 wait "${pids[0]}" || { cat "$work/tallyd.log"; fail "tallyd exited with an error"; }
 pids=("${pids[@]:1}")
