@@ -55,7 +55,7 @@ tallyd_run() { # ACL, counters a,b,..., tally-gen options: prints "sent value...
   local sock=$work/ctl.sock acl=$1 counters=$2
   shift 2
   ip netns exec "$A" "$build/ctrlplane/tallyd" --port=net_af_xdp0,iface=xa --acl="$acl" \
-    --sink=sqlite --sqlite_path="$work/b.db" --ctl_socket="$sock" --window_ms=3600000 \
+    --sink=sqlite --sqlite_path="$work/b.db" --spool_dir="$work/spool" --ctl_socket="$sock" --window_ms=3600000 \
     -- -l 0-1 "${eal[@]}" --file-prefix "bt-$$" > "$work/tallyd.log" 2>&1 &
   local t=$!
   pids+=("$t")
