@@ -155,10 +155,12 @@ const struct tally_cfg_key tally_cfg_keys[] = {
 	    "datagrams"),
 	U64(xdp_statsd_max_len, "1472", 1, 65507, false, "net_af_xdp with tally_xdp: StatsD "
 	    "datagrams longer than this (payload bytes) are dropped in XDP"),
-	STR(exception_port, "", false, "exception path for a port DPDK owns: a kernel-side device "
-	    "(net_tap0,iface=tally0) that gets the frames that are not Tally's (ARP, ND, ICMP, "
-	    "TCP, other ports) and whose replies go out of the first port; give that interface the "
-	    "appliance's address; empty = off (such frames are counted and dropped)", NULL),
+	STR(exception_port, "", false, "exception path for ports DPDK owns: a kernel-side device "
+	    "per port, ';'-separated in the order of port (net_tap0,iface=tally0;net_tap1,"
+	    "iface=tally1), that gets that port's frames that are not Tally's (ARP, ND, ICMP, TCP, "
+	    "other ports) and whose replies go out of that port; give each interface the "
+	    "appliance's address on that port's network; empty = off (such frames are counted and "
+	    "dropped)", NULL),
 	U64(exception_max_per_burst, "4", 1, 32, false, "exception path: frames a worker hands to "
 	    "the kernel per burst of 32 at most (the share of a worker a flood of non-Tally "
 	    "traffic can take); the rest count as exception_dropped"),

@@ -135,7 +135,7 @@ static void assign_queues(struct tally_daemon *d)
 }
 
 /* Acks leave through TX queue i of the port of worker i's first RX queue; a
- * port with fewer TX queues than workers (or the one the exception path also
+ * port with fewer TX queues than workers (or one the exception path also
  * uses, whose last queue is the kernel's) leaves the others without acks:
  * they count them under tly1_ack_unsent. */
 static void assign_txqs(struct tally_daemon *d)
@@ -198,11 +198,11 @@ static void launch_workers(struct tally_daemon *d)
 	}
 }
 
-/* TX queues asked of port p: one per worker for acks, and on the first port
- * one more for what the exception path sends out for the kernel. */
+/* TX queues asked of port p: one per worker for acks, and on a port with an
+ * exception TAP one more for what that path sends out for the kernel. */
 static uint16_t txqs_wanted(const struct tally_daemon *d, unsigned p)
 {
-	return (uint16_t)(d->nworkers + (p == 0 && d->exc_on));
+	return (uint16_t)(d->nworkers + (p < d->nexc));
 }
 
 /* What every port will set up, as one need: with several ports their RX and
@@ -354,9 +354,16 @@ static int setup_port(struct tally_daemon *d, char *err, size_t errlen)
 		if (r == 0)
 			tally_port_report_link(d->ports[p], stderr);
 	}
-	/* the exception path's queue is the first port's last; workers keep the rest */
-	if (r == 0 && d->exc_on && d->port_ntxq[0] > 0)
-		d->exc_txq = --d->port_ntxq[0];
+	/* the exception path's queue is its port's last; workers keep the rest */
+	for (unsigned p = 0; p < d->nexc && r == 0; p++) {
+		if (d->port_ntxq[p] == 0) {
+			snprintf(err, errlen, "exception_port: port %u cannot transmit: the "
+				 "kernel's replies would have no way out", d->ports[p]);
+			r = -ENOTSUP;
+		} else {
+			d->exc_txqs[p] = --d->port_ntxq[p];
+		}
+	}
 	/* The PMD attached tally_xdp and filled xsks_map as its queues started. */
 	if (r == 0)
 		r = tally_daemon_xdp_start(d, err, errlen);

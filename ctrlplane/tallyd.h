@@ -64,7 +64,8 @@ struct tally_daemon {
 	/* TX queues each port gave to workers: worker i sends its acks on queue i of
 	 * its first RX queue's port if i < that port's count */
 	uint16_t port_ntxq[TALLY_MAX_PORTS];
-	uint16_t exc_txq; /* the first port's TX queue of the exception path */
+	/* port i's TX queue of the exception path (its last), for i < nexc */
+	uint16_t exc_txqs[TALLY_MAX_PORTS];
 	struct tally_writer wr;
 	struct tally_liveview view; /* tallyctl top / get */
 	char spool_dir[1024];
@@ -88,9 +89,11 @@ struct tally_daemon {
 	struct tally_snap published, scratch;
 	pthread_mutex_t snap_lock;
 	struct tally_metrics *metrics;
-	/* exception path (exception.c): a kernel-side port, control-thread I/O */
+	/* exception path (exception.c): a kernel-side port per input port (the
+	 * first nexc of ports[]), control-thread I/O */
 	bool exc_on;
-	uint16_t exc_port;
+	uint16_t exc_ports[TALLY_MAX_PORTS];
+	unsigned nexc;
 	unsigned exc_mbufs; /* what its rings hold, added to the pool */
 	uint64_t exc_from_kernel, exc_dropped;
 	/* net_af_xdp with tally_xdp (xdp_front.c) */

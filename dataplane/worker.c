@@ -327,9 +327,12 @@ static bool for_kernel(int reason)
 	       reason == TALLY_C_DROP_IPV6_EXT;
 }
 
-/* Hand m to the control thread for the kernel, within this burst's share. */
+/* Hand m to the control thread for the kernel, within this burst's share;
+ * false (not counted here) when m's port has no TAP. */
 static bool divert(struct tally_worker *w, struct rte_mbuf *m)
 {
+	if (!(w->exc_ports >> (m->port % 64) & 1))
+		return false;
 	if (w->exc_left > 0 && ck_ring_enqueue_spsc(&w->exc, w->exc_buf, m)) {
 		w->exc_left--;
 		w->ctr.v[TALLY_C_EXC_TO_KERNEL]++;

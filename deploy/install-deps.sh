@@ -14,6 +14,10 @@ packages=(
   # XDP front: libxdp (leftover detection, AF_XDP sockets in tests), bpftool and
   # xdp-tools to inspect an interface, iproute2 for the namespace tests
   libxdp-dev xdp-tools bpftool iproute2 ethtool socat iputils-ping
+  # a stock StatsD client library for the XDP test (tests/integration/statsd_client_send.py)
+  python3-aiodogstatsd
+  # the XDP program under Debian 12's 6.1 kernel in a VM (ebpf/verify_kernel.sh)
+  qemu-system-x86 busybox-static
   # sd_notify for the systemd unit (Type=notify)
   libsystemd-dev
   # metrics and status page HTTP server

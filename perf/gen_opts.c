@@ -119,6 +119,7 @@ int gen_opt_set(struct gen_opts *o, int code, const char *a)
 	case GEN_O_SENDER: return gen_num_u64(a, UINT64_MAX, &o->sender_id);
 	case GEN_O_ACK_REQ: o->ack_req = true; return 0;
 	case GEN_O_MAC_KEY: return mac_key(a, o);
+	case GEN_O_PLAIN: o->statsd_plain = true; return 0;
 	}
 	return -EINVAL;
 }
@@ -185,6 +186,7 @@ static const char *check(const struct gen_opts *o)
 	if (o->sender_id == 0) return "--sender-id 0 is invalid in TLY1";
 	if (o->mtu < 100 || o->mtu > 65535) return "--mtu must be 100..65535";
 	if (o->zipf && o->zipf_s <= 0) return "--zipf-s must be above 0";
+	if (o->statsd_plain && o->proto != GEN_STATSD) return "--statsd-plain needs --proto statsd";
 	return check_tly1_size(o);
 }
 
@@ -224,6 +226,8 @@ void gen_opts_usage(FILE *out)
 	"  --ack-req               set ACK_REQ on TLY1 datagrams (tallyd answers with TLA1 acks)\n"
 	"  --mac-key ID:HEX32      sign valid TLY1 datagrams with this key (as tallyd's mac_keys);\n"
 	"                          malformed ones stay unsigned, failing for their own reason\n"
+	"  --statsd-plain          StatsD counters \"name:N|c\" only, no tags, |T or rate: what\n"
+	"                          any StatsD server reads (no --expected: times are arrival)\n"
 	"  --pool N                pre-rendered datagrams, sent in cycles with new ids\n"
 	"                          (min(datagrams, %u, %u / events-per-dgram))\n",
 	POOL_DEFAULT, POOL_DEFAULT_EVENTS);

@@ -353,6 +353,10 @@ static uint32_t statsd_good(struct gen_pool *p, char *q, uint32_t k, uint64_t t,
 	unsigned value = (unsigned)(rnd(p) % 100) + 1, r = (unsigned)(rnd(p) % 3), nf = 2;
 	bool counter = k % 5 == 0;
 
+	if (p->o.statsd_plain) {
+		*v = (int32_t)value;
+		return (uint32_t)sprintf(q, "metric.%06u:%u|c\n", k, value);
+	}
 	statsd_tags(p, f[0], k);
 	sprintf(f[1], "|T%llu", (unsigned long long)(t / 1000));
 	/* counters mostly sampled; other types now and then carry a rate, ignored */

@@ -34,6 +34,9 @@ struct gen_opts {
 	bool ack_req; /* TLY1 flag ACK_REQ on every datagram */
 	uint8_t mac_id;      /* --mac-key: valid TLY1 datagrams signed under key mac_id */
 	uint8_t mac_key[16]; /* (SipHash-2-4-128, DESIGN's trailer); 0 = unsigned */
+	/* StatsD lines as every StatsD server reads them ("name:N|c", no tags,
+	 * |T or rate), for comparisons with other servers; no expected totals */
+	bool statsd_plain;
 	uint16_t dst_port;
 };
 

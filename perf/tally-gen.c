@@ -169,6 +169,7 @@ static const char *check_run(const struct run *r)
 	if (!r->pcap && r->count == 0 && r->duration <= 0) return "give --count or --duration";
 	if (r->pcap && (r->port || r->rate || r->paced))
 		return "--pcap goes without --port, --rate and --paced";
+	if (r->o.statsd_plain && r->expected) return "--statsd-plain writes no --expected totals";
 	return NULL;
 }
 
