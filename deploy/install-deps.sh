@@ -14,6 +14,8 @@ packages=(
   # XDP front: libxdp (leftover detection, AF_XDP sockets in tests), bpftool and
   # xdp-tools to inspect an interface, iproute2 for the namespace tests
   libxdp-dev xdp-tools bpftool iproute2 ethtool socat iputils-ping
+  # the client test's packet loss (nft numgen drops on a veth, both ways)
+  nftables
   # sd_notify for the systemd unit (Type=notify)
   libsystemd-dev
   # metrics and status page HTTP server
