@@ -289,6 +289,15 @@ static struct pend *pend_new(struct tally_client *c, unsigned node, uint64_t kha
 	return p;
 }
 
+static int add_event(struct pend *p, const struct tally_ev *ev, uint64_t id, uint64_t time_ms)
+{
+	int r = tally_cl_dgram_add(&p->d, (const uint8_t *)ev->key, (uint8_t)ev->key_len, id,
+				   time_ms, ev->value);
+
+	p->nevents += r == 0;
+	return r; /* an empty datagram takes any valid event (check_opts) */
+}
+
 /* Add one checked event; waits for room while the memory bound is reached. */
 static int enqueue(struct tally_client *c, const struct tally_ev *ev, uint64_t id,
 		   uint64_t time_ms, uint64_t h)
@@ -301,18 +310,15 @@ static int enqueue(struct tally_client *c, const struct tally_ev *ev, uint64_t i
 		unsigned node = tally_cl_ring_pick(&c->ring, h, usable, c);
 		struct pend *p = c->nodes[node].building;
 
-		if (p != NULL && tally_cl_dgram_add(&p->d, (const uint8_t *)ev->key,
-						    (uint8_t)ev->key_len, id, time_ms, ev->value) == 0) {
-			p->nevents++;
+		if (p != NULL && add_event(p, ev, id, time_ms) == 0)
 			return 0;
-		}
 		if (p != NULL)
 			seal_and_send(c, node, now);
 		if (c->used + c->pend_size <= c->o.max_unacked_bytes) {
+			/* Straight in, not routed again: a half-open node's new
+			 * datagram is its probe and no longer "usable". */
 			p = pend_new(c, node, h, now);
-			if (p == NULL)
-				return -ENOMEM;
-			continue; /* an empty datagram takes any valid event */
+			return p == NULL ? -ENOMEM : add_event(p, ev, id, time_ms);
 		}
 		send_all_building(c, now); /* their acks are what frees memory */
 		if (!waited) {
