@@ -4,7 +4,8 @@
  * dataplane's TLY1 parser and answering TLA1 acks as told): failover to the
  * next appliance with the same event ids, the half-open probe closing a
  * breaker again, overload answers retried, MAC signing verified (and a wrong
- * key dropped, not retried forever), and the memory bound's -ENOBUFS.
+ * key dropped, not retried forever), the memory bound's -ENOBUFS, and four
+ * threads sending on one client.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -357,6 +358,58 @@ static void test_memory_bound(void **state)
 	fake_stop(a);
 }
 
+struct sender_arg {
+	struct tally_client *c;
+	uint64_t ids[N_EVENTS];
+};
+
+static void *sender(void *arg)
+{
+	struct sender_arg *a = arg;
+
+	send_keys(a->c, N_EVENTS, a->ids);
+	return NULL;
+}
+
+/* Four threads on one client: every event acked once, every id distinct. */
+static void test_threads(void **state)
+{
+	(void)state;
+	struct fake *a = fake_start(FAKE_ACK), *b = fake_start(FAKE_ACK);
+	const char *names[] = {a->name, b->name};
+	static struct sender_arg args[4];
+	static uint64_t all[4 * N_EVENTS];
+	pthread_t t[4];
+	struct tally_opts o;
+	struct tally_client *c;
+
+	quick_opts(&o, names, 2);
+	o.ack_timeout_ms = 2000;
+	assert_int_equal(tally_client_new(&o, &c), 0);
+	for (int i = 0; i < 4; i++) {
+		args[i].c = c;
+		assert_int_equal(pthread_create(&t[i], NULL, sender, &args[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		memcpy(all + i * N_EVENTS, args[i].ids, sizeof(args[i].ids));
+	}
+	assert_int_equal(tally_client_close(c, 10000), 0);
+	qsort(all, 4 * N_EVENTS, sizeof(all[0]), cmp_u64);
+	for (unsigned i = 1; i < 4 * N_EVENTS; i++)
+		assert_true(all[i] != all[i - 1]);
+	qsort(a->ids, a->nids, sizeof(a->ids[0]), cmp_u64);
+	qsort(b->ids, b->nids, sizeof(b->ids[0]), cmp_u64);
+	size_t distinct = 0;
+	for (size_t i = 0; i < a->nids; i++)
+		distinct += i == 0 || a->ids[i] != a->ids[i - 1];
+	for (size_t i = 0; i < b->nids; i++)
+		distinct += i == 0 || b->ids[i] != b->ids[i - 1];
+	assert_int_equal(distinct, 4 * N_EVENTS);
+	fake_stop(a);
+	fake_stop(b);
+}
+
 static void test_bad_args(void **state)
 {
 	(void)state;
@@ -394,6 +447,7 @@ int main(void)
 		cmocka_unit_test(test_overloaded_retried),
 		cmocka_unit_test(test_mac),
 		cmocka_unit_test(test_memory_bound),
+		cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_bad_args),
 	};
 

@@ -6,7 +6,7 @@
 # sender's namespace drops 5% of the datagrams (netdev egress of its veth) and
 # 5% of the acks (netdev ingress: tallyd's AF_XDP TX bypasses the qdisc and any
 # hook on its own side, so acks are lost where the producer receives them).
-# tally-send must see every event acked (retransmits > 0), report each bad
+# Every datagram carries a MAC tallyd verifies. tally-send must see every event acked (retransmits > 0), report each bad
 # line, and SQLite must hold exactly the input file's totals (explicit ids
 # sent twice counted once). Addresses 10.78.0.0/24, inside the namespaces only;
 # namespaces, veth and rules are removed on exit.
@@ -33,8 +33,10 @@ export LSAN_OPTIONS=suppressions=$src/tests/lsan.supp
 python3 "$src/tests/integration/client_gen.py" "$n_events" "$work/in.txt" "$work/expect.tsv" \
   --time-ms "$(( now_ms - 1000 ))" --window-ms 60000 --bad
 
+# Every datagram signed (MAC trailer) and verified by tallyd under key 7.
+mac=7:$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 sock=$work/ctl.sock
-ip netns exec "$A" "$tallyd" --table_rows=65536 --dedup_capacity=4194304 \
+ip netns exec "$A" "$tallyd" --table_rows=65536 --dedup_capacity=4194304 --mac_keys="$mac" \
   --port=net_af_xdp0,iface=xa --sink=sqlite --sqlite_path="$work/t.db" --ctl_socket="$sock" \
   --window_ms=60000 --flush_interval_ms=200 --ack_mode=committed \
   -- -l 0-1 "${eal_test[@]}" > "$work/tallyd.log" 2>&1 &
@@ -52,7 +54,7 @@ EOF
 
 t0=$(date +%s%N)
 rc=0
-inP "$send" --appliance 10.78.0.1:7000 --ack-timeout 1000 --flush-timeout 60000 \
+inP "$send" --appliance 10.78.0.1:7000 --ack-timeout 1000 --flush-timeout 60000 --mac-key "$mac" \
   < "$work/in.txt" > "$work/send.txt" 2> "$work/send.err" || rc=$?
 t1=$(date +%s%N)
 cat "$work/send.txt"
@@ -79,6 +81,7 @@ inA "$tallyctl" -s "$sock" stop > /dev/null
 wait "${pids[0]}" || { tail -40 "$work/tallyd.log"; fail "tallyd exited with an error"; }
 pids=("${pids[@]:1}")
 expect_counter "$work/tallyd.log" drop_duplicate -ge 100
+expect_counter "$work/tallyd.log" tly1_mac_bad -eq 0
 "$check" "$work/expect.tsv" "$work/t.db" ||
   { awk '$2 != "0"' "$work/tallyd.log" | tail -40; fail "totals differ"; }
 echo "PASS client"
