@@ -262,6 +262,16 @@ static void summary(const struct tally_counts *n, const struct tally_stats *s)
 			       n->reasons[r], tally_line_reason_str(r));
 }
 
+static const char *start_error(int r)
+{
+	if (r == -EINVAL)
+		return "bad options (each --appliance HOST:PORT once, --max-datagram 320..65507, "
+		       "--max-unacked at least one datagram, --ack-timeout above 0)";
+	if (r == -EADDRNOTAVAIL)
+		return "an --appliance host does not resolve";
+	return strerror(-r);
+}
+
 int main(int argc, char **argv)
 {
 	struct cli c = {0};
@@ -275,7 +285,7 @@ int main(int argc, char **argv)
 	}
 	int r = tally_client_new(&c.o, &tc);
 	if (r != 0) {
-		fprintf(stderr, "tally-send: cannot start the client: %s\n", strerror(-r));
+		fprintf(stderr, "tally-send: cannot start the client: %s\n", start_error(r));
 		return EXIT_USAGE;
 	}
 	int pr = pump(tc, &c, &n);
