@@ -458,6 +458,9 @@ static uint64_t run_timers(struct tally_client *c, uint64_t now)
 				next = n->building->born_ms + c->o.linger_ms;
 		}
 	}
+	/* Every unacked datagram, each pass: at most max_unacked_bytes /
+	 * max_datagram of them (~12,000 at the defaults), a few microseconds
+	 * against the ack timeouts it serves; no timer heap to keep in step. */
 	for (struct pend *p = c->head, *nx; p != NULL; p = nx) {
 		nx = p->next;
 		if (p->due_ms <= now)
@@ -484,14 +487,15 @@ static unsigned read_acks(struct tally_client *c, struct pollfd *pfd, struct rx_
 	for (unsigned i = 0; i < c->n; i++) {
 		if (!(pfd[i].revents & (POLLIN | POLLERR)))
 			continue;
-		while (n < ACK_BURST) {
+		/* Bounded in tries, not only in acks: an error never spins here. */
+		for (unsigned tries = 0; tries < ACK_BURST && n < ACK_BURST; tries++) {
 			uint8_t b[64];
 			ssize_t r = recv(pfd[i].fd, b, sizeof(b), MSG_DONTWAIT);
 
 			if (r < 0) {
-				if (errno == EAGAIN || errno == EWOULDBLOCK)
-					break;
-				continue; /* ECONNREFUSED from an ICMP error: the timeouts judge */
+				if (errno != ECONNREFUSED)
+					break; /* EAGAIN: drained */
+				continue; /* an ICMP error, reported once: the timeouts judge */
 			}
 			if (tally_cl_ack_decode(b, (size_t)r, &out[n].a) != 0) {
 				(*bad)++;

@@ -31,7 +31,7 @@ struct cli {
 };
 
 struct tally_counts {
-	uint64_t lines, events_read, rejected, unsent;
+	uint64_t lines, events_read, rejected;
 	uint64_t reasons[TALLY_LINE_NREASONS];
 };
 
@@ -224,8 +224,7 @@ static int pump(struct tally_client *tc, const struct cli *c, struct tally_count
 			fprintf(stderr, "tally-send: line %" PRIu64 ": cannot send: %s%s\n", n->lines,
 				strerror(-r), r == -ENOBUFS ? " (no appliance acked for "
 				"--send-timeout; giving up)" : "");
-			n->unsent = 1;
-			break;
+			break; /* the rest of the input stays unread */
 		}
 	}
 	free(line);
@@ -245,6 +244,8 @@ static void summary(const struct tally_counts *n, const struct tally_stats *s)
 	printf("events_dropped      %" PRIu64 "  (answered malformed/unauthenticated)\n",
 	       s->events_dropped);
 	printf("events_unacked      %" PRIu64 "\n", s->unacked_events);
+	printf("events_unsent       %" PRIu64 "  (read, but no room freed within --send-timeout)\n",
+	       n->events_read - s->events_queued);
 	printf("datagrams_sent      %" PRIu64 "\n", s->datagrams_sent);
 	printf("datagrams_acked     %" PRIu64 "\n", s->datagrams_acked);
 	printf("retransmits         %" PRIu64 "\n", s->retransmits);
