@@ -42,7 +42,7 @@ bench_mode() { # MODE: prints one result line
   local sock=$work/ctl.sock rates=() retr=()
   rm -f "$work/b.db"*
   ip netns exec "$A" "$build/ctrlplane/tallyd" --port=net_af_xdp0,iface=xa --sink=sqlite \
-    --sqlite_path="$work/b.db" --ctl_socket="$sock" --window_ms=60000 --flush_interval_ms=200 \
+    --sqlite_path="$work/b.db" --spool_dir="$work/spool" --ctl_socket="$sock" --window_ms=60000 --flush_interval_ms=200 \
     --ack_mode="$1" --dedup_capacity=8388608 --table_rows=65536 --metrics_addr= \
     -- -l 0-1 "${eal[@]}" --file-prefix "cb-$$" > "$work/tallyd.log" 2>&1 &
   local t=$!
