@@ -17,7 +17,7 @@
 # within the failed-over datagrams, reports it, and says when a run was exact.
 # --max-unacked bounds that window (the datagrams in flight). The kill comes
 # right after t2's third commit shows in PostgreSQL, which tends to land in
-# it (measured: 54 events of 300,000 counted twice, in each of two runs). No
+# it (measured: 54 events of 300,000 counted twice, in each of three runs). No
 # packet loss is added here: the ack loss of client.sh would widen the window.
 # Everything (the PostgreSQL server too) runs in namespaces this test makes:
 # tallyd's in A (10.79.1.1 on xa1, 10.79.2.1 on xa2), tally-send's in P.
