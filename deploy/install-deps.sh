@@ -18,6 +18,8 @@ packages=(
   python3-aiodogstatsd
   # the XDP program under Debian 12's 6.1 kernel in a VM (ebpf/verify_kernel.sh)
   qemu-system-x86 busybox-static
+  # the client test's packet loss (nft numgen drops on a veth, both ways)
+  nftables
   # sd_notify for the systemd unit (Type=notify)
   libsystemd-dev
   # metrics and status page HTTP server
