@@ -18,6 +18,9 @@ ap.add_argument("--window-ms", type=int, default=60000)
 ap.add_argument("--keys", type=int, default=1000)
 ap.add_argument("--prefix", default="c.k")
 ap.add_argument("--bad", action="store_true")
+# The same event id sent again later is deduplicated per appliance: with a
+# failover in between, the copy may reach another appliance (README).
+ap.add_argument("--no-twice", action="store_true")
 a = ap.parse_args()
 
 BAD = ["nocomma", "k,notanumber", "k,1,-5", ",1", '{"key":"x"}',
@@ -60,7 +63,7 @@ with open(a.out, "w", encoding="utf-8") as f:
         f.write(line + "\n")
         if a.bad and i % (a.n // len(BAD) + 1) == 11:
             f.write(BAD[i // (a.n // len(BAD) + 1)] + "\n")
-    for line in twice:
+    for line in twice if not a.no_twice else []:
         f.write(line + "\n")
 with open(a.expect, "w", encoding="utf-8") as f:
     f.write("key\twindow_start_ms\twindow_ms\tcount\tsum\tmin\tmax\n")
