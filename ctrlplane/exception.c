@@ -23,6 +23,7 @@
 #include <rte_mbuf.h>
 
 #include "port.h"
+#include "log.h"
 #include "tallyd.h"
 
 #define EXC_BURST 32
@@ -82,8 +83,8 @@ int tally_exception_start(struct tally_daemon *d, char *err, size_t errlen)
 		return r;
 	for (unsigned i = 0; i < d->nworkers; i++)
 		d->workers[i].exc_cap = (uint16_t)d->cfg.exception_max_per_burst;
-	fprintf(stderr, "tallyd: exception path: frames not Tally's go to port %u (%s), at most "
-		"%llu per burst of %d per worker\n", d->exc_port, d->cfg.exception_port,
+	tally_log(LOG_INFO, "tallyd: exception path: frames not Tally's go to port %u (%s), at most "
+		"%llu per burst of %d per worker", d->exc_port, d->cfg.exception_port,
 		(unsigned long long)d->cfg.exception_max_per_burst, TALLY_BURST);
 	return 0;
 }

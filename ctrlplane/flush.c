@@ -23,6 +23,7 @@
 #include <ck_pr.h>
 
 #include "flush.h"
+#include "log.h"
 #include "window.h"
 #include "timeutil.h"
 
@@ -45,7 +46,7 @@ static void write_batch(struct tally_flusher *f, struct tally_batch *b)
 		return;
 	out = malloc(sizeof(*out));
 	if (out == NULL) { /* keep it: the next tick tries again with more rows */
-		fprintf(stderr, "tallyd: flusher: out of memory handing over %u rows\n", b->nrows);
+		tally_log(LOG_ERR, "tallyd: flusher: out of memory handing over %u rows", b->nrows);
 		return;
 	}
 	if (f->view != NULL)
@@ -63,7 +64,7 @@ static void write_merged(struct tally_flusher *f)
 		return;
 	}
 	if (tally_batch_add_wtab(&f->out, f->merge) != 0)
-		fprintf(stderr, "tallyd: flusher: out of memory copying %u merged rows\n",
+		tally_log(LOG_ERR, "tallyd: flusher: out of memory copying %u merged rows",
 			tally_wtab_rows(f->merge));
 	tally_wtab_reset(f->merge);
 	write_batch(f, &f->out);
@@ -114,7 +115,7 @@ static void take_table(struct tally_flusher *f, struct tally_worker *w, struct t
 	else
 		merge_table(f, t);
 	if (r != 0)
-		fprintf(stderr, "tallyd: flusher: out of memory copying %u rows\n",
+		tally_log(LOG_ERR, "tallyd: flusher: out of memory copying %u rows",
 			tally_wtab_rows(t));
 	take_acks(&f->out, t);
 	tally_wtab_reset(t);

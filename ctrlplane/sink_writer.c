@@ -11,6 +11,7 @@
 #include <ck_pr.h>
 
 #include "sink_writer.h"
+#include "log.h"
 #include "timeutil.h"
 
 #define IDLE_US 1000     /* nothing to do: look again after this */
@@ -362,10 +363,10 @@ static int open_spools(struct tally_writer *w, char *err, size_t errlen)
 			return -errno;
 		tally_spool_stats(l->spool, &st);
 		if (st.records)
-			fprintf(stderr, "tallyd: spool %s holds %llu batches (%llu bytes) to replay\n",
+			tally_log(LOG_NOTICE, "tallyd: spool %s holds %llu batches (%llu bytes) to replay",
 				dir, (unsigned long long)st.records, (unsigned long long)st.bytes);
 		if (st.last_err[0])
-			fprintf(stderr, "tallyd: spool %s: %s\n", dir, st.last_err);
+			tally_log(LOG_ERR, "tallyd: spool %s: %s", dir, st.last_err);
 	}
 	return 0;
 }
@@ -387,8 +388,8 @@ static void choose_floor(struct tally_writer *w, const char *appliance)
 
 		if (last < 0) {
 			unknown = true;
-			fprintf(stderr, "tallyd: sink %s: cannot read the last batch of \"%s\" now "
-				"(%s); batches go to the spool until it answers\n", w->lanes[i].name,
+			tally_log(LOG_WARNING, "tallyd: sink %s: cannot read the last batch of \"%s\" now "
+				"(%s); batches go to the spool until it answers", w->lanes[i].name,
 				appliance, s ? s->err : w->lanes[i].last_err);
 			continue;
 		}

@@ -26,6 +26,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "config.h"
+#include "log.h"
 #include "live.h"
 #include "metrics.h"
 #include "port.h"
@@ -265,7 +266,7 @@ static int setup_pool(struct tally_daemon *d, char *err, size_t errlen)
 			 (unsigned long long)n, socket, rte_strerror(rte_errno));
 		return -ENOMEM;
 	}
-	fprintf(stderr, "tallyd: RX pool: %llu mbufs on socket %d (%llu needed)\n",
+	tally_log(LOG_INFO, "tallyd: RX pool: %llu mbufs on socket %d (%llu needed)",
 		(unsigned long long)n, socket, (unsigned long long)needed);
 	return 0;
 }
@@ -438,6 +439,7 @@ static void on_watchdog(struct tally_loop *l, void *arg)
 	(void)l;
 	tally_watchdog_check(d, clock_ms(CLOCK_MONOTONIC));
 	tally_daemon_publish(d);
+	tally_log_tick(); /* "suppressed K messages" of call sites gone quiet */
 }
 
 /* The control thread's periodic work, each on its own timer. */
@@ -473,9 +475,9 @@ static void raise_priority(void)
 	if (pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp) == 0)
 		return;
 	if (setpriority(PRIO_PROCESS, (id_t)gettid(), CTL_NICE) != 0)
-		fprintf(stderr, "tallyd: control thread keeps its priority (SCHED_FIFO or nice %d "
+		tally_log(LOG_WARNING, "tallyd: control thread keeps its priority (SCHED_FIFO or nice %d "
 			"need CAP_SYS_NICE): its ticks may come late on a busy CPU "
-			"(ctl_late_ticks)\n", CTL_NICE);
+			"(ctl_late_ticks)", CTL_NICE);
 }
 
 static void control_loop(struct tally_daemon *d)
@@ -586,7 +588,7 @@ static int shutdown_daemon(struct tally_daemon *d)
 {
 	uint64_t v[TALLY_C_MAX];
 
-	fprintf(stderr, "tallyd: stopping: draining workers and flushing\n");
+	tally_log(LOG_NOTICE, "tallyd: stopping: draining workers and flushing");
 	sd_notify(0, "STOPPING=1");
 	ck_pr_store_int(&d->sh.stop, 1);
 	rte_eal_mp_wait_lcore();
@@ -612,8 +614,8 @@ static int shutdown_daemon(struct tally_daemon *d)
 			(unsigned long long)d->workers[i].ctr.v[TALLY_C_RX_PACKETS],
 			(unsigned long long)d->workers[i].ctr.v[TALLY_C_EVENTS_ACCEPTED]);
 	if (v[TALLY_C_FLUSH_ROWS_LOST]) {
-		fprintf(stderr, "tallyd: %llu rows (%llu events) were NOT stored: neither the sink "
-			"nor the spool took them (%s)\n", (unsigned long long)v[TALLY_C_FLUSH_ROWS_LOST],
+		tally_log(LOG_ERR, "tallyd: %llu rows (%llu events) were NOT stored: neither the sink "
+			"nor the spool took them (%s)", (unsigned long long)v[TALLY_C_FLUSH_ROWS_LOST],
 			(unsigned long long)v[TALLY_C_FLUSH_EVENTS_LOST], d->wr.lanes[0].last_err);
 		return EXIT_FAILURE;
 	}
@@ -636,7 +638,7 @@ static int parse_args(struct tally_daemon *d, int argc, char **argv, int *eal_st
 	if (r == 0 && tally_config_validate(&d->cfg, err, sizeof(err)) != 0)
 		r = -EINVAL;
 	if (r != 0)
-		fprintf(stderr, "tallyd: %s\n", err);
+		tally_log(LOG_ERR, "tallyd: %s", err);
 	return r;
 }
 
@@ -676,12 +678,14 @@ int main(int argc, char **argv)
 
 	if (parse_args(&d, argc, argv, &eal_start) != 0)
 		return EXIT_FAILURE;
+	tally_log_setup(tally_log_level_parse(d.cfg.log_level),
+			tally_log_target_parse(d.cfg.log_target));
 	save_args(&d, argc, argv, eal_start);
 	d.config_file = config_file(argc, argv, eal_start);
 	/* EAL sees argv[0] followed by everything after "--". */
 	argv[eal_start - 1] = argv[0];
 	if (rte_eal_init(argc - eal_start + 1, argv + eal_start - 1) < 0) {
-		fprintf(stderr, "tallyd: EAL init failed: %s\n", rte_strerror(rte_errno));
+		tally_log(LOG_ERR, "tallyd: EAL init failed: %s", rte_strerror(rte_errno));
 		return EXIT_FAILURE;
 	}
 	signal(SIGINT, on_signal);
@@ -690,7 +694,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN); /* a tallyctl that hangs up must not kill the daemon */
 	d.start_ms = clock_ms(CLOCK_MONOTONIC);
 	if (setup(&d, err, sizeof(err)) < 0) {
-		fprintf(stderr, "tallyd: %s\n", err);
+		tally_log(LOG_ERR, "tallyd: %s", err);
 		tally_daemon_xdp_stop(&d);
 		ck_pr_store_int(&d.sh.stop, 1);
 		rte_eal_mp_wait_lcore();
@@ -698,8 +702,8 @@ int main(int argc, char **argv)
 		rte_eal_cleanup();
 		return EXIT_FAILURE;
 	}
-	fprintf(stderr, "tallyd: %u worker(s) on %u port(s) from %u, window %llu ms, flush every %llu ms, "
-		"sink %s (%u endpoint%s), spool %s, control %s\n", d.nworkers, d.nports, d.port,
+	tally_log(LOG_NOTICE, "tallyd: %u worker(s) on %u port(s) from %u, window %llu ms, flush every %llu ms, "
+		"sink %s (%u endpoint%s), spool %s, control %s", d.nworkers, d.nports, d.port,
 		(unsigned long long)d.cfg.window_ms, (unsigned long long)d.cfg.flush_interval_ms,
 		d.cfg.sink, d.wr.nlanes, d.wr.nlanes > 1 ? "s" : "", d.spool_dir, d.cfg.ctl_socket);
 	control_loop(&d);
