@@ -54,6 +54,7 @@ static void write_batch(struct tally_flusher *f, struct tally_batch *b)
 	*out = *b;
 	tally_batch_init(b, out->appliance, out->window_ms);
 	tally_writer_submit(f->writer, out);
+	ck_pr_store_64(&f->submitted, f->submitted + 1);
 }
 
 /* The merge table's rows as one batch, and the merge table emptied. */
@@ -217,6 +218,7 @@ static void *flusher_main(void *arg)
 		if (ck_pr_load_int(&f->stop))
 			break;
 		flush_tick(f);
+		ck_pr_store_64(&f->tick_done, f->tick);
 	}
 	/* Workers are done: their final tables are on the sealed rings. */
 	drain(f);

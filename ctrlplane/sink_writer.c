@@ -233,6 +233,9 @@ static void release_acks(struct tally_writer *w, bool durable)
 
 static void drop_current(struct tally_writer *w)
 {
+	ck_pr_store_64(&w->placed_rows, w->placed_rows + w->cur->nrows);
+	ck_pr_store_64(&w->placed_events, w->placed_events + tally_batch_events(w->cur));
+	ck_pr_store_64(&w->finished, w->finished + 1);
 	tally_batch_free(w->cur);
 	free(w->cur);
 	w->cur = NULL;

@@ -394,6 +394,7 @@ static void on_stop_check(struct tally_loop *l, void *arg)
 
 	(void)l;
 	d->stopping |= should_stop(d, clock_ms(CLOCK_MONOTONIC));
+	tally_drain_step(d);
 	if (hups != d->hups_seen) {
 		d->hups_seen = hups;
 		tally_live_reload_file(d);
@@ -570,7 +571,7 @@ static int setup(struct tally_daemon *d, char *err, size_t errlen)
 		snprintf(err, errlen, "control loop: epoll: %s", strerror(-r));
 		return r;
 	}
-	d->ctl_fd = tally_ctl_listen(d->cfg.ctl_socket, err, errlen);
+	d->ctl_fd = tally_ctl_open(d, err, errlen);
 	if (d->ctl_fd < 0)
 		return d->ctl_fd;
 	r = start_timers(d, err, errlen);

@@ -47,6 +47,7 @@ struct tally_shared {
 	struct tally_dedup *dedup;
 	struct tally_clock clock; /* arrival time; re-anchored by the control loop */
 	int stop;                   /* ck_pr: workers finish their burst and seal */
+	uint32_t drain;             /* ck_pr: id of the drain in force (tallyctl drain); 0 = none */
 };
 
 struct tally_worker {
@@ -76,6 +77,7 @@ struct tally_worker {
 	 * is the test hook `debug park-worker`: the worker sleeps that long. */
 	uint64_t heartbeat __attribute__((aligned(64)));
 	uint32_t park_ms;
+	uint32_t drain_seen; /* the drain id this worker stopped polling for */
 	/* Acks (ack.h). pend: accepted datagrams of the events not yet applied,
 	 * answered once apply tells whether the table took them. tx: frames built
 	 * this burst, sent at its end. */
