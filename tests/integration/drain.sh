@@ -36,6 +36,7 @@ hold_lock() {
 import sqlite3, sys, time
 db = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
 db.execute("BEGIN EXCLUSIVE")
+open(sys.argv[1] + ".locked", "w").close()
 time.sleep(float(sys.argv[2]))
 db.execute("ROLLBACK")
 PY
@@ -80,7 +81,9 @@ echo "== B: drain with the sink locked (spool), resume, drain again, stop while 
 sqlite3 "$work/b.db" 'PRAGMA journal_mode=WAL;' > /dev/null
 start_tallyd "$work/b.log" --sqlite_path "$work/b.db" --spool_dir "$work/spool-b"
 hold_lock "$work/b.db" 600
-gen 52 30000 8000
+for _ in $(seq 100); do [ -e "$work/b.db.locked" ] && break; sleep 0.1; done
+[ -e "$work/b.db.locked" ] || fail "could not lock the database"
+gen 52 30000 5000
 for _ in $(seq 100); do [ "$(stat rx_packets)" -ge 8000 ] && break; sleep 0.1; done
 "${ctl[@]}" drain --json --timeout 60 > "$work/drain-b.json" || fail "tallyctl drain exited $?"
 cat "$work/drain-b.json"
