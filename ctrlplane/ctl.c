@@ -781,13 +781,26 @@ static bool allowed(const struct ctl_client *c, const char *line)
 	       (c->access == TALLY_CTL_READONLY && tally_ctl_readonly(line));
 }
 
+/* The first word of line, with spaces round it (for a strstr in a list). */
+static const char *cmd_word(const char *line)
+{
+	static char w[40];
+
+	snprintf(w, sizeof(w), " %.*s ", (int)strcspn(line, " "), line);
+	return w;
+}
+
 /* Refused: say why and what would be allowed, and count it. */
 static json_t *denied(struct ctl_client *c, const char *line)
 {
 	char msg[512], cmd[64];
+	size_t n = strcspn(line, " ");
 
 	c->d->ctl_denied++;
-	snprintf(cmd, sizeof(cmd), "%.*s", (int)strcspn(line, " "), line);
+	/* name the subcommand too: "spool replay", "config set" */
+	if (line[n] == ' ' && strstr(" config rules spool acl ratelimit drain ", cmd_word(line)))
+		n += 1 + strcspn(line + n + 1, " ");
+	snprintf(cmd, sizeof(cmd), "%.*s", (int)n, line);
 	if (c->access == TALLY_CTL_READONLY)
 		snprintf(msg, sizeof(msg), "permission denied: %s changes state; uid %u has "
 			 "read-only access (ctl_ro_group): only root or tallyd's user may", cmd,

@@ -745,8 +745,10 @@ static int validate(const struct args *a, const struct cmd_help *c)
 
 static int help(const struct args *a)
 {
+	/* help X, X --help, help --help; help alone is the overview */
 	const char *name = a->nwords > 1 && is(a->words[0], "help") ? a->words[1]
-			   : a->nwords > 0 && !is(a->words[0], "help") ? a->words[0] : NULL;
+			   : a->nwords > 0 && (a->help || !is(a->words[0], "help")) ? a->words[0]
+			   : NULL;
 	const struct cmd_help *c = name != NULL ? find_cmd(name) : NULL;
 
 	if (name == NULL) {
