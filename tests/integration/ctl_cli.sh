@@ -168,4 +168,42 @@ expect_rc 0 "$tallyctl" -s "$work/ctl.sock" flush   # root may
 echo "ok: ctl_denied = $denied"
 "$tallyctl" -s "$work/ctl.sock" stop > /dev/null; wait "$tpid" || fail "tallyd exited with an error"
 "$check" "$work/expected.tsv" "$work/t2.db"
+
+echo "== 4. the journal: log_target auto with stderr connected to it"
+# No journald on a test machine: a private /run (mount namespace) holds a fake
+# /run/systemd/journal/socket that keeps every datagram; stderr is a file
+# whose device:inode $JOURNAL_STREAM names, as systemd sets it for a service.
+cat > "$work/journal.sh" <<'SH'
+set -eu
+mount -t tmpfs tmpfs /run
+mkdir -p /run/systemd/journal
+python3 - "$work/journal.txt" <<'PY' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind("/run/systemd/journal/socket")
+with open(sys.argv[1], "ab", buffering=0) as f:
+    while True:
+        f.write(s.recv(65536) + b"\n--\n")
+PY
+jpid=$!
+for _ in $(seq 50); do [ -S /run/systemd/journal/socket ] && break; sleep 0.1; done
+exec 3>"$work/j.log"
+JOURNAL_STREAM=$(stat -c '%d:%i' "$work/j.log") "$tallyd" --sqlite_path "$work/t3.db" \
+  --ctl_socket "$work/j.sock" --dedup_capacity 65536 --table_rows 16384 --stop_after_idle_ms 1000 \
+  --run_ms 60000 --port "net_pcap0,rx_pcap=$work/t.pcap" -- -l 0-1 $eal 2>&3 || rc=$?
+kill $jpid
+exit ${rc:-0}
+SH
+work=$work tallyd=$tallyd eal="${eal_test[*]}" unshare -m --propagation private bash "$work/journal.sh" ||
+  { cat "$work/j.log"; fail "tallyd under the fake journal exited with an error"; }
+grep -q "^MESSAGE=stopping: draining workers and flushing$" "$work/journal.txt" ||
+  { cat "$work/journal.txt"; fail "the stop notice did not reach the journal"; }
+grep -A4 "^MESSAGE=stopping: draining" "$work/journal.txt" | grep -q "^PRIORITY=5$" ||
+  fail "the journal entry has no PRIORITY=5 (notice)"
+grep -q "^SYSLOG_IDENTIFIER=tallyd$" "$work/journal.txt" || fail "no SYSLOG_IDENTIFIER"
+grep -q "^CODE_FILE=.*tallyd.c$" "$work/journal.txt" || fail "no CODE_FILE"
+grep -q "stopping: draining" "$work/j.log" && fail "the notice went to stderr as well"
+expect_counter "$work/j.log" events_accepted -eq 200  # the exit report stays on stderr
+"$check" "$work/expected.tsv" "$work/t3.db"
+echo "ok: with \$JOURNAL_STREAM naming stderr, messages go to the journal with their priority"
 echo "PASS ctl-cli"
