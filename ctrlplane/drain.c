@@ -45,7 +45,9 @@ void tally_drain_start(struct tally_daemon *d)
 	dr->start_ms = tally_mono_ms();
 	dr->done_ms = 0;
 	dr->state = TALLY_DRAIN_QUIESCING;
-	ck_pr_store_32(&d->sh.drain, ++drain_ids ? drain_ids : ++drain_ids);
+	if (++drain_ids == 0) /* 0 means "no drain" to the workers */
+		drain_ids = 1;
+	ck_pr_store_32(&d->sh.drain, drain_ids);
 	tally_log(LOG_NOTICE, "tallyd: drain: workers stop taking traffic; flushing what they "
 		  "accepted");
 	sd_notify(0, "STATUS=draining: taking no traffic");

@@ -2,7 +2,9 @@
 /*
  * tallyctl: the command-line client of tallyd's control socket. Sends one
  * command per connection and prints the JSON answer for people (or as it is with
- * --json). stats shows every counter from the one list, zeroes included.
+ * --json). stats shows every counter from the one list, zeroes included. Every
+ * command's help comes from one table (cmds[]), its arguments are checked
+ * before anything is sent, and the exit code says what happened (EX_*).
  */
 #include <errno.h>
 #include <poll.h>
