@@ -87,6 +87,28 @@ static void usage(FILE *out)
 		"Lcores: the main lcore runs control and flush; every other lcore is a worker.\n");
 }
 
+/* dataplane/port.c writes its start-up reports to a FILE (it has no logger):
+ * here they are caught and logged line by line, a warning if they say so. */
+static FILE *report_begin(char **buf, size_t *len)
+{
+	FILE *f = open_memstream(buf, len);
+
+	return f != NULL ? f : stderr;
+}
+
+static void report_end(FILE *f, char **buf)
+{
+	char *save = NULL;
+
+	if (f == stderr)
+		return;
+	fclose(f); /* sets *buf */
+	for (char *l = strtok_r(*buf, "\n", &save); l != NULL; l = strtok_r(NULL, "\n", &save))
+		tally_log(strstr(l, "warning") || strstr(l, "link down") ? LOG_WARNING : LOG_INFO,
+			  "%s", l);
+	free(*buf);
+}
+
 static int setup_params(struct tally_daemon *d, char *err, size_t errlen)
 {
 	struct tally_params *p = calloc(1, sizeof(*p));
@@ -162,10 +184,14 @@ static int setup_workers(struct tally_daemon *d, char *err, size_t errlen)
 	w_lcore = rte_get_next_lcore(-1, 1, 0);
 	for (i = 0; i < d->nworkers; i++, w_lcore = rte_get_next_lcore(w_lcore, 1, 0)) {
 		struct tally_worker *w = &d->workers[i];
+		char *buf = NULL;
+		size_t len = 0;
+		FILE *f = report_begin(&buf, &len);
 
 		/* launch_workers gives worker i the same lcore: its tables go on its node. */
 		for (unsigned p = 0; p < d->nports; p++)
-			tally_port_check_lcore(d->ports[p], w_lcore, i, stderr);
+			tally_port_check_lcore(d->ports[p], w_lcore, i, f);
+		report_end(f, &buf);
 		r = tally_worker_init_node(w, i, &d->sh, (uint32_t)d->cfg.table_rows,
 					   (int)rte_lcore_to_socket_id(w_lcore));
 		if (r < 0) {
@@ -350,8 +376,14 @@ static int setup_port(struct tally_daemon *d, char *err, size_t errlen)
 		d->port_ntxq[p] = txqs_wanted(d, p);
 		r = tally_port_start(d->ports[p], d->port_nq[p], &d->port_ntxq[p],
 				     (uint16_t)d->cfg.rx_desc, d->mp, err, errlen);
-		if (r == 0)
-			tally_port_report_link(d->ports[p], stderr);
+		if (r == 0) {
+			char *buf = NULL;
+			size_t len = 0;
+			FILE *f = report_begin(&buf, &len);
+
+			tally_port_report_link(d->ports[p], f);
+			report_end(f, &buf);
+		}
 	}
 	/* the exception path's queue is the first port's last; workers keep the rest */
 	if (r == 0 && d->exc_on && d->port_ntxq[0] > 0)
