@@ -6,10 +6,10 @@
  * rules show | reload [FILE] | test [--statsd] KEY, sink, spool [replay],
  * where KEY, top, get, acl add|del|list, ratelimit set|show (the XDP front's
  * maps, live), drain [status], resume (and a test hook, debug). Each peer's
- * credentials decide which of them it may use (ctl_access.h). Stats and status come from a
- * snapshot (snapshot.h) that only loads atomics, the one the metrics thread
- * is also given. Served from the main
- * lcore's event loop (loop.h), never from a worker, never blocking it.
+ * credentials decide which of them it may use (ctl_access.h). Stats and
+ * status come from a snapshot (snapshot.h) that only loads atomics, the one
+ * the metrics thread is also given. Served from the main lcore's event loop
+ * (loop.h), never from a worker, never blocking it.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -931,7 +931,7 @@ static int ctl_listen(const char *path, mode_t mode, gid_t gid, char *err, size_
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	char dir[sizeof(sa.sun_path)];
 	char *slash;
-	int fd;
+	int fd, e;
 
 	if (strlen(path) >= sizeof(sa.sun_path)) {
 		snprintf(err, errlen, "ctl_socket: \"%s\" is longer than %zu bytes", path,
@@ -952,19 +952,26 @@ static int ctl_listen(const char *path, mode_t mode, gid_t gid, char *err, size_
 	}
 	unlink(sa.sun_path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	/* Mode and group before the name appears: never a moment with the
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		goto fail;
+	/* Group and mode before the name appears: never a moment with the
 	 * umask's bits on a socket that answers. */
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    chmod(sa.sun_path, mode) < 0 ||
-	    (gid != (gid_t)-1 && chown(sa.sun_path, (uid_t)-1, gid) < 0) || listen(fd, 8) < 0 ||
-	    rename(sa.sun_path, path) < 0) {
-		snprintf(err, errlen, "ctl_socket: cannot listen on \"%s\": %s", path,
-			 strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -errno;
+	if (gid != (gid_t)-1 && chown(sa.sun_path, (uid_t)-1, gid) < 0) {
+		snprintf(err, errlen, "ctl_socket_group: cannot give the control socket group %u: "
+			 "%s (tallyd must be a member of it)", (unsigned)gid, strerror(errno));
+		close(fd);
+		unlink(sa.sun_path);
+		return -EPERM;
 	}
+	if (chmod(sa.sun_path, mode) < 0 || listen(fd, 8) < 0 || rename(sa.sun_path, path) < 0)
+		goto fail;
 	return fd;
+fail:
+	e = errno;
+	snprintf(err, errlen, "ctl_socket: cannot listen on \"%s\": %s", path, strerror(e));
+	if (fd >= 0)
+		close(fd);
+	return -e;
 }
 
 int tally_ctl_open(struct tally_daemon *d, char *err, size_t errlen)

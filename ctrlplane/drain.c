@@ -48,7 +48,7 @@ void tally_drain_start(struct tally_daemon *d)
 	if (++drain_ids == 0) /* 0 means "no drain" to the workers */
 		drain_ids = 1;
 	ck_pr_store_32(&d->sh.drain, drain_ids);
-	tally_log(LOG_NOTICE, "tallyd: drain: workers stop taking traffic; flushing what they "
+	tally_log_always(LOG_NOTICE, "tallyd: drain: workers stop taking traffic; flushing what they "
 		  "accepted");
 	sd_notify(0, "STATUS=draining: taking no traffic");
 }
@@ -59,7 +59,7 @@ void tally_drain_resume(struct tally_daemon *d)
 		return;
 	ck_pr_store_32(&d->sh.drain, 0);
 	d->drain.state = TALLY_DRAIN_OFF;
-	tally_log(LOG_NOTICE, "tallyd: resume: workers take traffic again");
+	tally_log_always(LOG_NOTICE, "tallyd: resume: workers take traffic again");
 	sd_notify(0, "STATUS=running");
 }
 
@@ -98,7 +98,7 @@ void tally_drain_step(struct tally_daemon *d)
 	if (dr->state == TALLY_DRAIN_FLUSHING && all_placed(d)) {
 		dr->state = TALLY_DRAIN_DRAINED;
 		dr->done_ms = tally_mono_ms();
-		tally_log(LOG_NOTICE, "tallyd: drained in %llu ms: %llu batches, %llu rows, %llu "
+		tally_log_always(LOG_NOTICE, "tallyd: drained in %llu ms: %llu batches, %llu rows, %llu "
 			  "events placed; taking no traffic (tallyctl resume, or stop)",
 			  (unsigned long long)(dr->done_ms - dr->start_ms),
 			  (unsigned long long)(ck_pr_load_64(&d->wr.finished) - dr->placed0[0]),

@@ -88,7 +88,7 @@ static int apply_rules(struct tally_daemon *d, const struct tally_config *c, cha
 	}
 	d->rules = rs;
 	d->rules_reloads++;
-	tally_log(LOG_INFO, "tallyd: rules: %s: %u rule(s), generation %llu",
+	tally_log_always(LOG_INFO, "tallyd: rules: %s: %u rule(s), generation %llu",
 		rs ? rs->file : "(none)", rs ? rs->n : 0, (unsigned long long)d->rules_gen);
 	return 0;
 }
@@ -143,7 +143,7 @@ static int apply_key(struct tally_daemon *d, const struct tally_cfg_key *k,
 	tally_config_get(&d->cfg, k->name, was, sizeof(was));
 	memcpy((char *)&d->cfg + k->offset, (const char *)next + k->offset, k->size);
 	tally_config_get(&d->cfg, k->name, now, sizeof(now));
-	tally_log(LOG_NOTICE, "config: %s: %s -> %s", k->name, was, now);
+	tally_log_always(LOG_NOTICE, "config: %s: %s -> %s", k->name, was, now);
 	d->config_changes++;
 	return 0;
 }
@@ -180,7 +180,7 @@ static void rollback(struct tally_daemon *d, const struct tally_config *old, siz
 		const struct tally_cfg_key *k = &tally_cfg_keys[i];
 
 		if (k->runtime && !same(k, old, &d->cfg) && apply_key(d, k, old, err, sizeof(err)))
-			tally_log(LOG_ERR, "config: %s: rollback failed: %s", k->name, err);
+			tally_log_always(LOG_ERR, "config: %s: rollback failed: %s", k->name, err);
 	}
 }
 
@@ -192,7 +192,7 @@ int tally_live_reload_file(struct tally_daemon *d)
 
 	if (tally_config_from_args(&next, d->nargs, d->args, &eal, err, sizeof(err)) != 0 ||
 	    tally_config_validate(&next, err, sizeof(err)) != 0) {
-		tally_log(LOG_ERR, "config: SIGHUP: not applied: %s", err);
+		tally_log_always(LOG_ERR, "config: SIGHUP: not applied: %s", err);
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < tally_cfg_nkeys; i++) {
@@ -201,12 +201,12 @@ int tally_live_reload_file(struct tally_daemon *d)
 		if (same(k, &next, &d->cfg))
 			continue;
 		if (!k->runtime) {
-			tally_log(LOG_WARNING, "config: %s changed in the file but needs a restart: not "
+			tally_log_always(LOG_WARNING, "config: %s changed in the file but needs a restart: not "
 				"applied", k->name);
 			continue;
 		}
 		if (apply_key(d, k, &next, err, sizeof(err)) != 0) {
-			tally_log(LOG_ERR, "config: SIGHUP: %s: %s; rolling back", k->name, err);
+			tally_log_always(LOG_ERR, "config: SIGHUP: %s: %s; rolling back", k->name, err);
 			rollback(d, &old, i);
 			return -EINVAL;
 		}
@@ -214,7 +214,7 @@ int tally_live_reload_file(struct tally_daemon *d)
 	/* The same rules_file may hold new rules: read it again too. */
 	if (same(tally_config_find("rules_file"), &old, &d->cfg) && d->cfg.rules_file[0] != '\0' &&
 	    tally_live_rules_reload(d, err, sizeof(err)) != 0)
-		tally_log(LOG_ERR, "config: SIGHUP: rules not reloaded: %s", err);
-	tally_log(LOG_NOTICE, "config: SIGHUP: configuration re-read");
+		tally_log_always(LOG_ERR, "config: SIGHUP: rules not reloaded: %s", err);
+	tally_log_always(LOG_NOTICE, "config: SIGHUP: configuration re-read");
 	return 0;
 }

@@ -117,6 +117,16 @@ static const char *bare(const char *msg)
 	return strncmp(msg, "tallyd: ", 8) == 0 ? msg + 8 : msg;
 }
 
+/* The source file as people know it: __FILE__ is relative to the build dir. */
+static const char *src_file(const struct tally_log_site *site)
+{
+	const char *f = site->file;
+
+	while (strncmp(f, "../", 3) == 0)
+		f += 3;
+	return f;
+}
+
 /* Write one finished message (lock held). */
 static void emit(const struct tally_log_site *site, int level, const char *msg)
 {
@@ -126,7 +136,7 @@ static void emit(const struct tally_log_site *site, int level, const char *msg)
 	if (t == TALLY_LOG_JOURNAL) {
 		snprintf(line, sizeof(line), "CODE_LINE=%d", site->line);
 		if (sd_journal_send("MESSAGE=%s", bare(msg), "PRIORITY=%d", level,
-				    "SYSLOG_IDENTIFIER=tallyd", "CODE_FILE=%s", site->file, line,
+				    "SYSLOG_IDENTIFIER=tallyd", "CODE_FILE=%s", src_file(site), line,
 				    NULL) == 0)
 			return;
 		t = TALLY_LOG_STDERR; /* no journal after all: never lose the message */
@@ -148,7 +158,7 @@ static void report_suppressed(struct tally_log_site *site, int level)
 	char msg[256];
 
 	snprintf(msg, sizeof(msg), "tallyd: suppressed %llu messages from %s:%d (more than %d "
-		 "in %d s)", (unsigned long long)site->suppressed, site->file, site->line,
+		 "in %d s)", (unsigned long long)site->suppressed, src_file(site), site->line,
 		 TALLY_LOG_BURST, TALLY_LOG_INTERVAL_MS / 1000);
 	emit(site, level, msg);
 	site->suppressed = 0;
@@ -157,6 +167,8 @@ static void report_suppressed(struct tally_log_site *site, int level)
 /* May the site write one more? Starts a new interval when the last is over. */
 static bool take_token(struct tally_log_site *site, int level, uint64_t now)
 {
+	if (site->unlimited)
+		return true;
 	if (!site->known) {
 		site->known = true;
 		site->next = sites;

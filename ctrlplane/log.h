@@ -34,6 +34,7 @@ struct tally_log_site {
 	uint32_t tokens;
 	uint64_t suppressed; /* refused since the last report */
 	bool known;          /* on the list tally_log_tick walks */
+	bool unlimited;      /* tally_log_always: never cut */
 	struct tally_log_site *next;
 };
 
@@ -62,7 +63,19 @@ void tally_log_test_hooks(uint64_t (*now_ms)(void), void *stream);
 #define tally_log(level, ...)                                              \
 	do {                                                               \
 		static struct tally_log_site tally_site_ = {__FILE__, __LINE__, \
-							    0, 0, 0, false, NULL}; \
+							    0, 0, 0, false, false, NULL}; \
+		tally_log_at(&tally_site_, (level), __VA_ARGS__);           \
+	} while (0)
+
+/* Not rate-limited: the record of what an operator did (a config change, a
+ * rules reload, a drain). Only root or tallyd's user can cause these, one
+ * control request each, and an audit trail with holes is worse than a long
+ * one. Faults, and anything another user or the network can cause, use
+ * tally_log. */
+#define tally_log_always(level, ...)                                       \
+	do {                                                               \
+		static struct tally_log_site tally_site_ = {__FILE__, __LINE__, \
+							    0, 0, 0, false, true, NULL}; \
 		tally_log_at(&tally_site_, (level), __VA_ARGS__);           \
 	} while (0)
 

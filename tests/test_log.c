@@ -142,6 +142,18 @@ static void test_tick_reports(void **st)
 	assert_int_equal(lines_with("site a"), 2 * TALLY_LOG_BURST);
 }
 
+/* The record of operators' actions is never cut. */
+static void test_always(void **st)
+{
+	(void)st;
+	for (int i = 0; i < 3 * TALLY_LOG_BURST; i++)
+		tally_log_always(LOG_NOTICE, "tallyd: audit %d", i);
+	assert_int_equal(lines_with("audit"), 3 * TALLY_LOG_BURST);
+	tally_log_setup(LOG_WARNING, TALLY_LOG_STDERR);
+	tally_log_always(LOG_NOTICE, "tallyd: filtered audit");
+	assert_int_equal(lines_with("filtered audit"), 0); /* the level still applies */
+}
+
 /* Filtered messages take no token: a debug flood does not silence the site
  * once debug is switched on. */
 static void test_filtered_costs_nothing(void **st)
@@ -164,6 +176,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_rate_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tick_reports, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_filtered_costs_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_always, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
