@@ -26,6 +26,8 @@ packages=(
   redis-server redis-tools
   # metrics tests: a real Prometheus (and promtool), the status page in headless Chromium
   prometheus chromium
+  # benchmark driver (perf/bench.py): callgrind's counts per event, results.svg
+  valgrind python3-matplotlib
 )
 
 if [ "$(id -u)" -ne 0 ]; then
