@@ -540,16 +540,24 @@ static int cmd_top(const char *path, bool json)
 	return EX_OK;
 }
 
+/* A drain reply's state; "" if it has none (never a NULL to strcmp). */
+static const char *drain_state(json_t *r)
+{
+	const char *st = JS(r, "state");
+
+	return st != NULL ? st : "";
+}
+
 /* tallyctl drain: start it, wait for "drained" (polling drain status), report. */
 static void print_drain(json_t *r)
 {
 	json_t *f = json_object_get(r, "flushed"), *c = json_object_get(r, "committed");
 
-	if (strcmp(JS(r, "state"), "drained") == 0)
+	if (strcmp(drain_state(r), "drained") == 0)
 		printf("drained in %lld ms: tallyd takes no traffic (tallyctl resume takes it again, "
 		       "tallyctl stop exits)\n", JI(r, "elapsed_ms"));
 	else
-		printf("%s for %lld ms\n", JS(r, "state"), JI(r, "elapsed_ms"));
+		printf("%s for %lld ms\n", drain_state(r), JI(r, "elapsed_ms"));
 	printf("%-20s %lld batches, %lld rows, %lld events (in the sink or the spool)\n",
 	       "flushed", JI(f, "batches"), JI(f, "rows"), JI(f, "events"));
 	printf("%-20s %lld batches, %lld rows, %lld events\n", "committed to the sink",
@@ -569,7 +577,7 @@ static int cmd_drain(const char *path, const char *sub, bool json, bool wait, un
 	int rc = call(path, sub != NULL ? "drain status" : "drain", &r);
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while (rc == EX_OK && sub == NULL && wait && strcmp(JS(r, "state"), "drained") != 0) {
+	while (rc == EX_OK && sub == NULL && wait && strcmp(drain_state(r), "drained") != 0) {
 		clock_gettime(CLOCK_MONOTONIC, &t);
 		if (t.tv_sec - t0.tv_sec >= (time_t)timeout) {
 			fprintf(stderr, "tallyctl: drain: not complete within %u s (tallyd goes on "
@@ -585,7 +593,7 @@ static int cmd_drain(const char *path, const char *sub, bool json, bool wait, un
 		return rc;
 	if (json)
 		json_dumpf(r, stdout, JSON_INDENT(2)), putchar('\n');
-	else if (strcmp(JS(r, "state"), "running") == 0)
+	else if (strcmp(drain_state(r), "running") == 0)
 		printf("running: no drain\n");
 	else
 		print_drain(r);
