@@ -15,7 +15,8 @@
 #     to info at run time); config changes are all logged; a call site that
 #     repeats (refused requests) is cut after 10 messages in 10 s, and what was
 #     cut is reported in "suppressed K messages" lines.
-#  4. the journal target (a fake journal socket in a private /run).
+#  4. the journal target (a fake journal socket in a private /run), and 5. the
+#     syslog target (a fake /dev/log in a private /dev).
 . "$(dirname "$0")/lib.sh"
 
 # expect_rc CODE CMD...: run CMD, its exit code must be CODE
@@ -222,4 +223,42 @@ grep -q "stopping: draining" "$work/j.log" && fail "the notice went to stderr as
 expect_counter "$work/j.log" events_accepted -eq 200  # the exit report stays on stderr
 "$check" "$work/expected.tsv" "$work/t3.db"
 echo "ok: with \$JOURNAL_STREAM naming stderr, messages go to the journal with their priority"
+
+echo "== 5. log_target syslog"
+# syslog(3) writes to /dev/log: in a private mount namespace /dev is a tmpfs
+# holding the few devices DPDK opens (bound from the real /dev) and a fake
+# /dev/log that keeps every datagram.
+cat > "$work/syslog.sh" <<'SH'
+set -eu
+mkdir -p "$work/olddev"
+mount --bind /dev "$work/olddev"
+mount -t tmpfs -o mode=755 tmpfs /dev
+for n in null zero full random urandom tty; do touch /dev/$n; mount --bind "$work/olddev/$n" /dev/$n; done
+mkdir /dev/shm; mount --bind "$work/olddev/shm" /dev/shm
+ln -s /proc/self/fd /dev/fd
+python3 - "$work/syslog.txt" <<'PY' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind("/dev/log")
+with open(sys.argv[1], "ab", buffering=0) as f:
+    while True:
+        f.write(s.recv(65536) + b"\n")
+PY
+lpid=$!
+for _ in $(seq 50); do [ -S /dev/log ] && break; sleep 0.1; done
+"$tallyd" --log_target syslog --sqlite_path "$work/t4.db" --ctl_socket "$work/s.sock" \
+  --dedup_capacity 65536 --table_rows 16384 --stop_after_idle_ms 1000 --run_ms 60000 \
+  --port "net_pcap0,rx_pcap=$work/t.pcap" -- -l 0-1 $eal 2> "$work/s.log" || rc=$?
+kill $lpid
+exit ${rc:-0}
+SH
+work=$work tallyd=$tallyd eal="${eal_test[*]}" unshare -m --propagation private bash "$work/syslog.sh" ||
+  { cat "$work/s.log"; fail "tallyd with log_target syslog exited with an error"; }
+# facility daemon (3 << 3) + notice (5) = <29>, no "tallyd: " twice
+grep -q "^<29>.* tallyd\[[0-9]*\]: stopping: draining workers and flushing$" "$work/syslog.txt" ||
+  { cat "$work/syslog.txt"; fail "the stop notice did not reach syslog as daemon.notice"; }
+grep -q "^<30>.* tallyd\[[0-9]*\]: RX pool: " "$work/syslog.txt" || fail "no daemon.info line"
+grep -q "^tallyd: stopping" "$work/s.log" && fail "the notice went to stderr as well"
+"$check" "$work/expected.tsv" "$work/t4.db"
+echo "ok: log_target syslog writes daemon.LEVEL lines to /dev/log"
 echo "PASS ctl-cli"
