@@ -47,7 +47,9 @@ struct tally_shared {
 	struct tally_dedup *dedup;
 	struct tally_clock clock; /* arrival time; re-anchored by the control loop */
 	int stop;                   /* ck_pr: workers finish their burst and seal */
-	uint32_t drain;             /* ck_pr: id of the drain in force (tallyctl drain); 0 = none */
+	/* ck_pr: id of the drain in force (tallyctl drain); 0 = none. Next to
+	 * stop: the loop's one extra load is of a line it reads anyway. */
+	uint32_t drain;
 };
 
 struct tally_worker {
