@@ -9,6 +9,7 @@
 #include <ck_pr.h>
 
 #include "committed.h"
+#include "log.h"
 #include "timeutil.h"
 
 /* One datagram of one lane's batch, before the lanes are compared. */
@@ -53,8 +54,8 @@ static void from_sink(void *arg, const char *appliance, uint64_t seq, const uint
 	(void)appliance;
 	c->seq = seq;
 	if (tally_dgrams_unpack(blob, len, add_one, c) != 0)
-		fprintf(stderr, "tallyd: committed: batch %llu's datagram list is damaged; "
-			"passed over\n", (unsigned long long)seq);
+		tally_log(LOG_WARNING, "tallyd: committed: batch %llu's datagram list is damaged; "
+			  "passed over", (unsigned long long)seq);
 }
 
 static int from_spool(const struct tally_batch *b, int64_t appended_ms, void *arg)

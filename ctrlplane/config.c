@@ -18,6 +18,7 @@
 
 #include "ack.h"
 #include "config.h"
+#include "log.h"
 #include "shard.h"
 #include "sink.h"
 
@@ -45,6 +46,9 @@ static int check_pg_shards(const char *v, char *err, size_t len);
 static int check_spool_dir(const char *v, char *err, size_t len);
 static int check_redis_prefix(const char *v, char *err, size_t len);
 static int check_metrics_addr(const char *v, char *err, size_t len);
+static int check_socket_mode(const char *v, char *err, size_t len);
+static int check_log_level(const char *v, char *err, size_t len);
+static int check_log_target(const char *v, char *err, size_t len);
 
 const struct tally_cfg_key tally_cfg_keys[] = {
 	STR(port, "", false, "DPDK input device: vdev with args (net_pcap0,rx_pcap=f.pcap) or PCI "
@@ -121,6 +125,19 @@ const struct tally_cfg_key tally_cfg_keys[] = {
 	STR(appliance_id, "tally", false, "this appliance's name in tally_batches "
 	    "([A-Za-z0-9._-]+)", check_appliance),
 	STR(ctl_socket, "/run/tally/tallyd.sock", false, "control socket for tallyctl", NULL),
+	STR(ctl_socket_mode, "0600", false, "permission bits of the control socket, octal; "
+	    "connecting needs write permission: 0600 = tallyd's user (and root) only, 0660 = "
+	    "also ctl_socket_group", check_socket_mode),
+	STR(ctl_socket_group, "", false, "group of the control socket (name or number; tallyd "
+	    "must be a member); empty = tallyd's own group", NULL),
+	STR(ctl_ro_group, "", false, "members of this group (name or number) may use the "
+	    "read-only tallyctl commands (stats, status, config, rules show/test, sink, spool, "
+	    "archive, where, top, get); root and tallyd's user may use all; everyone else is "
+	    "refused; empty = no read-only group", NULL),
+	STR(log_level, "info", TALLY_APPLY_LOG, "lowest level logged: err, warning, notice, "
+	    "info, debug", check_log_level),
+	STR(log_target, "auto", TALLY_APPLY_LOG, "where tallyd logs: auto (the journal when "
+	    "stderr is connected to it, else stderr), stderr, journal, syslog", check_log_target),
 	STR(metrics_addr, "127.0.0.1:9125", false, "HTTP address (IPv4:port or [IPv6]:port) of "
 	    "the Prometheus /metrics, /stats.json and the status page /; port 0 = any free "
 	    "port (tallyctl status shows it); empty = off", check_metrics_addr),
@@ -285,6 +302,33 @@ static int check_metrics_addr(const char *v, char *err, size_t len)
 	if (v[0] == '\0')
 		return 0;
 	return tally_config_hostport("metrics_addr", v, &sa, &salen, err, len);
+}
+
+static int check_socket_mode(const char *v, char *err, size_t len)
+{
+	char *end;
+	unsigned long m = strtoul(v, &end, 8);
+
+	if (v[0] != '\0' && *end == '\0' && m <= 0777)
+		return 0;
+	snprintf(err, len, "ctl_socket_mode: \"%s\" is not an octal mode 0..0777", v);
+	return -EINVAL;
+}
+
+static int check_log_level(const char *v, char *err, size_t len)
+{
+	if (tally_log_level_parse(v) >= 0)
+		return 0;
+	snprintf(err, len, "log_level: \"%s\" is not err, warning, notice, info or debug", v);
+	return -EINVAL;
+}
+
+static int check_log_target(const char *v, char *err, size_t len)
+{
+	if (tally_log_target_parse(v) >= 0)
+		return 0;
+	snprintf(err, len, "log_target: \"%s\" is not auto, stderr, journal or syslog", v);
+	return -EINVAL;
 }
 
 int tally_config_ack_mode(const char *v)
@@ -526,7 +570,7 @@ struct file_ctx {
 	FILE *f;
 	unsigned line;
 	struct tally_config *c;
-	unsigned seen[64]; /* line where each key was set, 0 = not yet */
+	unsigned seen[128]; /* line where each key was set, 0 = not yet */
 	char msg[384];
 };
 
@@ -570,8 +614,8 @@ static void warn_readable_secrets(struct file_ctx *x, const char *path)
 		return;
 	for (size_t i = 0; i < tally_cfg_nkeys; i++)
 		if (tally_cfg_keys[i].sensitive && x->seen[i] != 0)
-			fprintf(stderr, "tallyd: warning: %s holds %s (line %u) and is readable by "
-				"group or others (mode %03o): chmod 600 %s\n", path,
+			tally_log(LOG_WARNING, "tallyd: warning: %s holds %s (line %u) and is readable by "
+				"group or others (mode %03o): chmod 600 %s", path,
 				tally_cfg_keys[i].name, x->seen[i], (unsigned)(st.st_mode & 0777), path);
 }
 

@@ -48,6 +48,11 @@ struct tally_config {
 	char redis_cluster_nodes[TALLY_CFG_STR_MAX * 4];
 	char appliance_id[TALLY_CFG_STR_MAX];
 	char ctl_socket[TALLY_CFG_STR_MAX];
+	char ctl_socket_mode[8];
+	char ctl_socket_group[64];
+	char ctl_ro_group[64];
+	char log_level[16];
+	char log_target[16];
 	char metrics_addr[64];
 	char mac_keys[TALLY_CFG_STR_MAX * 4];
 	uint64_t mac_grace_ms, require_mac;
@@ -73,6 +78,7 @@ enum tally_cfg_apply {
 	TALLY_APPLY_PARAMS,      /* a new struct tally_params, swapped under ck_epoch */
 	TALLY_APPLY_FLUSH,       /* the flusher's interval (an atomic store) */
 	TALLY_APPLY_RULES,       /* compile the rules file, swap it in with new params */
+	TALLY_APPLY_LOG,         /* log_level, log_target: log.c's threshold and target */
 };
 
 struct tally_cfg_key {

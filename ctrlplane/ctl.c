@@ -5,10 +5,11 @@
  * Commands: stats, status, flush, stop, config [KEY], config set KEY VALUE,
  * rules show | reload [FILE] | test [--statsd] KEY, sink, spool [replay],
  * where KEY, top, get, acl add|del|list, ratelimit set|show (the XDP front's
- * maps, live) (and a test hook, debug). Stats and status come from a
- * snapshot (snapshot.h) that only loads atomics, the one the metrics thread
- * is also given. Served from the main
- * lcore's event loop (loop.h), never from a worker, never blocking it.
+ * maps, live), drain [status], resume (and a test hook, debug). Each peer's
+ * credentials decide which of them it may use (ctl_access.h). Stats and
+ * status come from a snapshot (snapshot.h) that only loads atomics, the one
+ * the metrics thread is also given. Served from the main lcore's event loop
+ * (loop.h), never from a worker, never blocking it.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -29,7 +30,9 @@
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
 
+#include "ctl_access.h"
 #include "dedup.h"
+#include "log.h"
 #include "live.h"
 #include "metrics.h"
 #include "rules.h"
@@ -80,6 +83,8 @@ void tally_daemon_counters(const struct tally_daemon *d, uint64_t out[TALLY_C_MA
 	out[TALLY_C_CTL_BAD_REQUESTS] = d->ctl_bad_requests;
 	out[TALLY_C_CTL_CLIENT_TIMEOUTS] = d->ctl_client_timeouts;
 	out[TALLY_C_CTL_REFUSED] = d->ctl_refused;
+	out[TALLY_C_CTL_DENIED] = d->ctl_denied;
+	out[TALLY_C_CTL_DRAINED] = d->drain.state != TALLY_DRAIN_OFF;
 	out[TALLY_C_CLOCK_STEPS] = d->sh.clock.steps;
 	out[TALLY_C_RULES_RELOADS] = d->rules_reloads;
 	out[TALLY_C_RULES_RELOAD_ERRORS] = d->rules_reload_errors;
@@ -275,7 +280,8 @@ static json_t *status_json(struct tally_daemon *d)
 						    "state", tally_health_names[s->w[i].health]));
 	json_array_append_new(ports, link_json(d->port));
 	return json_pack("{s:s, s:s, s:s, s:I, s:s?, s:i, s:o, s:o, s:s, s:s, s:o, s:s, s:I, s:I}",
-			 "state", d->stopping ? "stopping" : "running", "version", TALLY_VERSION,
+			 "state", d->stopping ? "stopping" : tally_drain_state_name(d->drain.state),
+			 "version", TALLY_VERSION,
 			 "appliance", d->cfg.appliance_id, "uptime_ms", (json_int_t)s->uptime_ms,
 			 "config_file", d->config_file, "main_lcore", (int)rte_get_main_lcore(),
 			 "workers", ws, "ports", ports, "flusher", tally_health_names[s->flusher],
@@ -639,6 +645,18 @@ static json_t *ratelimit_json(struct tally_daemon *d, char *arg)
 			 (json_int_t)d->xdp.cfg.burst);
 }
 
+/* "drain": start one (or report the one in progress); "drain status": report. */
+static json_t *drain_cmd(struct tally_daemon *d, const char *arg)
+{
+	if (arg != NULL && strcmp(arg, "status") != 0)
+		return json_pack("{s:s}", "error", "usage: drain [status]");
+	if (d->stopping)
+		return json_pack("{s:s}", "error", "drain: tallyd is stopping");
+	if (arg == NULL)
+		tally_drain_start(d);
+	return tally_drain_json(d);
+}
+
 static json_t *dispatch(struct tally_daemon *d, char *line)
 {
 	char *arg = strchr(line, ' ');
@@ -653,8 +671,10 @@ static json_t *dispatch(struct tally_daemon *d, char *line)
 		return status_json(d);
 	if (strcmp(line, "config") == 0 && arg != NULL && strncmp(arg, "set ", 4) == 0)
 		return config_set_json(d, arg + 4);
+	if (strcmp(line, "config") == 0 && arg != NULL && strncmp(arg, "get ", 4) == 0)
+		return config_json(d, arg + 4);
 	if (strcmp(line, "config") == 0)
-		return config_json(d, arg);
+		return config_json(d, arg != NULL && strcmp(arg, "show") == 0 ? NULL : arg);
 	if (strcmp(line, "rules") == 0)
 		return rules_json(d, arg);
 	if (strcmp(line, "sink") == 0)
@@ -679,15 +699,22 @@ static json_t *dispatch(struct tally_daemon *d, char *line)
 		ck_pr_store_int(&d->fl.flush_now, 1);
 		return json_pack("{s:s}", "result", "flush requested");
 	}
+	if (strcmp(line, "drain") == 0)
+		return drain_cmd(d, arg);
+	if (strcmp(line, "resume") == 0) {
+		tally_drain_resume(d);
+		return json_pack("{s:s}", "result", "running: the workers take traffic again");
+	}
 	if (strcmp(line, "stop") == 0) {
 		ck_pr_store_int(&d->stop, 1);
 		return json_pack("{s:s}", "result", "stopping: draining workers and flushing");
 	}
 	return json_pack("{s:s, s:s}", "error", "unknown command", "commands",
-			 "stats, status, config [KEY], config set KEY VALUE, rules show|reload [FILE]|test "
+			 "stats, status, config [show|KEY|get KEY], config set KEY VALUE, rules "
+			 "show|reload [FILE]|test "
 			 "[--statsd] KEY, sink, spool [replay], archive, where KEY, top [N] "
 			 "[count|sum] [PREFIX], get KEY, acl add|del CIDR, acl list, ratelimit set PPS "
-			 "[BURST], ratelimit show, flush, stop");
+			 "[BURST], ratelimit show, flush, drain [status], resume, stop");
 }
 
 /*
@@ -709,6 +736,8 @@ struct ctl_client {
 	char *out;
 	size_t out_len, out_off;
 	struct ctl_client *next;
+	enum tally_ctl_access access; /* from the peer's credentials at accept */
+	uid_t uid;
 };
 
 static void client_close(struct tally_daemon *d, struct ctl_client *c)
@@ -749,6 +778,43 @@ static bool client_flush(struct ctl_client *c)
 	return true;
 }
 
+static bool allowed(const struct ctl_client *c, const char *line)
+{
+	return c->access == TALLY_CTL_FULL ||
+	       (c->access == TALLY_CTL_READONLY && tally_ctl_readonly(line));
+}
+
+/* The first word of line, with spaces round it (for a strstr in a list). */
+static const char *cmd_word(const char *line)
+{
+	static char w[40];
+
+	snprintf(w, sizeof(w), " %.*s ", (int)strcspn(line, " "), line);
+	return w;
+}
+
+/* Refused: say why and what would be allowed, and count it. */
+static json_t *denied(struct ctl_client *c, const char *line)
+{
+	char msg[512], cmd[64];
+	size_t n = strcspn(line, " ");
+
+	c->d->ctl_denied++;
+	/* name the subcommand too: "spool replay", "config set" */
+	if (line[n] == ' ' && strstr(" config rules spool acl ratelimit drain ", cmd_word(line)))
+		n += 1 + strcspn(line + n + 1, " ");
+	snprintf(cmd, sizeof(cmd), "%.*s", (int)n, line);
+	if (c->access == TALLY_CTL_READONLY)
+		snprintf(msg, sizeof(msg), "permission denied: %s changes state; uid %u has "
+			 "read-only access (ctl_ro_group): only root or tallyd's user may", cmd,
+			 (unsigned)c->uid);
+	else
+		snprintf(msg, sizeof(msg), "permission denied: uid %u may not use tallyd's control "
+			 "socket (not root, not tallyd's user, not in ctl_ro_group)", (unsigned)c->uid);
+	tally_log(LOG_NOTICE, "tallyd: control: %s", msg);
+	return json_pack("{s:s, s:b}", "error", msg, "denied", true);
+}
+
 /* A whole request line is in: answer it. */
 static void client_request(struct ctl_client *c)
 {
@@ -757,7 +823,7 @@ static void client_request(struct ctl_client *c)
 	c->in[c->in_len] = '\0';
 	c->in[strcspn(c->in, "\r\n")] = '\0';
 	d->ctl_requests++;
-	client_reply(c, dispatch(d, c->in));
+	client_reply(c, allowed(c, c->in) ? dispatch(d, c->in) : denied(c, c->in));
 	if (client_flush(c))
 		client_close(d, c);
 	else
@@ -804,6 +870,26 @@ static void on_client(struct tally_loop *l, int fd, uint32_t events, void *arg)
 	client_read(c);
 }
 
+/* Who is at the other end (the kernel says, SO_PEERCRED and SO_PEERGROUPS),
+ * and so which commands it may use. Unknown: nothing. */
+static void peer_access(const struct tally_daemon *d, int fd, struct ctl_client *c)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	gid_t groups[1024];
+	socklen_t glen = sizeof(groups);
+
+	c->access = TALLY_CTL_NONE;
+	c->uid = (uid_t)-1;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0)
+		return;
+	c->uid = cr.uid;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &glen) != 0)
+		glen = 0; /* more than 1024 groups: the primary one still counts */
+	c->access = tally_ctl_peer_access(cr.uid, cr.gid, groups, glen / sizeof(gid_t), geteuid(),
+					  d->ctl_ro_gid);
+}
+
 static void on_listen(struct tally_loop *l, int lfd, uint32_t events, void *arg)
 {
 	struct tally_daemon *d = arg;
@@ -818,6 +904,7 @@ static void on_listen(struct tally_loop *l, int lfd, uint32_t events, void *arg)
 			close(fd);
 			continue;
 		}
+		peer_access(d, fd, c);
 		c->h = (struct tally_loop_handler){fd, on_client, c};
 		c->d = d;
 		c->deadline_ms = tally_mono_ms() + CTL_CLIENT_MS;
@@ -842,12 +929,12 @@ void tally_ctl_expire(struct tally_daemon *d)
 	}
 }
 
-int tally_ctl_listen(const char *path, char *err, size_t errlen)
+static int ctl_listen(const char *path, mode_t mode, gid_t gid, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	char dir[sizeof(sa.sun_path)];
 	char *slash;
-	int fd;
+	int fd, e;
 
 	if (strlen(path) >= sizeof(sa.sun_path)) {
 		snprintf(err, errlen, "ctl_socket: \"%s\" is longer than %zu bytes", path,
@@ -868,15 +955,42 @@ int tally_ctl_listen(const char *path, char *err, size_t errlen)
 	}
 	unlink(sa.sun_path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 8) < 0 ||
-	    rename(sa.sun_path, path) < 0) {
-		snprintf(err, errlen, "ctl_socket: cannot listen on \"%s\": %s", path,
-			 strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -errno;
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		goto fail;
+	/* Group and mode before the name appears: never a moment with the
+	 * umask's bits on a socket that answers. */
+	if (gid != (gid_t)-1 && chown(sa.sun_path, (uid_t)-1, gid) < 0) {
+		snprintf(err, errlen, "ctl_socket_group: cannot give the control socket group %u: "
+			 "%s (tallyd must be a member of it)", (unsigned)gid, strerror(errno));
+		close(fd);
+		unlink(sa.sun_path);
+		return -EPERM;
 	}
+	if (chmod(sa.sun_path, mode) < 0 || listen(fd, 8) < 0 || rename(sa.sun_path, path) < 0)
+		goto fail;
 	return fd;
+fail:
+	e = errno;
+	snprintf(err, errlen, "ctl_socket: cannot listen on \"%s\": %s", path, strerror(e));
+	if (fd >= 0)
+		close(fd);
+	return -e;
+}
+
+int tally_ctl_open(struct tally_daemon *d, char *err, size_t errlen)
+{
+	const struct tally_config *c = &d->cfg;
+	gid_t gid = (gid_t)-1;
+
+	d->ctl_ro_gid = (gid_t)-1;
+	if (c->ctl_ro_group[0] != '\0' &&
+	    tally_ctl_group("ctl_ro_group", c->ctl_ro_group, &d->ctl_ro_gid, err, errlen) < 0)
+		return -ENOENT;
+	if (c->ctl_socket_group[0] != '\0' &&
+	    tally_ctl_group("ctl_socket_group", c->ctl_socket_group, &gid, err, errlen) < 0)
+		return -ENOENT;
+	return ctl_listen(c->ctl_socket, (mode_t)strtoul(c->ctl_socket_mode, NULL, 8), gid, err,
+			  errlen);
 }
 
 int tally_ctl_start(struct tally_daemon *d)

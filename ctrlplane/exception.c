@@ -32,6 +32,7 @@
 #include <rte_mbuf.h>
 
 #include "port.h"
+#include "log.h"
 #include "tallyd.h"
 
 #define EXC_BURST 32
@@ -101,9 +102,9 @@ int tally_exception_start(struct tally_daemon *d, char *err, size_t errlen)
 		r = tally_port_start(d->exc_ports[i], 1, &one, EXC_RX_DESC, d->mp, err, errlen);
 		if (r < 0)
 			return r;
-		fprintf(stderr, "tallyd: exception path: frames not Tally's from port %u go to "
-			"port %u (at most %llu per burst of %d per worker), its replies out of "
-			"port %u TX queue %u\n", d->ports[i], d->exc_ports[i],
+		tally_log(LOG_INFO, "tallyd: exception path: frames not Tally's from port %u go "
+			"to port %u (at most %llu per burst of %d per worker), its replies out of "
+			"port %u TX queue %u", d->ports[i], d->exc_ports[i],
 			(unsigned long long)d->cfg.exception_max_per_burst, TALLY_BURST,
 			d->ports[i], d->exc_txqs[i]);
 	}
@@ -113,8 +114,8 @@ int tally_exception_start(struct tally_daemon *d, char *err, size_t errlen)
 			d->workers[i].exc_ports |= 1ull << (d->ports[p] % 64);
 	}
 	if (d->exc_on && d->nexc < d->nports)
-		fprintf(stderr, "tallyd: exception path: the ports after the first %u have no "
-			"exception_port: frames not Tally's are dropped there, counted by reason\n",
+		tally_log(LOG_WARNING, "tallyd: exception path: the ports after the first %u have "
+			"no exception_port: frames not Tally's are dropped there, counted by reason",
 			d->nexc);
 	return 0;
 }

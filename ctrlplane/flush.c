@@ -23,6 +23,7 @@
 #include <ck_pr.h>
 
 #include "flush.h"
+#include "log.h"
 #include "window.h"
 #include "timeutil.h"
 
@@ -47,7 +48,7 @@ static void write_batch(struct tally_flusher *f, struct tally_batch *b)
 	if (out == NULL || tally_batch_dgrams_from_acks(b) != 0) {
 		/* keep it: the next tick tries again with more rows */
 		free(out);
-		fprintf(stderr, "tallyd: flusher: out of memory handing over %u rows\n", b->nrows);
+		tally_log(LOG_ERR, "tallyd: flusher: out of memory handing over %u rows", b->nrows);
 		return;
 	}
 	if (f->view != NULL)
@@ -55,6 +56,7 @@ static void write_batch(struct tally_flusher *f, struct tally_batch *b)
 	*out = *b;
 	tally_batch_init(b, out->appliance, out->window_ms);
 	tally_writer_submit(f->writer, out);
+	ck_pr_store_64(&f->submitted, f->submitted + 1);
 }
 
 /* The merge table's rows as one batch, and the merge table emptied. */
@@ -65,7 +67,7 @@ static void write_merged(struct tally_flusher *f)
 		return;
 	}
 	if (tally_batch_add_wtab(&f->out, f->merge) != 0)
-		fprintf(stderr, "tallyd: flusher: out of memory copying %u merged rows\n",
+		tally_log(LOG_ERR, "tallyd: flusher: out of memory copying %u merged rows",
 			tally_wtab_rows(f->merge));
 	tally_wtab_reset(f->merge);
 	write_batch(f, &f->out);
@@ -116,7 +118,7 @@ static void take_table(struct tally_flusher *f, struct tally_worker *w, struct t
 	else
 		merge_table(f, t);
 	if (r != 0)
-		fprintf(stderr, "tallyd: flusher: out of memory copying %u rows\n",
+		tally_log(LOG_ERR, "tallyd: flusher: out of memory copying %u rows",
 			tally_wtab_rows(t));
 	take_acks(&f->out, t);
 	tally_wtab_reset(t);
@@ -218,6 +220,7 @@ static void *flusher_main(void *arg)
 		if (ck_pr_load_int(&f->stop))
 			break;
 		flush_tick(f);
+		ck_pr_store_64(&f->tick_done, f->tick);
 	}
 	/* Workers are done: their final tables are on the sealed rings. */
 	drain(f);

@@ -40,6 +40,8 @@ struct tally_flusher {
 	/* Watchdog and metrics, read by other threads with ck_pr loads. */
 	struct tally_hist flush_hist; /* each flush tick, seal to hand-over */
 	uint64_t heartbeat;           /* bumped every loop and wait step */
+	uint64_t tick_done;           /* the last tick finished (ck_pr; tallyctl drain) */
+	uint64_t submitted;           /* batches handed to the writer (ck_pr) */
 };
 
 /* merge_rows: capacity of the merge table (several workers only). 0 or a negative

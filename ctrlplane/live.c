@@ -21,6 +21,7 @@
 #include <ck_pr.h>
 
 #include "live.h"
+#include "log.h"
 #include "timeutil.h"
 
 /* Publish next as the workers' params; free the old one after a grace period.
@@ -82,7 +83,8 @@ void tally_live_mac_expire(struct tally_daemon *d)
 	if (swap_params(d, &p, NULL) != 0)
 		return; /* out of memory: the next tick tries again */
 	d->mac_grace_until_ms = 0;
-	fprintf(stderr, "tallyd: mac: grace period over, retired keys are no longer accepted\n");
+	tally_log_always(LOG_NOTICE, "tallyd: mac: grace period over, retired keys are no longer "
+			 "accepted");
 }
 
 /* Publish next as the workers' committed set; the old one is freed after
@@ -114,8 +116,8 @@ void tally_live_committed_tick(struct tally_daemon *d)
 	if (d->committed == NULL || tally_mono_ms() < d->committed_until_ms)
 		return;
 	if (swap_committed(d, NULL) == 0)
-		fprintf(stderr, "tallyd: the datagrams committed before the start are past the "
-			"dedup horizon: dropped\n");
+		tally_log(LOG_INFO, "tallyd: the datagrams committed before the start are past "
+			  "the dedup horizon: dropped");
 }
 
 static int apply_params(struct tally_daemon *d, const struct tally_config *c, char *err,
@@ -166,8 +168,17 @@ static int apply_rules(struct tally_daemon *d, const struct tally_config *c, cha
 	}
 	d->rules = rs;
 	d->rules_reloads++;
-	fprintf(stderr, "tallyd: rules: %s: %u rule(s), generation %llu\n",
+	tally_log_always(LOG_INFO, "tallyd: rules: %s: %u rule(s), generation %llu",
 		rs ? rs->file : "(none)", rs ? rs->n : 0, (unsigned long long)d->rules_gen);
+	return 0;
+}
+
+/* log_level, log_target: the next message already follows them. */
+static int apply_log(struct tally_daemon *d, const struct tally_config *c, char *err,
+		     size_t errlen)
+{
+	(void)d, (void)err, (void)errlen;
+	tally_log_setup(tally_log_level_parse(c->log_level), tally_log_target_parse(c->log_target));
 	return 0;
 }
 
@@ -177,6 +188,7 @@ static const apply_fn appliers[] = {
 	[TALLY_APPLY_PARAMS] = apply_params,
 	[TALLY_APPLY_FLUSH] = apply_flush,
 	[TALLY_APPLY_RULES] = apply_rules,
+	[TALLY_APPLY_LOG] = apply_log,
 };
 
 int tally_live_rules_init(struct tally_daemon *d, char *err, size_t errlen)
@@ -211,7 +223,7 @@ static int apply_key(struct tally_daemon *d, const struct tally_cfg_key *k,
 	tally_config_get(&d->cfg, k->name, was, sizeof(was));
 	memcpy((char *)&d->cfg + k->offset, (const char *)next + k->offset, k->size);
 	tally_config_get(&d->cfg, k->name, now, sizeof(now));
-	fprintf(stderr, "config: %s: %s -> %s\n", k->name, was, now);
+	tally_log_always(LOG_NOTICE, "config: %s: %s -> %s", k->name, was, now);
 	d->config_changes++;
 	return 0;
 }
@@ -248,7 +260,7 @@ static void rollback(struct tally_daemon *d, const struct tally_config *old, siz
 		const struct tally_cfg_key *k = &tally_cfg_keys[i];
 
 		if (k->runtime && !same(k, old, &d->cfg) && apply_key(d, k, old, err, sizeof(err)))
-			fprintf(stderr, "config: %s: rollback failed: %s\n", k->name, err);
+			tally_log_always(LOG_ERR, "config: %s: rollback failed: %s", k->name, err);
 	}
 }
 
@@ -260,7 +272,7 @@ int tally_live_reload_file(struct tally_daemon *d)
 
 	if (tally_config_from_args(&next, d->nargs, d->args, &eal, err, sizeof(err)) != 0 ||
 	    tally_config_validate(&next, err, sizeof(err)) != 0) {
-		fprintf(stderr, "config: SIGHUP: not applied: %s\n", err);
+		tally_log_always(LOG_ERR, "config: SIGHUP: not applied: %s", err);
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < tally_cfg_nkeys; i++) {
@@ -269,12 +281,12 @@ int tally_live_reload_file(struct tally_daemon *d)
 		if (same(k, &next, &d->cfg))
 			continue;
 		if (!k->runtime) {
-			fprintf(stderr, "config: %s changed in the file but needs a restart: not "
-				"applied\n", k->name);
+			tally_log_always(LOG_WARNING, "config: %s changed in the file but needs a restart: not "
+				"applied", k->name);
 			continue;
 		}
 		if (apply_key(d, k, &next, err, sizeof(err)) != 0) {
-			fprintf(stderr, "config: SIGHUP: %s: %s; rolling back\n", k->name, err);
+			tally_log_always(LOG_ERR, "config: SIGHUP: %s: %s; rolling back", k->name, err);
 			rollback(d, &old, i);
 			return -EINVAL;
 		}
@@ -282,7 +294,7 @@ int tally_live_reload_file(struct tally_daemon *d)
 	/* The same rules_file may hold new rules: read it again too. */
 	if (same(tally_config_find("rules_file"), &old, &d->cfg) && d->cfg.rules_file[0] != '\0' &&
 	    tally_live_rules_reload(d, err, sizeof(err)) != 0)
-		fprintf(stderr, "config: SIGHUP: rules not reloaded: %s\n", err);
-	fprintf(stderr, "config: SIGHUP: configuration re-read\n");
+		tally_log_always(LOG_ERR, "config: SIGHUP: rules not reloaded: %s", err);
+	tally_log_always(LOG_NOTICE, "config: SIGHUP: configuration re-read");
 	return 0;
 }

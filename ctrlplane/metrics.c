@@ -22,6 +22,7 @@
 #include <microhttpd.h>
 
 #include "metrics.h"
+#include "log.h"
 #include "prom.h"
 #include "tallyd.h"
 
@@ -171,7 +172,7 @@ int tally_metrics_start(struct tally_daemon *d, char *err, size_t errlen)
 		snprintf(err, errlen, "metrics_addr: cannot start the HTTP server on %s", m->bound);
 		return -EIO;
 	}
-	fprintf(stderr, "tallyd: metrics and status page on http://%s/\n", m->bound);
+	tally_log(LOG_INFO, "tallyd: metrics and status page on http://%s/", m->bound);
 	return 0;
 }
 

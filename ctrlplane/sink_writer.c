@@ -12,6 +12,7 @@
 
 #include "committed.h"
 #include "sink_writer.h"
+#include "log.h"
 #include "timeutil.h"
 
 #define IDLE_US 1000     /* nothing to do: look again after this */
@@ -240,6 +241,9 @@ static void release_acks(struct tally_writer *w, bool durable)
 
 static void drop_current(struct tally_writer *w)
 {
+	ck_pr_store_64(&w->placed_rows, w->placed_rows + w->cur->nrows);
+	ck_pr_store_64(&w->placed_events, w->placed_events + tally_batch_events(w->cur));
+	ck_pr_store_64(&w->finished, w->finished + 1);
 	tally_batch_free(w->cur);
 	free(w->cur);
 	w->cur = NULL;
@@ -370,10 +374,10 @@ static int open_spools(struct tally_writer *w, char *err, size_t errlen)
 			return -errno;
 		tally_spool_stats(l->spool, &st);
 		if (st.records)
-			fprintf(stderr, "tallyd: spool %s holds %llu batches (%llu bytes) to replay\n",
+			tally_log(LOG_NOTICE, "tallyd: spool %s holds %llu batches (%llu bytes) to replay",
 				dir, (unsigned long long)st.records, (unsigned long long)st.bytes);
 		if (st.last_err[0])
-			fprintf(stderr, "tallyd: spool %s: %s\n", dir, st.last_err);
+			tally_log(LOG_ERR, "tallyd: spool %s: %s", dir, st.last_err);
 	}
 	return 0;
 }
@@ -395,8 +399,8 @@ static void choose_floor(struct tally_writer *w, const char *appliance)
 
 		if (last < 0) {
 			unknown = true;
-			fprintf(stderr, "tallyd: sink %s: cannot read the last batch of \"%s\" now "
-				"(%s); batches go to the spool until it answers\n", w->lanes[i].name,
+			tally_log(LOG_WARNING, "tallyd: sink %s: cannot read the last batch of \"%s\" now "
+				"(%s); batches go to the spool until it answers", w->lanes[i].name,
 				appliance, s ? s->err : w->lanes[i].last_err);
 			continue;
 		}
@@ -423,11 +427,11 @@ static void load_committed(struct tally_writer *w, const char *appliance)
 				 &w->committed, err, sizeof(err)) != 0 ||
 	    tally_committed_load(w->lanes, w->nlanes, appliance, true, w->o.committed_since_ms,
 				 &w->committed, err, sizeof(err)) != 0)
-		fprintf(stderr, "tallyd: cannot read the datagrams committed before this start "
-			"(%s): a producer's retransmit of one of them counts again\n", err);
+		tally_log(LOG_WARNING, "tallyd: cannot read the datagrams committed before this "
+			  "start (%s): a producer's retransmit of one of them counts again", err);
 	else
-		fprintf(stderr, "tallyd: %llu datagrams committed before this start (here or by "
-			"another appliance) are known (retransmits are acked, not counted again)\n",
+		tally_log(LOG_NOTICE, "tallyd: %llu datagrams committed before this start (here or "
+			  "by another appliance) are known (retransmits are acked, not counted again)",
 			(unsigned long long)(w->committed ? w->committed->n : 0));
 }
 

@@ -87,6 +87,10 @@ struct tally_writer {
 	struct tally_hist sink_hist; /* each sink write call */
 	uint64_t heartbeat;          /* bumped every loop and after every sink call */
 	int in_sink;                 /* a sink call is running: a stall is the sink's */
+	/* Batches done with (in a sink or synced to a spool, or lost at exit),
+	 * their rows and events: tallyctl drain waits for finished to reach
+	 * what the flusher submitted. ck_pr stores, writer thread only. */
+	uint64_t finished, placed_rows, placed_events;
 	int sink_down;               /* the last sink write failed */
 	/* A batch's ack lists, once it is durable (or lost: durable false). */
 	void (*acks_done)(void *arg, struct tally_acklist *l, bool durable);

@@ -26,6 +26,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "config.h"
+#include "log.h"
 #include "live.h"
 #include "metrics.h"
 #include "port.h"
@@ -85,6 +86,28 @@ static void usage(FILE *out)
 		"  --help-config       print every config key, default and range\n"
 		"EAL args example: -l 0,1 --no-huge --no-pci --vdev=net_pcap0,rx_pcap=in.pcap\n"
 		"Lcores: the main lcore runs control and flush; every other lcore is a worker.\n");
+}
+
+/* dataplane/port.c writes its start-up reports to a FILE (it has no logger):
+ * here they are caught and logged line by line, a warning if they say so. */
+static FILE *report_begin(char **buf, size_t *len)
+{
+	FILE *f = open_memstream(buf, len);
+
+	return f != NULL ? f : stderr;
+}
+
+static void report_end(FILE *f, char **buf)
+{
+	char *save = NULL;
+
+	if (f == stderr)
+		return;
+	fclose(f); /* sets *buf */
+	for (char *l = strtok_r(*buf, "\n", &save); l != NULL; l = strtok_r(NULL, "\n", &save))
+		tally_log(strstr(l, "warning") || strstr(l, "link down") ? LOG_WARNING : LOG_INFO,
+			  "%s", l);
+	free(*buf);
 }
 
 static int setup_params(struct tally_daemon *d, char *err, size_t errlen)
@@ -163,10 +186,14 @@ static int setup_workers(struct tally_daemon *d, char *err, size_t errlen)
 	w_lcore = rte_get_next_lcore(-1, 1, 0);
 	for (i = 0; i < d->nworkers; i++, w_lcore = rte_get_next_lcore(w_lcore, 1, 0)) {
 		struct tally_worker *w = &d->workers[i];
+		char *buf = NULL;
+		size_t len = 0;
+		FILE *f = report_begin(&buf, &len);
 
 		/* launch_workers gives worker i the same lcore: its tables go on its node. */
 		for (unsigned p = 0; p < d->nports; p++)
-			tally_port_check_lcore(d->ports[p], w_lcore, i, stderr);
+			tally_port_check_lcore(d->ports[p], w_lcore, i, f);
+		report_end(f, &buf);
 		r = tally_worker_init_node(w, i, &d->sh, (uint32_t)d->cfg.table_rows,
 					   (int)rte_lcore_to_socket_id(w_lcore));
 		if (r < 0) {
@@ -267,7 +294,7 @@ static int setup_pool(struct tally_daemon *d, char *err, size_t errlen)
 			 (unsigned long long)n, socket, rte_strerror(rte_errno));
 		return -ENOMEM;
 	}
-	fprintf(stderr, "tallyd: RX pool: %llu mbufs on socket %d (%llu needed)\n",
+	tally_log(LOG_INFO, "tallyd: RX pool: %llu mbufs on socket %d (%llu needed)",
 		(unsigned long long)n, socket, (unsigned long long)needed);
 	return 0;
 }
@@ -351,8 +378,14 @@ static int setup_port(struct tally_daemon *d, char *err, size_t errlen)
 		d->port_ntxq[p] = txqs_wanted(d, p);
 		r = tally_port_start(d->ports[p], d->port_nq[p], &d->port_ntxq[p],
 				     (uint16_t)d->cfg.rx_desc, d->mp, err, errlen);
-		if (r == 0)
-			tally_port_report_link(d->ports[p], stderr);
+		if (r == 0) {
+			char *buf = NULL;
+			size_t len = 0;
+			FILE *f = report_begin(&buf, &len);
+
+			tally_port_report_link(d->ports[p], f);
+			report_end(f, &buf);
+		}
 	}
 	/* the exception path's queue is its port's last; workers keep the rest */
 	for (unsigned p = 0; p < d->nexc && r == 0; p++) {
@@ -402,6 +435,7 @@ static void on_stop_check(struct tally_loop *l, void *arg)
 
 	(void)l;
 	d->stopping |= should_stop(d, clock_ms(CLOCK_MONOTONIC));
+	tally_drain_step(d);
 	if (hups != d->hups_seen) {
 		d->hups_seen = hups;
 		tally_live_reload_file(d);
@@ -449,6 +483,7 @@ static void on_watchdog(struct tally_loop *l, void *arg)
 	(void)l;
 	tally_watchdog_check(d, clock_ms(CLOCK_MONOTONIC));
 	tally_daemon_publish(d);
+	tally_log_tick(); /* "suppressed K messages" of call sites gone quiet */
 }
 
 /* The control thread's periodic work, each on its own timer. */
@@ -484,9 +519,9 @@ static void raise_priority(void)
 	if (pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp) == 0)
 		return;
 	if (setpriority(PRIO_PROCESS, (id_t)gettid(), CTL_NICE) != 0)
-		fprintf(stderr, "tallyd: control thread keeps its priority (SCHED_FIFO or nice %d "
+		tally_log(LOG_WARNING, "tallyd: control thread keeps its priority (SCHED_FIFO or nice %d "
 			"need CAP_SYS_NICE): its ticks may come late on a busy CPU "
-			"(ctl_late_ticks)\n", CTL_NICE);
+			"(ctl_late_ticks)", CTL_NICE);
 }
 
 static void control_loop(struct tally_daemon *d)
@@ -596,7 +631,7 @@ static int setup(struct tally_daemon *d, char *err, size_t errlen)
 		snprintf(err, errlen, "control loop: epoll: %s", strerror(-r));
 		return r;
 	}
-	d->ctl_fd = tally_ctl_listen(d->cfg.ctl_socket, err, errlen);
+	d->ctl_fd = tally_ctl_open(d, err, errlen);
 	if (d->ctl_fd < 0)
 		return d->ctl_fd;
 	r = start_timers(d, err, errlen);
@@ -614,7 +649,7 @@ static int shutdown_daemon(struct tally_daemon *d)
 {
 	uint64_t v[TALLY_C_MAX];
 
-	fprintf(stderr, "tallyd: stopping: draining workers and flushing\n");
+	tally_log(LOG_NOTICE, "tallyd: stopping: draining workers and flushing");
 	sd_notify(0, "STOPPING=1");
 	ck_pr_store_int(&d->sh.stop, 1);
 	rte_eal_mp_wait_lcore();
@@ -640,8 +675,8 @@ static int shutdown_daemon(struct tally_daemon *d)
 			(unsigned long long)d->workers[i].ctr.v[TALLY_C_RX_PACKETS],
 			(unsigned long long)d->workers[i].ctr.v[TALLY_C_EVENTS_ACCEPTED]);
 	if (v[TALLY_C_FLUSH_ROWS_LOST]) {
-		fprintf(stderr, "tallyd: %llu rows (%llu events) were NOT stored: neither the sink "
-			"nor the spool took them (%s)\n", (unsigned long long)v[TALLY_C_FLUSH_ROWS_LOST],
+		tally_log(LOG_ERR, "tallyd: %llu rows (%llu events) were NOT stored: neither the sink "
+			"nor the spool took them (%s)", (unsigned long long)v[TALLY_C_FLUSH_ROWS_LOST],
 			(unsigned long long)v[TALLY_C_FLUSH_EVENTS_LOST], d->wr.lanes[0].last_err);
 		return EXIT_FAILURE;
 	}
@@ -664,7 +699,7 @@ static int parse_args(struct tally_daemon *d, int argc, char **argv, int *eal_st
 	if (r == 0 && tally_config_validate(&d->cfg, err, sizeof(err)) != 0)
 		r = -EINVAL;
 	if (r != 0)
-		fprintf(stderr, "tallyd: %s\n", err);
+		tally_log(LOG_ERR, "tallyd: %s", err);
 	return r;
 }
 
@@ -704,12 +739,14 @@ int main(int argc, char **argv)
 
 	if (parse_args(&d, argc, argv, &eal_start) != 0)
 		return EXIT_FAILURE;
+	tally_log_setup(tally_log_level_parse(d.cfg.log_level),
+			tally_log_target_parse(d.cfg.log_target));
 	save_args(&d, argc, argv, eal_start);
 	d.config_file = config_file(argc, argv, eal_start);
 	/* EAL sees argv[0] followed by everything after "--". */
 	argv[eal_start - 1] = argv[0];
 	if (rte_eal_init(argc - eal_start + 1, argv + eal_start - 1) < 0) {
-		fprintf(stderr, "tallyd: EAL init failed: %s\n", rte_strerror(rte_errno));
+		tally_log(LOG_ERR, "tallyd: EAL init failed: %s", rte_strerror(rte_errno));
 		return EXIT_FAILURE;
 	}
 	signal(SIGINT, on_signal);
@@ -718,7 +755,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN); /* a tallyctl that hangs up must not kill the daemon */
 	d.start_ms = clock_ms(CLOCK_MONOTONIC);
 	if (setup(&d, err, sizeof(err)) < 0) {
-		fprintf(stderr, "tallyd: %s\n", err);
+		tally_log(LOG_ERR, "tallyd: %s", err);
 		tally_daemon_xdp_stop(&d);
 		ck_pr_store_int(&d.sh.stop, 1);
 		rte_eal_mp_wait_lcore();
@@ -726,8 +763,8 @@ int main(int argc, char **argv)
 		rte_eal_cleanup();
 		return EXIT_FAILURE;
 	}
-	fprintf(stderr, "tallyd: %u worker(s) on %u port(s) from %u, window %llu ms, flush every %llu ms, "
-		"sink %s (%u endpoint%s), spool %s, control %s\n", d.nworkers, d.nports, d.port,
+	tally_log(LOG_NOTICE, "tallyd: %u worker(s) on %u port(s) from %u, window %llu ms, flush every %llu ms, "
+		"sink %s (%u endpoint%s), spool %s, control %s", d.nworkers, d.nports, d.port,
 		(unsigned long long)d.cfg.window_ms, (unsigned long long)d.cfg.flush_interval_ms,
 		d.cfg.sink, d.wr.nlanes, d.wr.nlanes > 1 ? "s" : "", d.spool_dir, d.cfg.ctl_socket);
 	control_loop(&d);

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include <pthread.h>
+#include <sys/types.h>
 
 #include "archiver.h"
 #include "committed.h"
@@ -39,6 +40,20 @@ struct tally_watchdog {
 };
 
 #define TALLY_MAX_PORTS 8
+
+/* tallyctl drain (drain.c): the workers stop polling RX, everything they
+ * accepted is flushed and placed (sink or spool); tallyd stays up, idle. */
+enum tally_drain_state { TALLY_DRAIN_OFF, TALLY_DRAIN_QUIESCING, TALLY_DRAIN_FLUSHING,
+			 TALLY_DRAIN_DRAINED };
+
+struct tally_drain {
+	enum tally_drain_state state;
+	uint64_t start_ms, done_ms;
+	uint64_t tick;        /* the flusher's tick before the drain's own flush */
+	uint64_t submitted;   /* batches the flusher had handed over, then */
+	uint64_t base[TALLY_C_MAX]; /* counters at the start: the report is the difference */
+	uint64_t placed0[3];  /* the writer's placed batches, rows, events at the start */
+};
 
 struct tally_daemon {
 	struct tally_config cfg;
@@ -76,7 +91,9 @@ struct tally_daemon {
 	struct tally_loop_handler ctl_h;
 	struct ctl_client *ctl_clients;
 	unsigned ctl_nclients;
-	uint64_t ctl_requests, ctl_bad_requests, ctl_client_timeouts, ctl_refused;
+	uint64_t ctl_requests, ctl_bad_requests, ctl_client_timeouts, ctl_refused, ctl_denied;
+	gid_t ctl_ro_gid; /* ctl_ro_group; (gid_t)-1 = none */
+	struct tally_drain drain;
 	uint64_t start_ms;
 	uint64_t last_rx, last_rx_ms; /* stop_after_idle_ms */
 	size_t sweep_rate;            /* dedup buckets swept per tick */
@@ -135,7 +152,15 @@ int tally_exception_start(struct tally_daemon *d, char *err, size_t errlen);
 void tally_exception_poll(struct tally_daemon *d);
 void tally_exception_stop(struct tally_daemon *d);
 
-int tally_ctl_listen(const char *path, char *err, size_t errlen);
+/* Listen on ctl_socket with ctl_socket_mode and ctl_socket_group, and
+ * resolve ctl_ro_group. The fd, or a negative errno with err naming the key. */
+int tally_ctl_open(struct tally_daemon *d, char *err, size_t errlen);
+/* drain.c: start (idempotent), resume, advance (a control-loop timer), report. */
+void tally_drain_start(struct tally_daemon *d);
+void tally_drain_resume(struct tally_daemon *d);
+void tally_drain_step(struct tally_daemon *d);
+struct json_t *tally_drain_json(const struct tally_daemon *d);
+const char *tally_drain_state_name(enum tally_drain_state s);
 /* Serve clients from d->loop. 0 or a negative errno. */
 int tally_ctl_start(struct tally_daemon *d);
 /* Drop clients whose exchange outlived its bound (a loop timer calls it). */

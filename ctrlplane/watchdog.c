@@ -27,6 +27,7 @@
 #include <rte_ethdev.h>
 
 #include "tallyd.h"
+#include "log.h"
 
 #define TALLY_WD_STALL_MS 500
 
@@ -73,11 +74,11 @@ static void check_workers(struct tally_daemon *d, uint64_t now)
 		t = observe(e, ck_pr_load_64(&w->heartbeat), now);
 		if (t > 0) {
 			d->wd.stalls++;
-			fprintf(stderr, "tallyd: watchdog: worker %u (lcore %u) stalled: no heartbeat "
-				"for %llu ms; frames its queues miss count as watchdog_rx_lost\n", i,
+			tally_log(LOG_WARNING, "tallyd: watchdog: worker %u (lcore %u) stalled: no heartbeat "
+				"for %llu ms; frames its queues miss count as watchdog_rx_lost", i,
 				w->lcore, (unsigned long long)(now - e->since_ms));
 		} else if (t < 0) {
-			fprintf(stderr, "tallyd: watchdog: worker %u (lcore %u) recovered\n", i,
+			tally_log(LOG_NOTICE, "tallyd: watchdog: worker %u (lcore %u) recovered", i,
 				w->lcore);
 		}
 	}
@@ -89,10 +90,10 @@ static void check_flusher(struct tally_daemon *d, uint64_t now)
 
 	if (t > 0) {
 		d->wd.stalls++;
-		fprintf(stderr, "tallyd: watchdog: flusher stalled: no heartbeat for %u ms\n",
+		tally_log(LOG_WARNING, "tallyd: watchdog: flusher stalled: no heartbeat for %u ms",
 			TALLY_WD_STALL_MS);
 	} else if (t < 0) {
-		fprintf(stderr, "tallyd: watchdog: flusher recovered\n");
+		tally_log(LOG_NOTICE, "tallyd: watchdog: flusher recovered");
 	}
 }
 
@@ -107,12 +108,12 @@ static void check_writer(struct tally_daemon *d, uint64_t now)
 	if (t > 0) {
 		d->wd.sink_stalls++;
 		d->wd.sink_stalled = ck_pr_load_int(&d->wr.in_sink) != 0;
-		fprintf(stderr, "tallyd: watchdog: %s stalled: %s for %u ms\n",
+		tally_log(LOG_WARNING, "tallyd: watchdog: %s stalled: %s for %u ms",
 			d->wd.sink_stalled ? "sink" : "sink writer",
 			d->wd.sink_stalled ? "a write has not returned" : "no heartbeat",
 			TALLY_WD_STALL_MS);
 	} else if (t < 0) {
-		fprintf(stderr, "tallyd: watchdog: %s recovered\n",
+		tally_log(LOG_NOTICE, "tallyd: watchdog: %s recovered",
 			d->wd.sink_stalled ? "sink" : "sink writer");
 		d->wd.sink_stalled = false;
 	}

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "tallyd.h"
+#include "log.h"
 #include "xdp_loader.h"
 
 /* The value of devarg key= in devargs, or "" (copied into out). */
@@ -89,7 +90,7 @@ int tally_daemon_xdp_start(struct tally_daemon *d, char *err, size_t errlen)
 	if (r < 0 && err[0] == '\0')
 		snprintf(err, errlen, "xdp: cannot fill tally_xdp's maps: %s", strerror(-r));
 	if (r == 0)
-		fprintf(stderr, "tallyd: %s: tally_xdp (id %u) attached; acl %s, ratelimit %llu/s\n",
+		tally_log(LOG_INFO, "tallyd: %s: tally_xdp (id %u) attached; acl %s, ratelimit %llu/s",
 			d->xdp_ifname, d->xdp.prog_id, d->xdp.cfg.acl_on ? d->cfg.acl : "(everyone)",
 			(unsigned long long)d->cfg.ratelimit_pps);
 	return r;

@@ -141,6 +141,8 @@
 	_(CTL_BAD_REQUESTS, "ctl_bad_requests", "control-socket requests longer than 4096 bytes") \
 	_(CTL_CLIENT_TIMEOUTS, "ctl_client_timeouts", "control clients dropped: no whole exchange within 1 s") \
 	_(CTL_REFUSED, "ctl_refused", "control clients refused: 64 already connected") \
+	_(CTL_DENIED, "ctl_denied", "control requests refused: the peer may not use that command (ctl_ro_group, socket permissions)") \
+	_(CTL_DRAINED, "ctl_drained", "1 while tallyctl drain holds the workers off the RX queues (gauge)") \
 	_(CLOCK_STEPS, "clock_steps", "arrival-clock steps forward to a wall clock >1 s ahead (back: slewed)") \
 	_(WATCHDOG_STALLS, "watchdog_stalls", "workers or flusher found stalled: no heartbeat for 500 ms") \
 	_(WATCHDOG_SINK_STALLS, "watchdog_sink_stalls", "sink writes (or the sink writer) silent for 500 ms: a slow or gone sink") \

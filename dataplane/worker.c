@@ -436,6 +436,22 @@ static void park(struct tally_worker *w)
 	rte_delay_us_sleep(ms * 1000u);
 }
 
+/* tallyctl drain: frames wait in the RX rings (then the NIC drops them, as
+ * port_imissed) instead of being taken. The worker says which drain it obeys
+ * after the loop that polled last has finished, so the control thread knows
+ * that every event it accepted is in its table; tables are still sealed on
+ * request, acks still go out. */
+static void drained(struct tally_worker *w)
+{
+	uint32_t id = ck_pr_load_32(&w->sh->drain);
+
+	if (w->drain_seen != id) {
+		ck_pr_fence_store(); /* the last burst's counters and rows before the word */
+		ck_pr_store_32(&w->drain_seen, id);
+	}
+	rte_pause();
+}
+
 int tally_worker_ack_drain(void *arg)
 {
 	struct tally_worker *w = arg;
@@ -456,7 +472,10 @@ int tally_worker_main(void *arg)
 		ck_pr_store_64(&w->heartbeat, w->heartbeat + 1);
 		if (unlikely(ck_pr_load_32(&w->park_ms) != 0))
 			park(w);
-		poll_queues(w);
+		if (likely(ck_pr_load_32(&w->sh->drain) == 0))
+			poll_queues(w);
+		else
+			drained(w);
 		if (w->acklists != NULL)
 			ack_send_committed(w);
 		tally_worker_maybe_seal(w);

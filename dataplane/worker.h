@@ -47,6 +47,9 @@ struct tally_shared {
 	struct tally_dedup *dedup;
 	struct tally_clock clock; /* arrival time; re-anchored by the control loop */
 	int stop;                   /* ck_pr: workers finish their burst and seal */
+	/* ck_pr: id of the drain in force (tallyctl drain); 0 = none. Next to
+	 * stop: the loop's one extra load is of a line it reads anyway. */
+	uint32_t drain;
 };
 
 struct tally_worker {
@@ -76,6 +79,7 @@ struct tally_worker {
 	 * is the test hook `debug park-worker`: the worker sleeps that long. */
 	uint64_t heartbeat __attribute__((aligned(64)));
 	uint32_t park_ms;
+	uint32_t drain_seen; /* the drain id this worker stopped polling for */
 	/* Acks (ack.h). pend: accepted datagrams of the events not yet applied,
 	 * answered once apply tells whether the table took them. tx: frames built
 	 * this burst, sent at its end. */
