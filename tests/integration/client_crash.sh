@@ -28,9 +28,12 @@ inA() { ip netns exec "$A" "$@"; }
 python3 "$src/tests/integration/client_gen.py" "$n_events" "$work/in.txt" "$work/expect.tsv" \
   --time-ms "$(( now_ms - 1000 ))" --window-ms 60000 --prefix k.k --no-twice
 sock=$work/ctl.sock
-start() { # RUN: tallyd on the same database and spool, its log in tallyd-RUN.log
+# RUN: tallyd on the same database and spool, its log in tallyd-RUN.log (run
+# directly, not through a function, so that $! is tallyd's pid: ip netns exec
+# and the wrapper exec)
+start() {
   rm -f "$sock"
-  inA "$tallyd" --table_rows=65536 --dedup_capacity=2097152 --port=net_af_xdp0,iface=xa \
+  ip netns exec "$A" "$tallyd" --table_rows=65536 --dedup_capacity=2097152 --port=net_af_xdp0,iface=xa \
     --sqlite_path="$work/t.db" --spool_dir="$work/spool" --ctl_socket="$sock" \
     --window_ms=60000 --flush_interval_ms=200 --ack_mode=committed \
     -- -l 0-1 "${eal_test[@]}" > "$work/tallyd-$1.log" 2>&1 &
@@ -39,6 +42,15 @@ start() { # RUN: tallyd on the same database and spool, its log in tallyd-RUN.lo
   cat "$work/tallyd-$1.log" >&2; fail "tallyd did not come up (run $1)"
 }
 start 0
+# 10% of the acks lost (where the producer receives them: tallyd's AF_XDP TX
+# passes no hook on its side), so datagrams committed before a kill come back
+# to the restarted tallyd as retransmits: the case the stored lists are for.
+command -v nft > /dev/null || fail "needs nft (deploy/install-deps.sh installs nftables)"
+ip netns exec "$P" nft -f - <<'NFT'
+table netdev lossy {
+  chain in { type filter hook ingress device "xp" priority 0; udp sport 7000 numgen random mod 100 < 10 counter drop; }
+}
+NFT
 
 # ~20,000 lines a second, so the stream outlasts the kills
 python3 -c 'import sys, time
