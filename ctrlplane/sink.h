@@ -40,6 +40,11 @@ struct tally_sink_ops {
 	/* Highest seq committed for appliance (0 if none), or a negative errno. */
 	int64_t (*last_seq)(struct tally_sink *s, const char *appliance);
 	void (*close)(struct tally_sink *s);
+	/* tally-recount --replace; NULL when the sink cannot. In one transaction:
+	 * record (appliance, seq) as write does (SKIPPED if there), delete every row
+	 * of the window (win_start, b->window_ms), of any key, whoever wrote it, and
+	 * insert b's rows, which all belong to that window. Same results as write. */
+	int (*replace)(struct tally_sink *s, const struct tally_batch *b, int64_t win_start);
 };
 
 struct tally_sink {
