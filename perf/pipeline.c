@@ -48,6 +48,7 @@
 struct bench {
 	struct gen_opts o;
 	double seconds;
+	uint64_t bursts; /* --bursts: a fixed input (for callgrind), 0 = by --seconds */
 	uint64_t dedup_capacity, table_rows;
 	unsigned burst;
 	const char *json;
@@ -58,13 +59,13 @@ struct bench {
 	double wall;
 };
 
-enum { O_SECONDS = GEN_O_END, O_DEDUP, O_ROWS, O_BURST, O_JSON, O_ACKS, O_ARCHIVE };
+enum { O_SECONDS = GEN_O_END, O_DEDUP, O_ROWS, O_BURST, O_JSON, O_ACKS, O_ARCHIVE, O_BURSTS };
 
 static const struct option long_opts[] = {
 	GEN_TRAFFIC_LONG_OPTS,
 	{"seconds", 1, 0, O_SECONDS}, {"dedup-capacity", 1, 0, O_DEDUP},
 	{"table-rows", 1, 0, O_ROWS}, {"burst", 1, 0, O_BURST}, {"json", 1, 0, O_JSON}, {"acks", 0, 0, O_ACKS},
-	{"archive", 1, 0, O_ARCHIVE},
+	{"archive", 1, 0, O_ARCHIVE}, {"bursts", 1, 0, O_BURSTS},
 	{"help", 0, 0, 'h'}, {0, 0, 0, 0}};
 
 static void usage(FILE *out)
@@ -74,6 +75,7 @@ static void usage(FILE *out)
 	fprintf(out,
 	"run:\n"
 	"  --seconds S             timed processing to run (5)\n"
+	"  --bursts N              run exactly N bursts instead (a fixed input, for callgrind)\n"
 	"  --dedup-capacity N      dedup horizon in ids, as tallyd's dedup_capacity (50000000)\n"
 	"  --table-rows N          rows per window table, as tallyd's table_rows (1048576)\n"
 	"  --burst N               frames per burst handed to the worker (32)\n"
@@ -113,6 +115,7 @@ static int parse_opts(int argc, char **argv, struct bench *b)
 			break;
 		case O_JSON: b->json = optarg; r = 0; break;
 		case O_ARCHIVE: b->archive = optarg; r = 0; break;
+		case O_BURSTS: r = gen_num_u64(optarg, UINT64_MAX, &b->bursts); break;
 		case O_ACKS: b->acks = true; r = 0; break;
 		default: r = gen_opt_set(&b->o, c, optarg);
 		}
@@ -270,7 +273,7 @@ static int run(struct bench *b, struct rig *g, const struct gen_pool *p)
 	uint64_t next = 0, cycle = 0, t_start = rte_rdtsc();
 	struct rte_mbuf *m[MAX_BURST];
 
-	while (b->cycles < budget) {
+	while (b->bursts ? b->datagrams < b->bursts * b->burst : b->cycles < budget) {
 		uint64_t t0;
 
 		if (rte_pktmbuf_alloc_bulk(g->mp, m, b->burst) != 0)
