@@ -9,8 +9,8 @@
  *
  * With --archive DIR the worker also hands every datagram to a real archiver
  * thread (ctrlplane/archiver.c, pinned off the worker's CPU) writing DIR: the
- * timed figure then includes the hand-off (a reference and one ring enqueue per
- * burst), and the archive's bytes per event are printed.
+ * timed figure then includes the hand-off (a 16-byte note per datagram, one
+ * ring enqueue per burst), and the archive's bytes per event are printed.
  *
  * Besides the mean cycles per event over the timed bursts it prints the median
  * burst's (cycles_per_event_p50) and how often the worker thread was preempted:
