@@ -62,6 +62,7 @@ struct bench {
 	unsigned burst;
 	const char *json;
 	const char *archive;
+	const char *pool_ops; /* --pool-ops: the mbuf pool's mempool driver, NULL = DPDK's default */
 	bool acks; /* --acks: answer ACK_REQ datagrams on a net_null TX queue */
 	/* results */
 	uint64_t datagrams, cycles, resets;
@@ -71,13 +72,14 @@ struct bench {
 	long preempted;   /* the worker thread's involuntary context switches */
 };
 
-enum { O_SECONDS = GEN_O_END, O_DEDUP, O_ROWS, O_BURST, O_JSON, O_ACKS, O_ARCHIVE, O_BURSTS };
+enum { O_SECONDS = GEN_O_END, O_DEDUP, O_ROWS, O_BURST, O_JSON, O_ACKS, O_ARCHIVE, O_BURSTS, O_POOL_OPS };
 
 static const struct option long_opts[] = {
 	GEN_TRAFFIC_LONG_OPTS,
 	{"seconds", 1, 0, O_SECONDS}, {"dedup-capacity", 1, 0, O_DEDUP},
 	{"table-rows", 1, 0, O_ROWS}, {"burst", 1, 0, O_BURST}, {"json", 1, 0, O_JSON}, {"acks", 0, 0, O_ACKS},
 	{"archive", 1, 0, O_ARCHIVE}, {"bursts", 1, 0, O_BURSTS},
+	{"pool-ops", 1, 0, O_POOL_OPS},
 	{"help", 0, 0, 'h'}, {0, 0, 0, 0}};
 
 static void usage(FILE *out)
@@ -92,6 +94,7 @@ static void usage(FILE *out)
 	"  --table-rows N          rows per window table, as tallyd's table_rows (1048576)\n"
 	"  --burst N               frames per burst handed to the worker (32)\n"
 	"  --archive DIR           hand datagrams to an archiver thread writing DIR\n"
+	"  --pool-ops NAME         mempool driver of the mbufs (ring_mp_mc, ring_mt_rts...)\n"
 	"  --json FILE             write the results as JSON too\n"
 	"EAL args default to: -l 1 --no-huge --no-pci -m 512\n"
 	"prints datagrams, events, seconds (timed), cycles_per_event, events_per_sec,\n"
@@ -127,6 +130,7 @@ static int parse_opts(int argc, char **argv, struct bench *b)
 			break;
 		case O_JSON: b->json = optarg; r = 0; break;
 		case O_ARCHIVE: b->archive = optarg; r = 0; break;
+		case O_POOL_OPS: b->pool_ops = optarg; r = 0; break;
 		case O_BURSTS: r = gen_num_u64(optarg, UINT64_MAX, &b->bursts); break;
 		case O_ACKS: b->acks = true; r = 0; break;
 		default: r = gen_opt_set(&b->o, c, optarg);
@@ -242,10 +246,9 @@ static int rig_setup(struct rig *g, const struct bench *b)
 	/* the archiver's ring holds mbufs too */
 	/* with tallyd's per-lcore cache: without one every burst's free went to the
 	 * pool's shared ring, contended by the archiver's frees */
-	g->mp = rte_pktmbuf_pool_create("pipe", b->archive ? 4095 + TALLY_ARCHIVE_RING : 4095,
-					TALLY_MEMPOOL_CACHE, 0,
-					RTE_MBUF_DEFAULT_BUF_SIZE,
-					rte_socket_id());
+	g->mp = rte_pktmbuf_pool_create_by_ops("pipe", b->archive ? 4095 + TALLY_ARCHIVE_RING : 4095,
+					       TALLY_MEMPOOL_CACHE, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+					       (int)rte_socket_id(), b->pool_ops);
 	if (g->sh.dedup == NULL || g->mp == NULL) {
 		fprintf(stderr, "tally-pipeline: cannot allocate the dedup table or mbufs\n");
 		return -ENOMEM;
