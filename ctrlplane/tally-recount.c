@@ -372,6 +372,27 @@ static int setup_sink(struct recount *rc)
 	return 0;
 }
 
+/* An empty archive would replace the windows by nothing: refused. One that
+ * starts after the first window's events could arrive (retention, or tallyd
+ * not archiving yet: the listing cannot tell which) is warned about. */
+static int check_archive_covers(struct recount *rc)
+{
+	struct tally_archive_info in = {0};
+	uint64_t need = rc->from > rc->cfg.future_ms ? rc->from - rc->cfg.future_ms : 0;
+	int r = tally_archive_info(rc->archive, &in);
+
+	if (r < 0 || in.segments == 0)
+		return fprintf(stderr, "tally-recount: --replace: archive %s has no segments%s%s: "
+			       "replacing would delete the windows' rows\n", rc->archive,
+			       r < 0 ? ": " : "", r < 0 ? strerror(-r) : ""), -ENODATA;
+	if (in.oldest_ms > need)
+		fprintf(stderr, "tally-recount: --replace: warning: the archive starts at %llu, after "
+			"%llu (from - future_ms): events that arrived before it (deleted by "
+			"retention, or before archive_dir was set) are not in the replaced rows\n",
+			(unsigned long long)in.oldest_ms, (unsigned long long)need);
+	return 0;
+}
+
 /*
  * --replace: only whole windows, only on a sink that can, only with bounded
  * event times (else no archive range holds all of a window's events), and only
@@ -396,6 +417,8 @@ static int check_replace(struct recount *rc)
 		return fprintf(stderr, "tally-recount: --replace: lateness_ms and future_ms must be "
 			       "on (not 0): with either off an event of any time can land in a "
 			       "window, so no archive range holds all of a window's events\n"), -EINVAL;
+	if (check_archive_covers(rc) < 0)
+		return -ENODATA;
 	closed = rc->to + c->lateness_ms + 2 * c->flush_interval_ms + REPLACE_GRACE_MS;
 	if (now < closed)
 		return fprintf(stderr, "tally-recount: --replace: the windows before %llu still take "

@@ -4,7 +4,7 @@
 # then a recount with a rule dropping the keys ending in 3 replaces the live
 # rows of two windows in the middle:
 #  - refused while those windows can still take events (lateness), for a range
-#    that is not window bounds, and with lateness off;
+#    that is not window bounds, with lateness off, and on an empty archive;
 #  - after: every row of the two windows is the recount's (exactly the
 #    generator's totals less that family), every other window's rows are the
 #    live ones byte for byte, one tally_batches row per replaced window;
@@ -55,7 +55,8 @@ outside() { sqlite3 "$1" "SELECT * FROM tally_counts WHERE window_start_ms < $fr
 outside "$work/tally.db" > "$work/outside.before"
 [ -s "$work/outside.before" ] || fail "no rows outside the range"
 
-# Refusals: open windows, a range off the window bounds, lateness off, Redis.
+# Refusals: open windows, a range off the window bounds, lateness off, Redis,
+# an empty archive.
 if "$recount" "${rc_args[@]}" --from "$from" --to "$to" --sqlite_path "$work/tally.db" 2> "$work/r0.log"; then
   closed=$(( to + late + 400 + 5000 ))
   [ "$(date +%s%3N)" -ge "$closed" ] || fail "--replace ran on windows that were still open"
@@ -75,6 +76,10 @@ if command -v redis-server > /dev/null; then
   grep -q "sink redis cannot replace" "$work/r3.log" || { cat "$work/r3.log"; fail "redis: wrong refusal"; }
   [ "$(redis-cli -h 127.0.0.1 -p "$rp" dbsize)" = 0 ] || fail "a refused replace wrote to Redis"
 fi
+mkdir -p "$work/empty"
+"$recount" "${rc_args[@]}" --archive "$work/empty" --from "$from" --to "$to" \
+  --sqlite_path "$work/tally.db" 2> "$work/r4.log" && fail "--replace ran on an empty archive"
+grep -q "has no segments" "$work/r4.log" || { cat "$work/r4.log"; fail "empty archive: wrong refusal"; }
 [ "$(outside "$work/tally.db")" = "$(cat "$work/outside.before")" ] || fail "a refused replace changed rows"
 "$check" "$work/e.tsv" "$work/tally.db"
 echo "ok: refusals name the reason and change nothing"
@@ -88,6 +93,8 @@ cat "$work/r.log"
 "$check" "$work/fixed.tsv" "$work/tally.db"
 [ "$(outside "$work/tally.db")" = "$(cat "$work/outside.before")" ] || fail "rows outside the range changed"
 grep -q "^replaced_windows 2$" "$work/r.log" || fail "replaced_windows is not 2"
+grep -q "warning: the archive starts at" "$work/r.log" ||
+  fail "no warning that the archive starts after from - future_ms"
 grep -q "tally-recount: \[#*\] chunk 1/1, " "$work/r.log" || fail "no progress line for the chunk"
 [ "$(sqlite3 "$work/tally.db" "SELECT count(*) FROM tally_batches WHERE appliance = 'fix1'")" = 2 ] ||
   fail "not one tally_batches row per replaced window"
