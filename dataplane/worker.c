@@ -291,7 +291,9 @@ static inline void archive_note(struct tally_worker *w, struct rte_mbuf *m,
 static inline void archive_begin(struct tally_worker *w, uint16_t n)
 {
 	unsigned room = rte_ring_free_count(w->arch);
+	unsigned cap = RTE_DIM(w->archq); /* a caller's burst may be longer (tally-pipeline --burst) */
 
+	room = room < cap ? room : cap;
 	w->arch_room = (uint16_t)(room < n ? room : n);
 }
 
