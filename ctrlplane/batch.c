@@ -6,12 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ack.h"
 #include "batch.h"
 #include "window.h"
 
 #define BATCH_MAGIC "TLB1"
 #define BATCH_VERSION 1
 #define ROW_FIXED (1 + 8 * 6) /* key_len, win_start, count, sum, min, max, last */
+#define DGRAMS_MAGIC "DGS1"
 
 void tally_batch_init(struct tally_batch *b, const char *appliance, int64_t window_ms)
 {
@@ -24,8 +26,11 @@ void tally_batch_free(struct tally_batch *b)
 {
 	free(b->rows);
 	free(b->keys);
+	free(b->dgrams);
 	b->rows = NULL;
 	b->keys = NULL;
+	b->dgrams = NULL;
+	b->ndgrams = b->dgrams_cap = 0;
 	b->nrows = b->cap = 0;
 	b->keys_used = b->keys_cap = 0;
 }
@@ -34,6 +39,41 @@ void tally_batch_clear(struct tally_batch *b)
 {
 	b->nrows = 0;
 	b->keys_used = 0;
+	b->ndgrams = 0;
+}
+
+static int dgram_add(struct tally_batch *b, uint64_t sender, uint64_t seq)
+{
+	if (b->ndgrams == b->dgrams_cap) {
+		uint32_t cap = b->dgrams_cap ? b->dgrams_cap * 2 : 256;
+		void *p = realloc(b->dgrams, sizeof(*b->dgrams) * cap);
+
+		if (p == NULL)
+			return -ENOMEM;
+		b->dgrams = p;
+		b->dgrams_cap = cap;
+	}
+	b->dgrams[b->ndgrams++] = (struct tally_dgid){sender, seq};
+	return 0;
+}
+
+int tally_batch_dgrams_from_acks(struct tally_batch *b)
+{
+	b->ndgrams = 0;
+	for (const struct tally_acklist *l = b->acks; l != NULL; l = l->next)
+		for (uint32_t i = 0; i < l->n; i++)
+			if (dgram_add(b, l->a[i].sender_id, l->a[i].batch_seq) != 0)
+				return -ENOMEM;
+	return 0;
+}
+
+int tally_batch_copy_dgrams(struct tally_batch *b, const struct tally_batch *src)
+{
+	b->ndgrams = 0;
+	for (uint32_t i = 0; i < src->ndgrams; i++)
+		if (dgram_add(b, src->dgrams[i].sender, src->dgrams[i].seq) != 0)
+			return -ENOMEM;
+	return 0;
 }
 
 static int grow(struct tally_batch *b, size_t key_len)
@@ -102,7 +142,7 @@ uint64_t tally_batch_events(const struct tally_batch *b)
 size_t tally_batch_encoded_size(const struct tally_batch *b)
 {
 	return 4 + 2 + 2 + strlen(b->appliance) + 8 + 8 + 4 + (size_t)b->nrows * ROW_FIXED +
-	       b->keys_used;
+	       b->keys_used + (b->ndgrams ? 4 + 4 + (size_t)b->ndgrams * 16 : 0);
 }
 
 static uint8_t *put64(uint8_t *p, uint64_t v)
@@ -142,7 +182,38 @@ size_t tally_batch_encode(const struct tally_batch *b, uint8_t *out)
 		p = put64(p, r->count);
 		p = putd(p, r->sum), p = putd(p, r->min), p = putd(p, r->max), p = putd(p, r->last);
 	}
+	if (b->ndgrams) {
+		n32 = htole32(b->ndgrams);
+		memcpy(p, DGRAMS_MAGIC, 4), p += 4;
+		memcpy(p, &n32, 4), p += 4;
+		for (uint32_t i = 0; i < b->ndgrams; i++)
+			p = put64(put64(p, b->dgrams[i].sender), b->dgrams[i].seq);
+	}
 	return (size_t)(p - out);
+}
+
+size_t tally_batch_dgrams_pack(const struct tally_batch *b, uint8_t *out)
+{
+	uint8_t *p = out;
+
+	for (uint32_t i = 0; i < b->ndgrams; i++)
+		p = put64(put64(p, b->dgrams[i].sender), b->dgrams[i].seq);
+	return (size_t)(p - out);
+}
+
+int tally_dgrams_unpack(const uint8_t *blob, size_t len,
+			void (*fn)(void *arg, uint64_t sender, uint64_t seq), void *arg)
+{
+	if (len % 16 != 0)
+		return -EBADMSG;
+	for (size_t i = 0; i < len; i += 16) {
+		uint64_t sender, seq;
+
+		memcpy(&sender, blob + i, 8);
+		memcpy(&seq, blob + i + 8, 8);
+		fn(arg, le64toh(sender), le64toh(seq));
+	}
+	return 0;
 }
 
 /* A bounds-checked reader: every get fails once the buffer is exhausted. */
@@ -211,6 +282,27 @@ static int decode_header(struct tally_batch *b, struct reader *r, uint32_t *nrow
 	return 0;
 }
 
+/* The optional datagram list after the rows. */
+static int decode_dgrams(struct tally_batch *b, struct reader *r)
+{
+	const uint8_t *m = take(r, 4), *n = take(r, 4);
+	uint32_t cnt = 0;
+
+	if (r->bad || memcmp(m, DGRAMS_MAGIC, 4) != 0)
+		return -EBADMSG;
+	memcpy(&cnt, n, 4);
+	cnt = le32toh(cnt);
+	if ((uint64_t)cnt * 16 != (uint64_t)(r->end - r->p))
+		return -EBADMSG;
+	for (uint32_t i = 0; i < cnt; i++) {
+		uint64_t sender = get64(r), seq = get64(r);
+
+		if (dgram_add(b, sender, seq) != 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 int tally_batch_decode(struct tally_batch *b, const uint8_t *in, size_t len)
 {
 	struct reader r = {in, in + len, 0};
@@ -229,6 +321,8 @@ int tally_batch_decode(struct tally_batch *b, const uint8_t *in, size_t len)
 			return -EBADMSG;
 		rc = tally_batch_add(b, key, *kl, win, count, sum, min, max, last);
 	}
+	if (rc == 0 && r.p != r.end)
+		rc = decode_dgrams(b, &r);
 	if (rc == 0 && r.p != r.end)
 		rc = -EBADMSG; /* trailing bytes: not a record this code wrote */
 	return rc;

@@ -10,6 +10,9 @@
  *   magic "TLB1" | u16 version 1 | u16 appliance_len | appliance bytes
  *   | u64 seq | i64 window_ms | u32 nrows
  *   | nrows x (u8 key_len | key | i64 win_start | u64 count | f64 sum min max last)
+ *   [ | "DGS1" | u32 n | n x (u64 sender_id | u64 batch_seq) ]
+ * The optional last part lists the TLY1 datagrams with ACK_REQ whose events
+ * are in the batch (dgset.h: dedup across restarts and appliances).
  * Decoding checks every length against the buffer: a corrupt record is an
  * error (-EBADMSG), never a read past the end.
  */
@@ -18,6 +21,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "dgset.h"
 
 #define TALLY_APPLIANCE_MAX 256
 
@@ -45,6 +50,10 @@ struct tally_batch {
 	/* committed-mode acks of the datagrams in it (dataplane/ack.h), sent once
 	 * the batch is durable; never encoded, never freed with the batch */
 	struct tally_acklist *acks;
+	/* the ACK_REQ datagrams whose events are in it: stored with it, so a
+	 * retransmit after a crash or a failover is known as committed */
+	struct tally_dgid *dgrams;
+	uint32_t ndgrams, dgrams_cap;
 };
 
 /* An empty batch; storage grows as rows are added. */
@@ -65,6 +74,18 @@ static inline const uint8_t *tally_batch_key(const struct tally_batch *b,
 {
 	return b->keys + r->key_off;
 }
+
+/* Note the datagrams of the batch's acks in b->dgrams. 0 or -ENOMEM. */
+int tally_batch_dgrams_from_acks(struct tally_batch *b);
+/* Copy src's datagram list into b (a shard's part). 0 or -ENOMEM. */
+int tally_batch_copy_dgrams(struct tally_batch *b, const struct tally_batch *src);
+
+/* The datagram list as a sink stores it (tally_batches.dgrams): n x (u64
+ * sender_id, u64 batch_seq), little-endian. Returns the bytes (16 x ndgrams). */
+size_t tally_batch_dgrams_pack(const struct tally_batch *b, uint8_t *out);
+/* Each (sender, seq) of a stored list to fn; -EBADMSG if len is not n x 16. */
+int tally_dgrams_unpack(const uint8_t *blob, size_t len,
+			void (*fn)(void *arg, uint64_t sender, uint64_t seq), void *arg);
 
 /* Events in the batch: the sum of its rows' counts. */
 uint64_t tally_batch_events(const struct tally_batch *b);

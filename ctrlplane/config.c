@@ -124,8 +124,18 @@ const struct tally_cfg_key tally_cfg_keys[] = {
 	STR(metrics_addr, "127.0.0.1:9125", false, "HTTP address (IPv4:port or [IPv6]:port) of "
 	    "the Prometheus /metrics, /stats.json and the status page /; port 0 = any free "
 	    "port (tallyctl status shows it); empty = off", check_metrics_addr),
-	SECRET(mac_keys, "", false, "TLY1 MAC keys: comma-separated id:32-hex-digits, id 1..255 "
-	       "(secret: never shown; keep the file mode 600)", check_mac_keys),
+	SECRET(mac_keys, "", TALLY_APPLY_PARAMS, "TLY1 MAC keys: comma-separated id:32-hex-digits, "
+	       "id 1..255 (secret: never shown; keep the file mode 600); a key removed or "
+	       "replaced at run time is still accepted for mac_grace_ms", check_mac_keys),
+	U64(mac_grace_ms, "600000", 0, UINT64_MAX / 4, TALLY_APPLY_PARAMS, "how long a MAC key "
+	    "retired by a change of mac_keys (removed, or replaced under its id) is still "
+	    "accepted, so producers can switch without a loss; 0 = at once"),
+	U64(require_mac, "0", 0, 1, TALLY_APPLY_PARAMS, "1: drop every TLY1 datagram without a "
+	    "MAC (tly1_mac_required; StatsD, which has no MAC, is not affected: set statsd_port "
+	    "0 to refuse it)"),
+	U64(committed_refresh_ms, "1000", 0, 3600000, false, "ack_mode committed: how often the "
+	    "datagram lists other appliances committed to the shared sink are read, so a "
+	    "producer failing over from one of them is not counted twice; 0 = only at start"),
 	STR(ack_mode, "accepted", false, "TLY1 acks for ACK_REQ datagrams: accepted (once in "
 	    "memory), committed (once the flush holding it is in the sink or the spool: survives a "
 	    "crash), none (no acks)", check_ack_mode),
@@ -145,10 +155,12 @@ const struct tally_cfg_key tally_cfg_keys[] = {
 	    "datagrams"),
 	U64(xdp_statsd_max_len, "1472", 1, 65507, false, "net_af_xdp with tally_xdp: StatsD "
 	    "datagrams longer than this (payload bytes) are dropped in XDP"),
-	STR(exception_port, "", false, "exception path for a port DPDK owns: a kernel-side device "
-	    "(net_tap0,iface=tally0) that gets the frames that are not Tally's (ARP, ND, ICMP, "
-	    "TCP, other ports) and whose replies go out of the first port; give that interface the "
-	    "appliance's address; empty = off (such frames are counted and dropped)", NULL),
+	STR(exception_port, "", false, "exception path for ports DPDK owns: a kernel-side device "
+	    "per port, ';'-separated in the order of port (net_tap0,iface=tally0;net_tap1,"
+	    "iface=tally1), that gets that port's frames that are not Tally's (ARP, ND, ICMP, TCP, "
+	    "other ports) and whose replies go out of that port; give each interface the "
+	    "appliance's address on that port's network; empty = off (such frames are counted and "
+	    "dropped)", NULL),
 	U64(exception_max_per_burst, "4", 1, 32, false, "exception path: frames a worker hands to "
 	    "the kernel per burst of 32 at most (the share of a worker a flood of non-Tally "
 	    "traffic can take); the rest count as exception_dropped"),

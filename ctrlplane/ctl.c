@@ -73,6 +73,9 @@ void tally_daemon_counters(const struct tally_daemon *d, uint64_t out[TALLY_C_MA
 	tally_archiver_counters(&d->arch, out);
 	out[TALLY_C_DEDUP_GEN_HELD] = ck_pr_load_64((uint64_t *)&d->sh.dedup->ctl.held_back);
 	out[TALLY_C_CTL_LATE_TICKS] = d->loop.late;
+	out[TALLY_C_COMMITTED_KNOWN] = d->committed ? ck_pr_load_64((uint64_t *)&d->committed->n) : 0;
+	out[TALLY_C_COMMITTED_REFRESHES] = ck_pr_load_64((uint64_t *)&d->refresher.refreshes);
+	out[TALLY_C_COMMITTED_REFRESH_ERRORS] = ck_pr_load_64((uint64_t *)&d->refresher.errors);
 	out[TALLY_C_CTL_REQUESTS] = d->ctl_requests;
 	out[TALLY_C_CTL_BAD_REQUESTS] = d->ctl_bad_requests;
 	out[TALLY_C_CTL_CLIENT_TIMEOUTS] = d->ctl_client_timeouts;

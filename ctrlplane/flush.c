@@ -44,7 +44,9 @@ static void write_batch(struct tally_flusher *f, struct tally_batch *b)
 	if (b->nrows == 0 && b->acks == NULL)
 		return;
 	out = malloc(sizeof(*out));
-	if (out == NULL) { /* keep it: the next tick tries again with more rows */
+	if (out == NULL || tally_batch_dgrams_from_acks(b) != 0) {
+		/* keep it: the next tick tries again with more rows */
+		free(out);
 		fprintf(stderr, "tallyd: flusher: out of memory handing over %u rows\n", b->nrows);
 		return;
 	}

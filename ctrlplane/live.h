@@ -18,5 +18,10 @@ int tally_live_rules_reload(struct tally_daemon *d, char *err, size_t errlen);
 /* SIGHUP: read the config file and overrides again; apply the runtime keys that
  * changed (rolled back if one fails), name the others that need a restart. */
 int tally_live_reload_file(struct tally_daemon *d);
+/* Control loop: end the grace period of retired MAC keys once it is over. */
+void tally_live_mac_expire(struct tally_daemon *d);
+/* Control loop: swap in the refresher's newest committed-datagram set; without
+ * a refresher, drop the start's set once it is past the dedup horizon. */
+void tally_live_committed_tick(struct tally_daemon *d);
 
 #endif

@@ -33,6 +33,9 @@ enum tally_sink_result {
 
 struct tally_sink;
 
+typedef void (*tally_dgrams_fn)(void *arg, const char *appliance, uint64_t seq,
+			       const uint8_t *blob, size_t len);
+
 struct tally_sink_ops {
 	/* TALLY_SINK_APPLIED, TALLY_SINK_SKIPPED or a negative errno (err filled).
 	 * b->now_ms is the committed_ms to record. */
@@ -40,6 +43,12 @@ struct tally_sink_ops {
 	/* Highest seq committed for appliance (0 if none), or a negative errno. */
 	int64_t (*last_seq)(struct tally_sink *s, const char *appliance);
 	void (*close)(struct tally_sink *s);
+	/* The datagram lists (batch.h: tally_batch_dgrams_pack) of the batches
+	 * committed at or after since_ms, of every appliance but `except`, or of
+	 * `only` (either may be NULL), each to fn with its batch's appliance and
+	 * seq. 0 or a negative errno. NULL: the sink keeps no datagram lists. */
+	int (*dgrams_since)(struct tally_sink *s, const char *only, const char *except,
+			    int64_t since_ms, tally_dgrams_fn fn, void *arg);
 	/* tally-recount --replace; NULL when the sink cannot. In one transaction:
 	 * record (appliance, seq) as write does (SKIPPED if there), delete every row
 	 * of the window (win_start, b->window_ms), of any key, whoever wrote it, and

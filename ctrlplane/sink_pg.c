@@ -55,7 +55,11 @@
 
 enum pg_method { PG_COPY, PG_PIPELINE };
 
+/* The advisory lock ("tall" as an int, held to the end of this implicit transaction) makes two
+ * appliances starting at once on one server take turns: CREATE ... IF NOT
+ * EXISTS alone races on the catalog ("duplicate key ... pg_type"). */
 static const char schema_sql[] =
+	"SELECT pg_advisory_xact_lock(1952541804);"
 	"CREATE TABLE IF NOT EXISTS tally_counts("
 	" key TEXT NOT NULL, window_start_ms BIGINT NOT NULL, window_ms INTEGER NOT NULL,"
 	" count BIGINT NOT NULL, sum DOUBLE PRECISION NOT NULL, min DOUBLE PRECISION,"
@@ -63,7 +67,8 @@ static const char schema_sql[] =
 	" PRIMARY KEY (key, window_start_ms, window_ms));"
 	"CREATE TABLE IF NOT EXISTS tally_batches("
 	" appliance TEXT, seq BIGINT, rows INTEGER, committed_ms BIGINT,"
-	" PRIMARY KEY (appliance, seq));";
+	" PRIMARY KEY (appliance, seq));"
+	"ALTER TABLE tally_batches ADD COLUMN IF NOT EXISTS dgrams BYTEA;";
 
 /* ON COMMIT DELETE ROWS: a rolled-back or committed batch leaves it empty. */
 static const char stage_sql[] =
@@ -90,8 +95,13 @@ static const char upsert_sql[] =
 	" max, last) VALUES($1, $2, $3, $4, $5, $6, $7, $8)" UPSERT_SET;
 
 static const char claim_sql[] =
-	"INSERT INTO tally_batches(appliance, seq, rows, committed_ms) VALUES($1, $2, $3, $4)"
-	" ON CONFLICT DO NOTHING";
+	"INSERT INTO tally_batches(appliance, seq, rows, committed_ms, dgrams)"
+	" VALUES($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+
+static const char dgrams_sql[] =
+	"SELECT appliance, seq, dgrams FROM tally_batches WHERE committed_ms >= $1"
+	" AND dgrams IS NOT NULL AND ($2 = '' OR appliance = $2)"
+	" AND ($3 = '' OR appliance <> $3)";
 
 static const char delete_sql[] =
 	"DELETE FROM tally_counts WHERE window_start_ms = $1 AND window_ms = $2";
@@ -575,17 +585,41 @@ static int write_pipeline(struct sink_pg *s, const struct tally_batch *b)
 }
 
 /* Insert the batch's row; SKIPPED if (appliance, seq) is there already. */
+/* The batch's datagram list as bytea text input ("\\x" and hex); NULL if none. */
+static char *dgrams_hex(const struct tally_batch *b)
+{
+	size_t n = (size_t)b->ndgrams * 16;
+	uint8_t *bin = n ? malloc(n) : NULL;
+	char *hex = n ? malloc(2 * n + 3) : NULL;
+
+	if (bin == NULL || hex == NULL) {
+		free(bin);
+		free(hex);
+		return NULL;
+	}
+	tally_batch_dgrams_pack(b, bin);
+	memcpy(hex, "\\x", 2);
+	for (size_t i = 0; i < n; i++)
+		snprintf(hex + 2 + 2 * i, 3, "%02x", bin[i]);
+	free(bin);
+	return hex;
+}
+
 static int claim_batch(struct sink_pg *s, const struct tally_batch *b)
 {
 	char seq[24], rows[16], ms[24];
-	const char *v[4] = {b->appliance, seq, rows, ms};
+	char *dg = dgrams_hex(b);
+	const char *v[5] = {b->appliance, seq, rows, ms, dg};
 	PGresult *res;
 	int e;
 
+	if (b->ndgrams && dg == NULL)
+		return fail(s, -ENOMEM, "insert batch", "out of memory");
 	snprintf(seq, sizeof(seq), "%lld", (long long)b->seq);
 	snprintf(rows, sizeof(rows), "%u", b->nrows);
 	snprintf(ms, sizeof(ms), "%lld", (long long)b->now_ms);
-	e = run(s, "insert batch", claim_sql, 4, v, &res);
+	e = run(s, "insert batch", claim_sql, 5, v, &res);
+	free(dg);
 	if (e == 0)
 		e = strcmp(PQcmdTuples(res), "0") == 0 ? TALLY_SINK_SKIPPED : TALLY_SINK_APPLIED;
 	PQclear(res);
@@ -671,6 +705,36 @@ static int64_t pg_last_seq(struct tally_sink *base, const char *appliance)
 	return v;
 }
 
+static int pg_dgrams_since(struct tally_sink *base, const char *only, const char *except,
+			   int64_t since_ms, tally_dgrams_fn fn, void *arg)
+{
+	struct sink_pg *s = (struct sink_pg *)base;
+	char since[24];
+	const char *v[3] = {since, only ? only : "", except ? except : ""};
+	PGresult *res;
+	int e = pg_connect(s);
+
+	snprintf(since, sizeof(since), "%lld", (long long)since_ms);
+	if (e == 0)
+		e = run(s, "read datagram lists", dgrams_sql, 3, v, &res);
+	if (e != 0) {
+		if (tally_sink_transient(e))
+			drop(s);
+		return e;
+	}
+	for (int i = 0; i < PQntuples(res); i++) {
+		size_t len = 0;
+		uint8_t *blob = PQunescapeBytea((const uint8_t *)PQgetvalue(res, i, 2), &len);
+
+		if (blob == NULL)
+			continue;
+		fn(arg, PQgetvalue(res, i, 0), strtoull(PQgetvalue(res, i, 1), NULL, 10), blob, len);
+		PQfreemem(blob);
+	}
+	PQclear(res);
+	return 0;
+}
+
 static void pg_close(struct tally_sink *base)
 {
 	struct sink_pg *s = (struct sink_pg *)base;
@@ -690,6 +754,7 @@ static const struct tally_sink_ops pg_ops = {
 	.replace = pg_replace,
 	.last_seq = pg_last_seq,
 	.close = pg_close,
+	.dgrams_since = pg_dgrams_since,
 };
 
 static const char *opt(const PQconninfoOption *o, const char *name, const char *def)

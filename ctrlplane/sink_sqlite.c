@@ -29,8 +29,11 @@ static const char schema[] =
 	" count BIGINT NOT NULL, sum DOUBLE NOT NULL, min DOUBLE, max DOUBLE, last DOUBLE,"
 	" PRIMARY KEY (key, window_start_ms, window_ms)) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS tally_batches("
-	" appliance TEXT, seq BIGINT, rows INTEGER, committed_ms BIGINT,"
+	" appliance TEXT, seq BIGINT, rows INTEGER, committed_ms BIGINT, dgrams BLOB,"
 	" PRIMARY KEY (appliance, seq));";
+/* Files made before tally_batches had dgrams get it (the error for a file that
+ * has it already, "duplicate column", is the expected one). */
+static const char add_dgrams[] = "ALTER TABLE tally_batches ADD COLUMN dgrams BLOB";
 
 static const char upsert_sql[] =
 	"INSERT INTO tally_counts(key, window_start_ms, window_ms, count, sum, min, max, last)"
@@ -42,8 +45,10 @@ static const char upsert_sql[] =
 struct sink_sqlite {
 	struct tally_sink base;
 	sqlite3 *db;
-	sqlite3_stmt *begin, *commit, *rollback, *batch, *upsert, *last, *del;
+	sqlite3_stmt *begin, *commit, *rollback, *batch, *upsert, *last, *dgrams, *del;
 	char path[256];
+	uint8_t *pack; /* the batch's datagram list, packed */
+	size_t pack_cap;
 };
 
 static int fail(struct sink_sqlite *s, const char *what)
@@ -83,6 +88,29 @@ static int upsert_rows(struct sink_sqlite *s, const struct tally_batch *b)
 	return 0;
 }
 
+/* The batch's datagram list as tally_batches.dgrams (NULL when it has none). */
+static int bind_dgrams(struct sink_sqlite *s, sqlite3_stmt *st, int col,
+		       const struct tally_batch *b)
+{
+	size_t need = (size_t)b->ndgrams * 16;
+
+	if (need == 0)
+		return sqlite3_bind_null(st, col) == SQLITE_OK ? 0 : -ENOMEM;
+	if (need > s->pack_cap) {
+		void *p = realloc(s->pack, need);
+
+		if (p == NULL) {
+			snprintf(s->base.err, sizeof(s->base.err), "sqlite: out of memory");
+			return -ENOMEM;
+		}
+		s->pack = p;
+		s->pack_cap = need;
+	}
+	tally_batch_dgrams_pack(b, s->pack);
+	return sqlite3_bind_blob(st, col, s->pack, (int)need, SQLITE_STATIC) == SQLITE_OK ? 0
+											  : -ENOMEM;
+}
+
 /* Insert the batch row; SKIPPED if it exists. */
 static int claim_batch(struct sink_sqlite *s, const struct tally_batch *b)
 {
@@ -90,6 +118,8 @@ static int claim_batch(struct sink_sqlite *s, const struct tally_batch *b)
 	sqlite3_bind_int64(s->batch, 2, (sqlite3_int64)b->seq);
 	sqlite3_bind_int64(s->batch, 3, b->nrows);
 	sqlite3_bind_int64(s->batch, 4, b->now_ms);
+	if (bind_dgrams(s, s->batch, 5, b) != 0)
+		return -ENOMEM;
 	switch (step(s->batch)) {
 	case SQLITE_DONE:
 		return TALLY_SINK_APPLIED;
@@ -154,14 +184,34 @@ static int64_t sqlite_last_seq(struct tally_sink *base, const char *appliance)
 	return v;
 }
 
+static int sqlite_dgrams_since(struct tally_sink *base, const char *only, const char *except,
+			       int64_t since_ms, tally_dgrams_fn fn, void *arg)
+{
+	struct sink_sqlite *s = (struct sink_sqlite *)base;
+	sqlite3_stmt *q = s->dgrams;
+	int r;
+
+	sqlite3_bind_int64(q, 1, since_ms);
+	sqlite3_bind_text(q, 2, only ? only : "", -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 3, except ? except : "", -1, SQLITE_STATIC);
+	while ((r = sqlite3_step(q)) == SQLITE_ROW)
+		fn(arg, (const char *)sqlite3_column_text(q, 0),
+		   (uint64_t)sqlite3_column_int64(q, 1), sqlite3_column_blob(q, 2),
+		   (size_t)sqlite3_column_bytes(q, 2));
+	sqlite3_reset(q);
+	return r == SQLITE_DONE ? 0 : fail(s, "read datagram lists");
+}
+
 static void sqlite_close(struct tally_sink *base)
 {
 	struct sink_sqlite *s = (struct sink_sqlite *)base;
-	sqlite3_stmt *st[] = {s->begin, s->commit, s->rollback, s->batch, s->upsert, s->last, s->del};
+	sqlite3_stmt *st[] = {s->begin, s->commit, s->rollback, s->batch, s->upsert, s->last,
+			      s->dgrams, s->del};
 
 	for (size_t i = 0; i < sizeof(st) / sizeof(st[0]); i++)
 		sqlite3_finalize(st[i]);
 	sqlite3_close(s->db);
+	free(s->pack);
 	free(s);
 }
 
@@ -170,6 +220,7 @@ static const struct tally_sink_ops sqlite_ops = {
 	.replace = sqlite_replace,
 	.last_seq = sqlite_last_seq,
 	.close = sqlite_close,
+	.dgrams_since = sqlite_dgrams_since,
 };
 
 static int prepare(struct sink_sqlite *s)
@@ -178,7 +229,12 @@ static int prepare(struct sink_sqlite *s)
 	       sqlite3_prepare_v2(s->db, "COMMIT", -1, &s->commit, NULL) ||
 	       sqlite3_prepare_v2(s->db, "ROLLBACK", -1, &s->rollback, NULL) ||
 	       sqlite3_prepare_v2(s->db, "INSERT INTO tally_batches(appliance, seq, rows, "
-				  "committed_ms) VALUES(?1, ?2, ?3, ?4)", -1, &s->batch, NULL) ||
+				  "committed_ms, dgrams) VALUES(?1, ?2, ?3, ?4, ?5)", -1, &s->batch,
+				  NULL) ||
+	       sqlite3_prepare_v2(s->db, "SELECT appliance, seq, dgrams FROM tally_batches "
+				  "WHERE committed_ms >= ?1 AND dgrams IS NOT NULL "
+				  "AND (?2 = '' OR appliance = ?2) AND (?3 = '' OR appliance <> ?3)",
+				  -1, &s->dgrams, NULL) ||
 	       sqlite3_prepare_v2(s->db, upsert_sql, -1, &s->upsert, NULL) ||
 	       sqlite3_prepare_v2(s->db, "SELECT coalesce(max(seq), 0) FROM tally_batches "
 				  "WHERE appliance = ?1", -1, &s->last, NULL) ||
@@ -204,7 +260,10 @@ struct tally_sink *tally_sink_sqlite_open(const char *path, unsigned cache_mb, c
 	    snprintf(pragmas, sizeof(pragmas), "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
 		     "PRAGMA cache_size=-%u;", cache_mb * 1024) < 0 ||
 	    sqlite3_exec(s->db, pragmas, NULL, NULL, NULL) ||
-	    sqlite3_exec(s->db, schema, NULL, NULL, NULL) || prepare(s)) {
+	    sqlite3_exec(s->db, schema, NULL, NULL, NULL) ||
+	    (sqlite3_exec(s->db, add_dgrams, NULL, NULL, NULL) &&
+	     strstr(sqlite3_errmsg(s->db), "duplicate column") == NULL) ||
+	    prepare(s)) {
 		snprintf(err, errlen, "sqlite_path: cannot open \"%s\": %s", path,
 			 s->db ? sqlite3_errmsg(s->db) : "out of memory");
 		sqlite_close(&s->base);

@@ -10,6 +10,7 @@
 
 #include <ck_pr.h>
 
+#include "committed.h"
 #include "sink_writer.h"
 #include "timeutil.h"
 
@@ -151,7 +152,7 @@ static bool place_part(struct tally_writer *w, unsigned i, struct tally_batch *b
 {
 	struct tally_lane *l = &w->lanes[i];
 
-	if (b->nrows == 0)
+	if (b->nrows == 0 && b->ndgrams == 0)
 		return true;
 	if (!ck_pr_load_int(&w->give_up) && spool_empty(l->spool) &&
 	    tally_breaker_allow(&l->br, tally_mono_ms()) && lane_write(w, l, b) >= 0)
@@ -196,11 +197,18 @@ static int assign_seq(struct tally_writer *w, struct tally_batch *b)
 }
 
 /* Split the current batch into its lanes' parts (one lane: the batch itself). */
+/* Every part carries the batch's datagram list: a datagram counts as
+ * committed only where every lane holds its part (sink_writer.h). */
 static int split(struct tally_writer *w)
 {
 	if (w->nlanes == 1)
 		return 0;
-	return tally_ring_split(&w->ring, w->cur, w->parts);
+	if (tally_ring_split(&w->ring, w->cur, w->parts) != 0)
+		return -ENOMEM;
+	for (unsigned i = 0; i < w->nlanes; i++)
+		if (tally_batch_copy_dgrams(&w->parts[i], w->cur) != 0)
+			return -ENOMEM;
+	return 0;
 }
 
 static struct tally_batch *part_of(struct tally_writer *w, unsigned i)
@@ -404,6 +412,25 @@ static void choose_floor(struct tally_writer *w, const char *appliance)
 	}
 }
 
+/* Before the thread runs: the lanes' sinks are still this thread's to use. */
+static void load_committed(struct tally_writer *w, const char *appliance)
+{
+	char err[320];
+
+	if (w->o.committed_since_ms <= 0)
+		return;
+	if (tally_committed_load(w->lanes, w->nlanes, appliance, false, w->o.committed_since_ms,
+				 &w->committed, err, sizeof(err)) != 0 ||
+	    tally_committed_load(w->lanes, w->nlanes, appliance, true, w->o.committed_since_ms,
+				 &w->committed, err, sizeof(err)) != 0)
+		fprintf(stderr, "tallyd: cannot read the datagrams committed before this start "
+			"(%s): a producer's retransmit of one of them counts again\n", err);
+	else
+		fprintf(stderr, "tallyd: %llu datagrams committed before this start (here or by "
+			"another appliance) are known (retransmits are acked, not counted again)\n",
+			(unsigned long long)(w->committed ? w->committed->n : 0));
+}
+
 int tally_writer_start(struct tally_writer *w, const char *appliance, char *err, size_t errlen)
 {
 	const char *names[TALLY_SHARD_MAX];
@@ -423,6 +450,7 @@ int tally_writer_start(struct tally_writer *w, const char *appliance, char *err,
 		return r;
 	}
 	choose_floor(w, appliance);
+	load_committed(w, appliance);
 	r = pthread_create(&w->thread, NULL, writer_main, w);
 	if (r != 0) {
 		snprintf(err, errlen, "sink writer: cannot start thread: %s", strerror(r));

@@ -64,6 +64,9 @@ struct tally_writer_opts {
 	uint64_t spool_max_bytes, spool_max_age_ms;
 	unsigned breaker_failures;
 	uint64_t retry_base_ms, retry_max_ms, breaker_open_ms;
+	/* >0: at start, read the datagram lists of this appliance's batches
+	 * committed since then into committed (committed.h) */
+	int64_t committed_since_ms;
 };
 
 struct tally_writer {
@@ -76,6 +79,7 @@ struct tally_writer {
 	struct tally_batch *cur;   /* the batch being placed */
 	bool placed[TALLY_SHARD_MAX];
 	uint64_t seq_floor;        /* no seq below this */
+	struct tally_dgset *committed; /* read at start; the caller takes it */
 	ck_ring_t q __attribute__((aligned(64)));
 	ck_ring_buffer_t qbuf[TALLY_WRITER_QUEUE];
 	struct tally_counters ctr; /* single writer: the writer thread */

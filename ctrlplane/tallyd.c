@@ -33,6 +33,7 @@
 #include "sink_config.h"
 #include "stats.h"
 #include "tallyd.h"
+#include "timeutil.h"
 
 /* Dedup tick. Dedup generations move on ticks, so a tick must come well
  * within one generation's insert budget (capacity / 8): at 2 ms, a 1M-id horizon
@@ -100,6 +101,7 @@ static int setup_params(struct tally_daemon *d, char *err, size_t errlen)
 	p->ack_mode = (uint8_t)tally_config_ack_mode(d->cfg.ack_mode);
 	if (tally_config_mac_keys(d->cfg.mac_keys, p->mac.present, p->mac.key, err, errlen))
 		return -EINVAL;
+	p->mac.require = d->cfg.require_mac != 0;
 	d->sh.params = p;
 	ck_epoch_init(&d->sh.epoch);
 	ck_epoch_register(&d->sh.epoch, &d->ctl_rec, NULL);
@@ -133,7 +135,7 @@ static void assign_queues(struct tally_daemon *d)
 }
 
 /* Acks leave through TX queue i of the port of worker i's first RX queue; a
- * port with fewer TX queues than workers (or the one the exception path also
+ * port with fewer TX queues than workers (or one the exception path also
  * uses, whose last queue is the kernel's) leaves the others without acks:
  * they count them under tly1_ack_unsent. */
 static void assign_txqs(struct tally_daemon *d)
@@ -196,11 +198,11 @@ static void launch_workers(struct tally_daemon *d)
 	}
 }
 
-/* TX queues asked of port p: one per worker for acks, and on the first port
- * one more for what the exception path sends out for the kernel. */
+/* TX queues asked of port p: one per worker for acks, and on a port with an
+ * exception TAP one more for what that path sends out for the kernel. */
 static uint16_t txqs_wanted(const struct tally_daemon *d, unsigned p)
 {
-	return (uint16_t)(d->nworkers + (p == 0 && d->exc_on));
+	return (uint16_t)(d->nworkers + (p < d->nexc));
 }
 
 /* What every port will set up, as one need: with several ports their RX and
@@ -352,9 +354,16 @@ static int setup_port(struct tally_daemon *d, char *err, size_t errlen)
 		if (r == 0)
 			tally_port_report_link(d->ports[p], stderr);
 	}
-	/* the exception path's queue is the first port's last; workers keep the rest */
-	if (r == 0 && d->exc_on && d->port_ntxq[0] > 0)
-		d->exc_txq = --d->port_ntxq[0];
+	/* the exception path's queue is its port's last; workers keep the rest */
+	for (unsigned p = 0; p < d->nexc && r == 0; p++) {
+		if (d->port_ntxq[p] == 0) {
+			snprintf(err, errlen, "exception_port: port %u cannot transmit: the "
+				 "kernel's replies would have no way out", d->ports[p]);
+			r = -ENOTSUP;
+		} else {
+			d->exc_txqs[p] = --d->port_ntxq[p];
+		}
+	}
 	/* The PMD attached tally_xdp and filled xsks_map as its queues started. */
 	if (r == 0)
 		r = tally_daemon_xdp_start(d, err, errlen);
@@ -416,6 +425,8 @@ static void on_clock_sync(struct tally_loop *l, void *arg)
 	(void)l;
 	tally_clock_sync(&d->sh.clock, rte_rdtsc(), clock_ns(CLOCK_REALTIME),
 			 TALLY_CLOCK_SYNC_MS * 1000000ull);
+	tally_live_mac_expire(d);
+	tally_live_committed_tick(d);
 }
 
 static void on_exception(struct tally_loop *l, void *arg)
@@ -529,9 +540,26 @@ static int setup(struct tally_daemon *d, char *err, size_t errlen)
 		return r;
 	d->wr.acks_done = acks_done;
 	d->wr.acks_arg = d;
+	/* committed acks promise what survives a crash: so must dedup (README) */
+	if (d->sh.params->ack_mode == TALLY_ACKM_COMMITTED)
+		d->wr.o.committed_since_ms = tally_wall_ms() - (int64_t)d->cfg.dedup_horizon_ms;
 	r = tally_writer_start(&d->wr, d->cfg.appliance_id, err, errlen);
 	if (r < 0)
 		return r;
+	d->committed = d->committed_own = d->wr.committed;
+	d->wr.committed = NULL;
+	d->sh.params->committed = d->committed; /* no worker runs yet */
+	d->committed_until_ms = tally_mono_ms() + d->cfg.dedup_horizon_ms;
+	if (d->sh.params->ack_mode == TALLY_ACKM_COMMITTED && d->cfg.committed_refresh_ms > 0) {
+		d->refresher.appliance = d->cfg.appliance_id;
+		d->refresher.horizon_ms = d->cfg.dedup_horizon_ms;
+		d->refresher.refresh_ms = d->cfg.committed_refresh_ms;
+		d->refresher.own = d->committed_own;
+		d->refresher.own_until_ms = d->committed_until_ms;
+		r = tally_committed_start(&d->refresher, &d->wr, err, errlen);
+		if (r < 0)
+			return r;
+	}
 	r = setup_workers(d, err, errlen);
 	if (r == 0)
 		r = tally_exception_start(d, err, errlen);
@@ -707,8 +735,12 @@ int main(int argc, char **argv)
 	tally_metrics_stop(&d);
 	tally_ctl_close(&d);
 	tally_loop_fini(&d.loop);
+	tally_committed_stop(&d.refresher);
 	tally_writer_fini(&d.wr);
 	tally_liveview_fini(&d.view);
+	if (d.committed != d.committed_own)
+		tally_dgset_free(d.committed);
+	tally_dgset_free(d.committed_own);
 	tally_port_stop(d.port);
 	tally_exception_stop(&d);
 	for (unsigned p = 0; p < d.nports; p++)

@@ -10,6 +10,7 @@
 #include <pthread.h>
 
 #include "archiver.h"
+#include "committed.h"
 #include "config.h"
 #include "flush.h"
 #include "loop.h"
@@ -45,6 +46,11 @@ struct tally_daemon {
 	ck_epoch_record_t ctl_rec; /* the control thread's, for ck_epoch_synchronize */
 	struct tally_rules *rules; /* what sh.params->rules points to; NULL = none */
 	uint64_t rules_gen;
+	uint64_t mac_grace_until_ms; /* retired MAC keys accepted until then; 0 = none */
+	struct tally_dgset *committed;  /* what sh.params->committed points to */
+	struct tally_dgset *committed_own; /* read at start; kept until exit */
+	uint64_t committed_until_ms;    /* when its datagrams are all past the horizon */
+	struct tally_committed_refresher refresher; /* other appliances' lists */
 	uint64_t rules_reloads, rules_reload_errors, config_changes;
 	int nargs;   /* tallyd's own arguments (before "--"), re-read on SIGHUP */
 	char **args;
@@ -58,7 +64,8 @@ struct tally_daemon {
 	/* TX queues each port gave to workers: worker i sends its acks on queue i of
 	 * its first RX queue's port if i < that port's count */
 	uint16_t port_ntxq[TALLY_MAX_PORTS];
-	uint16_t exc_txq; /* the first port's TX queue of the exception path */
+	/* port i's TX queue of the exception path (its last), for i < nexc */
+	uint16_t exc_txqs[TALLY_MAX_PORTS];
 	struct tally_writer wr;
 	struct tally_liveview view; /* tallyctl top / get */
 	char spool_dir[1024];
@@ -82,9 +89,11 @@ struct tally_daemon {
 	struct tally_snap published, scratch;
 	pthread_mutex_t snap_lock;
 	struct tally_metrics *metrics;
-	/* exception path (exception.c): a kernel-side port, control-thread I/O */
+	/* exception path (exception.c): a kernel-side port per input port (the
+	 * first nexc of ports[]), control-thread I/O */
 	bool exc_on;
-	uint16_t exc_port;
+	uint16_t exc_ports[TALLY_MAX_PORTS];
+	unsigned nexc;
 	unsigned exc_mbufs; /* what its rings hold, added to the pool */
 	uint64_t exc_from_kernel, exc_dropped;
 	/* net_af_xdp with tally_xdp (xdp_front.c) */

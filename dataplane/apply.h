@@ -21,6 +21,7 @@
 #include "dedup.h"
 #include "event.h"
 #include "parse_statsd.h"
+#include "dgset.h"
 #include "parse_tly1.h"
 #include "rules.h"
 #include "window.h"
@@ -43,6 +44,9 @@ struct tally_params {
 	uint64_t future_ms;   /* 0 = off */
 	struct tally_mac_keys mac;
 	const struct tally_rules *rules; /* NULL: no rules file, every key kept */
+	/* ACK_REQ datagrams committed before (a restart, another appliance):
+	 * dropped whole and acked committed; NULL: none */
+	const struct tally_dgset *committed;
 	uint8_t ack_mode;                /* enum tally_ack_mode; fixed at start */
 };
 
@@ -73,7 +77,7 @@ static inline enum tally_counter tally_tly1_counter(int r)
 {
 	if (tally_likely(r == TALLY_OK))
 		return TALLY_C_TLY1_DATAGRAMS;
-	if ((unsigned)(r - TALLY_C_TLY1_SHORT) <= TALLY_C_TLY1_MAC_BAD - TALLY_C_TLY1_SHORT)
+	if ((unsigned)(r - TALLY_C_TLY1_SHORT) <= TALLY_C_TLY1_MAC_REQUIRED - TALLY_C_TLY1_SHORT)
 		return (enum tally_counter)r;
 	return TALLY_C_DROP_INTERNAL;
 }
@@ -90,6 +94,7 @@ static inline int tally_dgram_tly1(uint64_t *c, const struct tally_params *p,
 	h->flags = 0;
 	r = tally_tly1_parse(payload, len, &p->mac, evb, h);
 	c[tally_tly1_counter(r)]++;
+	c[TALLY_C_TLY1_MAC_OLD_KEY] += r == TALLY_OK && h->mac_old;
 	return r;
 }
 

@@ -240,6 +240,20 @@ static void ack_send_committed(struct tally_worker *w)
 	}
 }
 
+/* A retransmit of a datagram committed before this start: its events are
+ * in the sink already. Take them back out of the batch, answer committed. */
+static void committed_before(struct tally_worker *w, const uint8_t *frame,
+			     const struct tally_udp *u, const struct tally_tly1_hdr *h)
+{
+	struct tally_ack a;
+
+	w->evb.n -= h->count;
+	w->ctr.v[TALLY_C_TLY1_DATAGRAMS]--;
+	w->ctr.v[TALLY_C_TLY1_COMMITTED_BEFORE]++;
+	if (tally_ack_from_udp(&a, frame, u, h->sender_id, h->batch_seq) == 0)
+		ack_queue(w, &a, TALLY_ACK_COMMITTED);
+}
+
 static void parse_datagram(struct tally_worker *w, const struct tally_params *p,
 			   const uint8_t *frame, const struct tally_udp *u, uint64_t now_ms)
 {
@@ -251,6 +265,12 @@ static void parse_datagram(struct tally_worker *w, const struct tally_params *p,
 		if (unlikely(w->npend == TALLY_BURST))
 			apply_events(w, p, now_ms);
 		r = tally_dgram_tly1(w->ctr.v, p, &w->evb, u->payload, u->len, &h);
+		if (unlikely(p->committed != NULL) && r == TALLY_OK &&
+		    (h.flags & TALLY_TLY1_F_ACK_REQ) &&
+		    tally_dgset_has(p->committed, h.sender_id, h.batch_seq)) {
+			committed_before(w, frame, u, &h);
+			return;
+		}
 		if (h.flags & TALLY_TLY1_F_ACK_REQ)
 			ack_datagram(w, p, frame, u, &h, r);
 		return;
@@ -327,9 +347,12 @@ static bool for_kernel(int reason)
 	       reason == TALLY_C_DROP_IPV6_EXT;
 }
 
-/* Hand m to the control thread for the kernel, within this burst's share. */
+/* Hand m to the control thread for the kernel, within this burst's share;
+ * false (not counted here) when m's port has no TAP. */
 static bool divert(struct tally_worker *w, struct rte_mbuf *m)
 {
+	if (!(w->exc_ports >> (m->port % 64) & 1))
+		return false;
 	if (w->exc_left > 0 && ck_ring_enqueue_spsc(&w->exc, w->exc_buf, m)) {
 		w->exc_left--;
 		w->ctr.v[TALLY_C_EXC_TO_KERNEL]++;

@@ -103,8 +103,11 @@ struct tally_worker {
 
 	/* Exception path: frames for the kernel, at most exc_cap per burst (0 =
 	 * off), handed to the control thread, which alone does the TAP's I/O (its
-	 * syscalls stay off the worker). Single producer, single consumer. */
+	 * syscalls stay off the worker). Single producer, single consumer.
+	 * exc_ports: bit (port id % 64) set for the ports that have a TAP; a frame
+	 * from another port is dropped under its reason, as with the path off. */
 	uint16_t exc_cap, exc_left;
+	uint64_t exc_ports;
 	ck_ring_t exc __attribute__((aligned(64))); /* worker -> control */
 	ck_ring_buffer_t exc_buf[TALLY_EXC_RING];
 };

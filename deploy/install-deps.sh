@@ -14,6 +14,12 @@ packages=(
   # XDP front: libxdp (leftover detection, AF_XDP sockets in tests), bpftool and
   # xdp-tools to inspect an interface, iproute2 for the namespace tests
   libxdp-dev xdp-tools bpftool iproute2 ethtool socat iputils-ping
+  # a stock StatsD client library for the XDP test (tests/integration/statsd_client_send.py)
+  python3-aiodogstatsd
+  # the XDP program under Debian 12's 6.1 kernel in a VM (ebpf/verify_kernel.sh)
+  qemu-system-x86 busybox-static
+  # the client test's packet loss (nft numgen drops on a veth, both ways)
+  nftables
   # sd_notify for the systemd unit (Type=notify)
   libsystemd-dev
   # metrics and status page HTTP server
@@ -26,6 +32,8 @@ packages=(
   redis-server redis-tools
   # metrics tests: a real Prometheus (and promtool), the status page in headless Chromium
   prometheus chromium
+  # benchmark driver (perf/bench.py): callgrind's counts per event, results.svg
+  valgrind python3-matplotlib
 )
 
 if [ "$(id -u)" -ne 0 ]; then

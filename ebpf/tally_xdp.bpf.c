@@ -13,7 +13,11 @@
  *
  * No CO-RE: the program reads packet bytes and its own maps, never a kernel
  * structure, so it needs no vmlinux.h and loads on any kernel with LPM tries,
- * LRU hashes and XSKMAP lookups (5.3+; Debian 12 ships 6.1).
+ * LRU hashes and XSKMAP lookups (5.3+; Debian 12 ships 6.1). Kept that way on
+ * purpose: four helpers (map lookup/update, ktime_get_ns, redirect_map), no
+ * kfunc, no bpf_loop or dynptr, no BPF-to-BPF call; ebpf/verify_kernel.sh
+ * boots Debian 12's 6.1 kernel in qemu and runs its verifier and the unit
+ * test there (meson test xdp-kernel-6.1).
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>

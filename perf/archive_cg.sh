@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The archive's cost on the worker in instructions and simulated cache misses
 # per event, which do not drift with the load of a shared VM as cycles do:
-# tally-pipeline on a fixed input (--bursts) under callgrind with its cache
+# tally-pipeline on a fixed input (--datagrams, 32 a burst) under callgrind with its cache
 # simulator, collecting only inside tally_worker_burst (the worker's code,
 # not the untimed frame rendering nor the archiver thread), without and with
 # --archive, for archive_cost.sh's scenarios A and B (smaller pools and fewer
@@ -13,7 +13,7 @@ set -euo pipefail
 build=${1:-build}; bursts=${2:-4000}
 pipe=$(realpath "$build/perf/tally-pipeline")
 common=(--dup-rate 0.05 --malformed-rate 0.01 --window-ms 10000 --flows 64
-        --table-rows 1310720 --dedup-capacity 8388608 --bursts "$bursts")
+        --table-rows 1310720 --dedup-capacity 8388608 --datagrams $(( bursts * 32 )))
 A=(--proto tly1 --events-per-dgram 1 --keys 1000000 --pool 262144)
 B=(--proto tly1 --events-per-dgram 32 --keys 1000000 --dist zipf --zipf-s 1.1 --pool 16384)
 tmp=$(mktemp -d /tmp/tally-archcg.XXXXXX)

@@ -20,7 +20,7 @@
  * The run is checked: the worker's counters must equal what the generator says
  * the datagrams hold (accepted events, duplicates, every rejection reason).
  *
- *   tally-pipeline [traffic options] [--seconds S] [--dedup-capacity N]
+ *   tally-pipeline [traffic options] [--seconds S | --datagrams N] [--dedup-capacity N]
  *                  [--table-rows N] [--burst N] [--json FILE] [--acks] [--archive DIR]
  *                  [-- EAL args]
  */
@@ -57,7 +57,7 @@
 struct bench {
 	struct gen_opts o;
 	double seconds;
-	uint64_t bursts; /* --bursts: a fixed input (for callgrind), 0 = by --seconds */
+	uint64_t max_datagrams; /* --datagrams: a fixed input (callgrind), not a time */
 	uint64_t dedup_capacity, table_rows;
 	unsigned burst;
 	const char *json;
@@ -72,13 +72,14 @@ struct bench {
 	long preempted;   /* the worker thread's involuntary context switches */
 };
 
-enum { O_SECONDS = GEN_O_END, O_DEDUP, O_ROWS, O_BURST, O_JSON, O_ACKS, O_ARCHIVE, O_BURSTS, O_POOL_OPS };
+enum { O_SECONDS = GEN_O_END, O_DEDUP, O_ROWS, O_BURST, O_JSON, O_ACKS, O_ARCHIVE, O_DGRAMS,
+       O_POOL_OPS };
 
 static const struct option long_opts[] = {
 	GEN_TRAFFIC_LONG_OPTS,
 	{"seconds", 1, 0, O_SECONDS}, {"dedup-capacity", 1, 0, O_DEDUP},
 	{"table-rows", 1, 0, O_ROWS}, {"burst", 1, 0, O_BURST}, {"json", 1, 0, O_JSON}, {"acks", 0, 0, O_ACKS},
-	{"archive", 1, 0, O_ARCHIVE}, {"bursts", 1, 0, O_BURSTS},
+	{"archive", 1, 0, O_ARCHIVE}, {"datagrams", 1, 0, O_DGRAMS},
 	{"pool-ops", 1, 0, O_POOL_OPS},
 	{"help", 0, 0, 'h'}, {0, 0, 0, 0}};
 
@@ -89,7 +90,8 @@ static void usage(FILE *out)
 	fprintf(out,
 	"run:\n"
 	"  --seconds S             timed processing to run (5)\n"
-	"  --bursts N              run exactly N bursts instead (a fixed input, for callgrind)\n"
+	"  --datagrams N           process exactly N datagrams instead, however long it\n"
+	"                          takes: a fixed input for callgrind/cachegrind\n"
 	"  --dedup-capacity N      dedup horizon in ids, as tallyd's dedup_capacity (50000000)\n"
 	"  --table-rows N          rows per window table, as tallyd's table_rows (1048576)\n"
 	"  --burst N               frames per burst handed to the worker (32)\n"
@@ -122,6 +124,9 @@ static int parse_opts(int argc, char **argv, struct bench *b)
 			return -EINVAL;
 		switch (c) {
 		case O_SECONDS: r = gen_num_f(optarg, 0.01, 1e6, &b->seconds); break;
+		case O_DGRAMS: r = gen_num_u64(optarg, UINT64_MAX, &b->max_datagrams);
+			r = r || b->max_datagrams == 0 ? -EINVAL : 0;
+			break;
 		case O_DEDUP: r = gen_num_u64(optarg, 1ULL << 34, &b->dedup_capacity); break;
 		case O_ROWS: r = gen_num_u64(optarg, INT32_MAX, &b->table_rows); break;
 		case O_BURST: r = gen_num_u64(optarg, MAX_BURST, &x);
@@ -131,7 +136,6 @@ static int parse_opts(int argc, char **argv, struct bench *b)
 		case O_JSON: b->json = optarg; r = 0; break;
 		case O_ARCHIVE: b->archive = optarg; r = 0; break;
 		case O_POOL_OPS: b->pool_ops = optarg; r = 0; break;
-		case O_BURSTS: r = gen_num_u64(optarg, UINT64_MAX, &b->bursts); break;
 		case O_ACKS: b->acks = true; r = 0; break;
 		default: r = gen_opt_set(&b->o, c, optarg);
 		}
@@ -326,13 +330,17 @@ static int run(struct bench *b, struct rig *g, const struct gen_pool *p)
 	b->per_event = malloc(MAX_SAMPLES * sizeof(float));
 	if (b->per_event == NULL)
 		return -ENOMEM;
-
-	while (b->bursts ? b->datagrams < b->bursts * b->burst : b->cycles < budget) {
+	for (;;) {
+		unsigned n = b->burst;
 		uint64_t t0, ev0, dt;
 
-		if (rte_pktmbuf_alloc_bulk(g->mp, m, b->burst) != 0)
+		if (b->max_datagrams ? b->datagrams >= b->max_datagrams : b->cycles >= budget)
+			break;
+		if (b->max_datagrams && b->max_datagrams - b->datagrams < n)
+			n = (unsigned)(b->max_datagrams - b->datagrams);
+		if (rte_pktmbuf_alloc_bulk(g->mp, m, n) != 0)
 			return -ENOBUFS;
-		for (unsigned k = 0; k < b->burst; k++) {
+		for (unsigned k = 0; k < n; k++) {
 			gen_frame_render(p, (uint32_t)next, cycle, rte_pktmbuf_mtod(m[k], uint8_t *));
 			m[k]->data_len = (uint16_t)p->frames[next].len;
 			m[k]->pkt_len = p->frames[next].len;
@@ -343,12 +351,12 @@ static int run(struct bench *b, struct rig *g, const struct gen_pool *p)
 		}
 		ev0 = g->w.ctr.v[TALLY_C_EVENTS_IN];
 		t0 = rte_rdtsc();
-		tally_worker_burst(&g->w, &g->params, m, (uint16_t)b->burst,
+		tally_worker_burst(&g->w, &g->params, m, (uint16_t)n,
 				   tally_clock_ms(&g->sh.clock, t0, &g->w.clock_last));
 		dt = rte_rdtsc() - t0;
 		b->cycles += dt;
 		sample(b, dt, g->w.ctr.v[TALLY_C_EVENTS_IN] - ev0);
-		b->datagrams += b->burst;
+		b->datagrams += n;
 		drain_table(b, &g->w);
 		tick_dedup(b, g);
 	}

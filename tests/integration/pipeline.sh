@@ -27,12 +27,12 @@ run --proto statsd --keys 2000 --events-per-dgram 20 --malformed-rate 0.05 --tab
 archive_run() {
   local burst=$1 n=$2
   "$pipe" --proto tly1 --keys 5000 --events-per-dgram 4 --dup-rate 0.05 --malformed-rate 0.02 \
-    --burst "$burst" --bursts "$n" --dedup-capacity 1048576 --flows 16 --archive "$work/arch$burst" \
+    --burst "$burst" --datagrams $(( burst * n )) --dedup-capacity 1048576 --flows 16 --archive "$work/arch$burst" \
     -- -l 0 "${eal_base[@]}" --file-prefix "tally-pipe-$$" --no-telemetry > "$work/out" 2>&1 ||
     { cat "$work/out"; fail "tally-pipeline --archive --burst $burst failed"; }
   grep -q '^check OK' "$work/out" || { cat "$work/out"; fail "tally-pipeline --archive: counters differ"; }
   v() { awk -v k="$1" '$1 == k { print $2 }' "$work/out"; }
-  [ "$(v datagrams)" = $(( burst * n )) ] || fail "--bursts $n did not run $(( burst * n )) datagrams"
+  [ "$(v datagrams)" = $(( burst * n )) ] || fail "--datagrams did not run $(( burst * n )) datagrams"
   [ $(( $(v archive_datagrams) + $(v archive_ring_full) )) -eq $(( burst * n )) ] ||
     { cat "$work/out"; fail "archived + ring full is not every datagram"; }
   [ "$(v archive_ring_full)" -ge $(( (burst - 32) * n )) ] || fail "more than 32 notes a burst"

@@ -12,16 +12,21 @@
 . "$(dirname "$0")/faults_lib.sh"
 spool_tool=$build/ctrlplane/tally-spool
 
-# hold_lock DB SECONDS: another writer holds SQLite's write lock
+# hold_lock DB SECONDS: another writer holds SQLite's write lock (returns once
+# it does: on a loaded machine the interpreter alone can take seconds to start)
 hold_lock() {
-  python3 - "$1" "$2" <<'PY' &
+  rm -f "$work/locked"
+  python3 - "$1" "$2" "$work/locked" <<'PY' &
 import sqlite3, sys, time
 db = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
 db.execute("BEGIN EXCLUSIVE")
+open(sys.argv[3], "w").close()
 time.sleep(float(sys.argv[2]))
 db.execute("ROLLBACK")
 PY
   lpid=$!; pids+=("$lpid")
+  for _ in $(seq 600); do [ -e "$work/locked" ] && return 0; sleep 0.05; done
+  fail "the lock holder did not take the lock"
 }
 
 echo "== A: missing directory, then a held lock"

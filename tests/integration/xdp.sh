@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tallyd on net_af_xdp with tally_xdp, in network namespaces over a veth pair
 # this test creates and removes: kernel UDP sockets in the producer namespace
-# send TLY1 (tly1_send.py) and StatsD (socat); exact totals in SQLite
+# send TLY1 (tly1_send.py) and StatsD (socat, and the stock client library
+# python3-aiodogstatsd through statsd_client_send.py); exact totals in SQLite
 # (tally-check); a denied source's datagrams die in XDP (xdp_drop_acl) and never
 # reach a worker (rx_packets); tallyctl acl add lets it in live; ARP and a TCP
 # connection to the appliance's own kernel work while tallyd runs; the program
@@ -83,6 +84,10 @@ ctl acl add 10.77.0.3/32 | grep -q 10.77.0.3/32 || fail "acl add did not list th
 ctl acl list | grep -q 10.77.0.2/32 || fail "acl list lost the configured prefix"
 inP python3 "$src/tests/integration/tly1_send.py" 10.77.0.3 10.77.0.1 7000 --datagrams 20 \
   --events 2 --keys 3 --prefix allowed. --time-ms "$t_ms" --id0 200000 --expect "$work/expect.tsv"
+# StatsD from a stock client library (Debian's python3-aiodogstatsd): counters
+# with DogStatsD tags and timings, one datagram each, at arrival time.
+inP /usr/bin/python3 "$src/tests/integration/statsd_client_send.py" 10.77.0.1 8125 \
+  --metrics 300 --expect "$work/expect.tsv" || fail "the aiodogstatsd sender failed"
 # IPv6: neighbour discovery stays the kernel's (XDP_PASS); the source is let in live.
 ctl acl add fd00::/64 | grep -q 'fd00::/64' || fail "acl add fd00::/64"
 inP python3 "$src/tests/integration/tly1_send.py" fd00::2 fd00::1 7000 --datagrams 30 \

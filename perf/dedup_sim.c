@@ -1,0 +1,180 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * tally-dedup-sim: the dedup table's placement policies at its capacity
+ * horizon, without the table's code: how many random memory lines a new event
+ * id costs, and how many live ids a policy must evict (each eviction is a
+ * duplicate that may later count twice). It is the measurement behind the
+ * "one memory line per new event id" design note in perf/RESULTS.md.
+ *
+ * Model: buckets of W slots (one 64-byte line of 8-byte slots); 16 bytes per id
+ * of capacity, so C ids get 2C slots; a generation ends every C/8 inserts and
+ * ids of the last 9 generations are live (as dataplane/dedup.c at full rate).
+ *   two-choice   (today's): both buckets read for every id; the emptier takes it
+ *   a-first      A takes the id while it has room, else B; A keeps an overflow
+ *                mark (the generation of its last overflow) and a lookup reads B
+ *                only while that mark is live. W-1 slots hold ids, one the mark.
+ *   a-first-8    the same with all 8 slots for ids (the mark in spare bits)
+ *
+ * Each policy is run at 16 (today's), 24 and 32 bytes per id.
+ *
+ *   tally-dedup-sim [--buckets N] [--rounds R] [--seed S]
+ */
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GENS 8
+#define MAXW 8
+
+struct sim {
+	uint64_t nb, cap, rng;
+	uint16_t *slot; /* generation of the id in it; 0 = empty */
+	uint16_t *mark; /* a-first: generation of the bucket's last overflow */
+	unsigned ways;
+};
+
+struct result {
+	uint64_t lookups, two_lines, evictions;
+};
+
+static uint64_t xr(struct sim *s)
+{
+	s->rng ^= s->rng << 13;
+	s->rng ^= s->rng >> 7;
+	s->rng ^= s->rng << 17;
+	return s->rng;
+}
+
+static bool live(uint16_t g, uint16_t cur) { return g != 0 && (uint16_t)(cur - g) <= GENS; }
+
+static int free_slot(const struct sim *s, uint64_t b, uint16_t cur, unsigned *nfree)
+{
+	int first = -1;
+
+	*nfree = 0;
+	for (unsigned k = 0; k < s->ways; k++)
+		if (!live(s->slot[b * MAXW + k], cur)) {
+			first = first < 0 ? (int)k : first;
+			(*nfree)++;
+		}
+	return first;
+}
+
+/* The oldest live slot of buckets a and b takes the id (an eviction). */
+static void evict(struct sim *s, uint64_t a, uint64_t b, uint16_t cur)
+{
+	uint64_t at = a * MAXW;
+
+	for (unsigned k = 0; k < s->ways; k++) {
+		if ((uint16_t)(cur - s->slot[a * MAXW + k]) > (uint16_t)(cur - s->slot[at]))
+			at = a * MAXW + k;
+		if ((uint16_t)(cur - s->slot[b * MAXW + k]) > (uint16_t)(cur - s->slot[at]))
+			at = b * MAXW + k;
+	}
+	s->slot[at] = cur;
+}
+
+static void insert_two_choice(struct sim *s, uint64_t a, uint64_t b, uint16_t cur,
+			      struct result *r)
+{
+	unsigned fa, fb;
+	int sa = free_slot(s, a, cur, &fa), sb = free_slot(s, b, cur, &fb);
+
+	r->two_lines++;
+	if (sa < 0 && sb < 0) {
+		r->evictions++;
+		evict(s, a, b, cur);
+	} else if (fb > fa) {
+		s->slot[b * MAXW + (unsigned)sb] = cur;
+	} else {
+		s->slot[a * MAXW + (unsigned)sa] = cur;
+	}
+}
+
+static void insert_a_first(struct sim *s, uint64_t a, uint64_t b, uint16_t cur,
+			   struct result *r)
+{
+	unsigned fa, fb;
+	int sa = free_slot(s, a, cur, &fa), sb;
+
+	r->two_lines += sa < 0 || live(s->mark[a], cur);
+	if (sa >= 0) {
+		s->slot[a * MAXW + (unsigned)sa] = cur;
+		return;
+	}
+	s->mark[a] = cur;
+	sb = free_slot(s, b, cur, &fb);
+	if (sb >= 0) {
+		s->slot[b * MAXW + (unsigned)sb] = cur;
+		return;
+	}
+	r->evictions++;
+	evict(s, a, b, cur);
+}
+
+/* bpi: bytes of table per id of capacity (8-byte slots) */
+static struct result run(uint64_t nb, unsigned ways, bool a_first, unsigned rounds,
+			 uint64_t seed, unsigned bpi)
+{
+	struct sim s = {nb, nb * MAXW * 8 / bpi, seed | 1, calloc(nb * MAXW, 2), calloc(nb, 2),
+			ways};
+	struct result r = {0};
+	uint16_t gen = 1;
+
+	if (s.slot == NULL || s.mark == NULL) {
+		fprintf(stderr, "tally-dedup-sim: out of memory\n");
+		exit(1);
+	}
+	/* warm up for half the rounds, measure the rest (rounds: capacities inserted) */
+	for (uint64_t i = 0; i < s.cap * rounds; i++) {
+		uint64_t a = xr(&s) % nb, b = (a + 1 + xr(&s) % (nb - 1)) % nb;
+		struct result *into = i >= s.cap * rounds / 2 ? &r : &(struct result){0};
+
+		if (i % (s.cap / GENS) == 0)
+			gen = gen == UINT16_MAX ? 1 : (uint16_t)(gen + 1);
+		into->lookups++;
+		(a_first ? insert_a_first : insert_two_choice)(&s, a, b, gen, into);
+	}
+	free(s.slot);
+	free(s.mark);
+	return r;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option lo[] = {{"buckets", 1, 0, 'b'}, {"rounds", 1, 0, 'r'},
+					   {"seed", 1, 0, 's'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+	uint64_t nb = 1 << 18, seed = 88172645463325252ULL;
+	unsigned rounds = 40;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		if (c == 'b') nb = strtoull(optarg, NULL, 0);
+		else if (c == 'r') rounds = (unsigned)strtoul(optarg, NULL, 0);
+		else if (c == 's') seed = strtoull(optarg, NULL, 0);
+		else {
+			fprintf(c == 'h' ? stdout : stderr, "usage: tally-dedup-sim [--buckets N] "
+				"[--rounds R] [--seed S]\n");
+			return c == 'h' ? 0 : 2;
+		}
+	}
+	if (nb < 2 || rounds < 2) {
+		fprintf(stderr, "tally-dedup-sim: --buckets >= 2, --rounds >= 2\n");
+		return 2;
+	}
+	printf("policy        bytes/id   lines/new id   evictions per 1M inserts\n");
+	struct { const char *name; unsigned ways; bool a_first; } p[] = {
+		{"two-choice", 8, false}, {"a-first", 7, true}, {"a-first-8", 8, true}};
+	for (unsigned bpi = 16; bpi <= 32; bpi += 8)
+	for (unsigned i = 0; i < 3; i++) {
+		struct result r = run(nb, p[i].ways, p[i].a_first, rounds, seed, bpi);
+
+		printf("%-13s %8u %14.3f   %12.1f\n", p[i].name, bpi,
+		       1.0 + (double)r.two_lines / (double)r.lookups,
+		       1e6 * (double)r.evictions / (double)r.lookups);
+	}
+	return 0;
+}
