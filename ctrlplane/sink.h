@@ -49,6 +49,11 @@ struct tally_sink_ops {
 	 * seq. 0 or a negative errno. NULL: the sink keeps no datagram lists. */
 	int (*dgrams_since)(struct tally_sink *s, const char *only, const char *except,
 			    int64_t since_ms, tally_dgrams_fn fn, void *arg);
+	/* tally-recount --replace; NULL when the sink cannot. In one transaction:
+	 * record (appliance, seq) as write does (SKIPPED if there), delete every row
+	 * of the window (win_start, b->window_ms), of any key, whoever wrote it, and
+	 * insert b's rows, which all belong to that window. Same results as write. */
+	int (*replace)(struct tally_sink *s, const struct tally_batch *b, int64_t win_start);
 };
 
 struct tally_sink {

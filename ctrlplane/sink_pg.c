@@ -103,6 +103,8 @@ static const char dgrams_sql[] =
 	" AND dgrams IS NOT NULL AND ($2 = '' OR appliance = $2)"
 	" AND ($3 = '' OR appliance <> $3)";
 
+static const char delete_sql[] =
+	"DELETE FROM tally_counts WHERE window_start_ms = $1 AND window_ms = $2";
 static const char last_sql[] =
 	"SELECT coalesce(max(seq), 0) FROM tally_batches WHERE appliance = $1";
 
@@ -637,15 +639,31 @@ static void rollback(struct sink_pg *s)
 	memcpy(s->base.err, err, sizeof(err));
 }
 
-static int pg_write(struct tally_sink *base, const struct tally_batch *b)
+/* Every row of one window, for replace. No index leads with the window, so
+ * this is a scan of tally_counts per window. */
+static int delete_window(struct sink_pg *s, int64_t win_start, int64_t window_ms)
 {
-	struct sink_pg *s = (struct sink_pg *)base;
+	char ws[24], wm[24];
+	const char *v[2] = {ws, wm};
+
+	snprintf(ws, sizeof(ws), "%lld", (long long)win_start);
+	snprintf(wm, sizeof(wm), "%lld", (long long)window_ms);
+	return run(s, "delete window", delete_sql, 2, v, NULL);
+}
+
+/* One transaction: the batch row, for replace the window's old rows out, then
+ * the rows (after the delete an upsert is an insert). */
+static int apply_batch(struct sink_pg *s, const struct tally_batch *b, bool replace,
+		       int64_t win_start)
+{
 	int r = pg_connect(s);
 
 	if (r == 0)
 		r = run(s, "begin", "BEGIN", 0, NULL, NULL);
 	if (r == 0)
 		r = claim_batch(s, b);
+	if (r == TALLY_SINK_APPLIED && replace)
+		r = delete_window(s, win_start, b->window_ms);
 	if (r == TALLY_SINK_APPLIED)
 		r = s->method == PG_COPY ? write_copy(s, b) : write_pipeline(s, b);
 	if (r == 0)
@@ -656,6 +674,16 @@ static int pg_write(struct tally_sink *base, const struct tally_batch *b)
 		drop(s);
 	rollback(s);
 	return r;
+}
+
+static int pg_write(struct tally_sink *base, const struct tally_batch *b)
+{
+	return apply_batch((struct sink_pg *)base, b, false, 0);
+}
+
+static int pg_replace(struct tally_sink *base, const struct tally_batch *b, int64_t win_start)
+{
+	return apply_batch((struct sink_pg *)base, b, true, win_start);
 }
 
 static int64_t pg_last_seq(struct tally_sink *base, const char *appliance)
@@ -723,6 +751,7 @@ static void pg_close(struct tally_sink *base)
 
 static const struct tally_sink_ops pg_ops = {
 	.write = pg_write,
+	.replace = pg_replace,
 	.last_seq = pg_last_seq,
 	.close = pg_close,
 	.dgrams_since = pg_dgrams_since,

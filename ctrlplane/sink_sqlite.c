@@ -45,7 +45,7 @@ static const char upsert_sql[] =
 struct sink_sqlite {
 	struct tally_sink base;
 	sqlite3 *db;
-	sqlite3_stmt *begin, *commit, *rollback, *batch, *upsert, *last, *dgrams;
+	sqlite3_stmt *begin, *commit, *rollback, *batch, *upsert, *last, *dgrams, *del;
 	char path[256];
 	uint8_t *pack; /* the batch's datagram list, packed */
 	size_t pack_cap;
@@ -130,14 +130,26 @@ static int claim_batch(struct sink_sqlite *s, const struct tally_batch *b)
 	}
 }
 
-static int sqlite_write(struct tally_sink *base, const struct tally_batch *b)
+/* Every row of one window, for replace. */
+static int delete_window(struct sink_sqlite *s, int64_t win_start, int64_t window_ms)
 {
-	struct sink_sqlite *s = (struct sink_sqlite *)base;
+	sqlite3_bind_int64(s->del, 1, win_start);
+	sqlite3_bind_int64(s->del, 2, window_ms);
+	return step(s->del) == SQLITE_DONE ? 0 : fail(s, "delete window");
+}
+
+/* One transaction: the batch row, for replace the window's old rows out, then
+ * the rows (after the delete an upsert is an insert). */
+static int apply_batch(struct sink_sqlite *s, const struct tally_batch *b, bool replace,
+		       int64_t win_start)
+{
 	int r;
 
 	if (step(s->begin) != SQLITE_DONE)
 		return fail(s, "begin");
 	r = claim_batch(s, b);
+	if (r == TALLY_SINK_APPLIED && replace)
+		r = delete_window(s, win_start, b->window_ms);
 	if (r == TALLY_SINK_APPLIED)
 		r = upsert_rows(s, b);
 	if (r == 0 && step(s->commit) == SQLITE_DONE)
@@ -146,6 +158,16 @@ static int sqlite_write(struct tally_sink *base, const struct tally_batch *b)
 		r = fail(s, "commit");
 	step(s->rollback);
 	return r;
+}
+
+static int sqlite_write(struct tally_sink *base, const struct tally_batch *b)
+{
+	return apply_batch((struct sink_sqlite *)base, b, false, 0);
+}
+
+static int sqlite_replace(struct tally_sink *base, const struct tally_batch *b, int64_t win_start)
+{
+	return apply_batch((struct sink_sqlite *)base, b, true, win_start);
 }
 
 static int64_t sqlite_last_seq(struct tally_sink *base, const char *appliance)
@@ -184,7 +206,7 @@ static void sqlite_close(struct tally_sink *base)
 {
 	struct sink_sqlite *s = (struct sink_sqlite *)base;
 	sqlite3_stmt *st[] = {s->begin, s->commit, s->rollback, s->batch, s->upsert, s->last,
-			      s->dgrams};
+			      s->dgrams, s->del};
 
 	for (size_t i = 0; i < sizeof(st) / sizeof(st[0]); i++)
 		sqlite3_finalize(st[i]);
@@ -195,6 +217,7 @@ static void sqlite_close(struct tally_sink *base)
 
 static const struct tally_sink_ops sqlite_ops = {
 	.write = sqlite_write,
+	.replace = sqlite_replace,
 	.last_seq = sqlite_last_seq,
 	.close = sqlite_close,
 	.dgrams_since = sqlite_dgrams_since,
@@ -214,7 +237,10 @@ static int prepare(struct sink_sqlite *s)
 				  -1, &s->dgrams, NULL) ||
 	       sqlite3_prepare_v2(s->db, upsert_sql, -1, &s->upsert, NULL) ||
 	       sqlite3_prepare_v2(s->db, "SELECT coalesce(max(seq), 0) FROM tally_batches "
-				  "WHERE appliance = ?1", -1, &s->last, NULL);
+				  "WHERE appliance = ?1", -1, &s->last, NULL) ||
+	       /* no index leads with the window: a scan of tally_counts per window */
+	       sqlite3_prepare_v2(s->db, "DELETE FROM tally_counts WHERE window_start_ms = ?1 "
+				  "AND window_ms = ?2", -1, &s->del, NULL);
 }
 
 struct tally_sink *tally_sink_sqlite_open(const char *path, unsigned cache_mb, char *err,

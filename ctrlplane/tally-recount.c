@@ -8,7 +8,19 @@
  *                 [--appliance ID] [-c FILE] [--KEY VALUE ...]
  *
  * T1, T2: arrival times, ms since the epoch or YYYY-MM-DDTHH:MM:SSZ; the range
- * is [T1, T2). -c and --KEY VALUE are tallyd's own config (the sink and its
+ * is [T1, T2).
+ *
+ * --replace corrects the live rows instead: T1 and T2 are then window bounds,
+ * and every row of window_ms W with window_start_ms in [T1, T2), of any key,
+ * is replaced by the recount's rows of that window, in one sink transaction
+ * per window (the sink's replace op; SQLite and PostgreSQL). A window's events
+ * arrived within [start - future_ms, end + lateness_ms), and the dedup table
+ * must have seen the dedup_horizon_ms before, so the windows are recounted in
+ * chunks, each read from its first window's start - future_ms -
+ * dedup_horizon_ms to its last window's end + lateness_ms, with a fresh table
+ * and dedup; rows outside the chunk's windows are thrown away. Only windows
+ * tallyd can no longer add to are replaced: T2 + lateness_ms +
+ * 2 * flush_interval_ms + REPLACE_GRACE_MS must be past. -c and --KEY VALUE are tallyd's own config (the sink and its
  * keys, ports, lateness, MAC keys, dedup sizes): a recount with the live config
  * makes the live decisions. --archive defaults to archive_dir, --window-ms to
  * window_ms, --rules to rules_file.
@@ -43,6 +55,8 @@
 #define ARENA (512 * 1024)
 #define PBUF (4 * 1024 * 1024) /* payload copies: TLY1 keys point into them */
 #define DEDUP_TICK_MS 2        /* tallyd's: generations move as they did live */
+/* Past a window's last flush: the sink writer's retries of its batch. */
+#define REPLACE_GRACE_MS 5000
 
 struct recount {
 	struct tally_config cfg;
@@ -64,6 +78,9 @@ struct recount {
 	uint64_t from, to;
 	int64_t window_ms;
 	bool tty;
+	/* --replace: the chunk being recounted, and what was replaced */
+	bool replace;
+	uint64_t chunk_from, chunk_to, chunk, nchunks, windows;
 };
 
 static uint64_t wall_ms(void)
@@ -109,8 +126,17 @@ static void apply(struct recount *rc)
 		tally_apply_events(&a, &rc->p, rc->batch_ms);
 	tally_evbuf_clear(&rc->evb);
 	rc->pused = 0;
-	if (rc->err == 0 && tally_wtab_near_full(rc->tab))
-		rc->err = write_table(rc);
+	if (rc->err == 0 && tally_wtab_near_full(rc->tab)) {
+		if (!rc->replace)
+			rc->err = write_table(rc);
+		else {
+			fprintf(stderr, "tally-recount: --replace: table_rows %llu is too small for "
+				"the rows of windows [%llu, %llu): raise --table_rows\n",
+				(unsigned long long)rc->cfg.table_rows,
+				(unsigned long long)rc->chunk_from, (unsigned long long)rc->chunk_to);
+			rc->err = -ENOSPC;
+		}
+	}
 }
 
 /* tallyd ticks dedup every 2 ms of its clock; here the clock is arrival time. */
@@ -154,12 +180,18 @@ static void progress(size_t done, size_t total, void *arg)
 	struct recount *rc = arg;
 	int bar = total ? (int)(40 * done / total) : 40;
 
-	if (!rc->tty && done != total)
+	bool last = done == total && rc->chunk + 1 >= rc->nchunks;
+	char chunk[48] = "";
+
+	if (!rc->tty && !last)
 		return;
-	fprintf(stderr, "\rtally-recount: [%.*s%*s] %zu/%zu segments, %llu datagrams%s",
-		bar, "########################################", 40 - bar, "", done, total,
+	if (rc->replace)
+		snprintf(chunk, sizeof(chunk), "chunk %llu/%llu, ",
+			 (unsigned long long)rc->chunk + 1, (unsigned long long)rc->nchunks);
+	fprintf(stderr, "\rtally-recount: [%.*s%*s] %s%zu/%zu segments, %llu datagrams%s",
+		bar, "########################################", 40 - bar, "", chunk, done, total,
 		(unsigned long long)(rc->ctr[TALLY_C_TLY1_DATAGRAMS] +
-				     rc->ctr[TALLY_C_STATSD_DATAGRAMS]), done == total ? "\n" : "");
+				     rc->ctr[TALLY_C_STATSD_DATAGRAMS]), last ? "\n" : "");
 }
 
 static int parse_time(const char *s, uint64_t *out)
@@ -181,8 +213,12 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: tally-recount --from T1 --to T2 [--archive DIR] [--window-ms W]\n"
-		"                     [--rules FILE] [--appliance ID] [-c FILE] [--KEY VALUE ...]\n"
+		"                     [--rules FILE] [--appliance ID] [--replace]\n"
+		"                     [-c FILE] [--KEY VALUE ...]\n"
 		"  T1, T2            arrival times: ms since the epoch or YYYY-MM-DDTHH:MM:SSZ\n"
+		"  --replace         replace the sink's rows of windows [T1, T2) (window bounds,\n"
+		"                    all keys) by the recount's, one transaction per window;\n"
+		"                    only closed windows (T2 + lateness_ms + 2 flushes + 5 s past)\n"
 		"  --archive DIR     the archive (default: archive_dir of the config)\n"
 		"  --window-ms W     window size of the recount (default: window_ms)\n"
 		"  --rules FILE      rules to apply (default: rules_file; '' = none)\n"
@@ -240,6 +276,10 @@ static int parse_args(struct recount *rc, int argc, char **argv)
 		if (strncmp(k, "--", 2) != 0)
 			return fprintf(stderr, "tally-recount: unexpected \"%s\"\n", k), -EINVAL;
 		k += 2;
+		if (!strcmp(k, "replace")) {
+			rc->replace = true;
+			continue;
+		}
 		if ((eq = strchr(k, '=')) != NULL) {
 			*eq = '\0';
 			v = eq + 1;
@@ -332,6 +372,154 @@ static int setup_sink(struct recount *rc)
 	return 0;
 }
 
+/* An empty archive would replace the windows by nothing: refused. One that
+ * starts after the first window's events could arrive (retention, or tallyd
+ * not archiving yet: the listing cannot tell which) is warned about. */
+static int check_archive_covers(struct recount *rc)
+{
+	struct tally_archive_info in = {0};
+	uint64_t need = rc->from > rc->cfg.future_ms ? rc->from - rc->cfg.future_ms : 0;
+	int r = tally_archive_info(rc->archive, &in);
+
+	if (r < 0 || in.segments == 0)
+		return fprintf(stderr, "tally-recount: --replace: archive %s has no segments%s%s: "
+			       "replacing would delete the windows' rows\n", rc->archive,
+			       r < 0 ? ": " : "", r < 0 ? strerror(-r) : ""), -ENODATA;
+	if (in.oldest_ms > need)
+		fprintf(stderr, "tally-recount: --replace: warning: the archive starts at %llu, after "
+			"%llu (from - future_ms): events that arrived before it (deleted by "
+			"retention, or before archive_dir was set) are not in the replaced rows\n",
+			(unsigned long long)in.oldest_ms, (unsigned long long)need);
+	return 0;
+}
+
+/*
+ * --replace: only whole windows, only on a sink that can, only with bounded
+ * event times (else no archive range holds all of a window's events), and only
+ * windows tallyd can no longer add to. Then the chunk size: at least the span
+ * a chunk reads around its windows, so the reads overlap at most 2x.
+ */
+static int check_replace(struct recount *rc)
+{
+	const struct tally_config *c = &rc->cfg;
+	uint64_t w = (uint64_t)rc->window_ms, span, chunk_ms, closed, now = wall_ms();
+
+	if (rc->sink->ops->replace == NULL)
+		return fprintf(stderr, "tally-recount: --replace: sink %s cannot replace a window's "
+			       "rows (SQLite and PostgreSQL can; Redis keeps no index of a window's "
+			       "keys, so finding them would take a SCAN of the whole keyspace outside "
+			       "any transaction): recount without --replace, or into an SQL sink\n",
+			       rc->sink->name), -ENOTSUP;
+	if (rc->to == UINT64_MAX || rc->from % w != 0 || rc->to % w != 0)
+		return fprintf(stderr, "tally-recount: --replace: --from and --to must be window "
+			       "bounds, multiples of window_ms %llu\n", (unsigned long long)w), -EINVAL;
+	if (c->lateness_ms == 0 || c->future_ms == 0)
+		return fprintf(stderr, "tally-recount: --replace: lateness_ms and future_ms must be "
+			       "on (not 0): with either off an event of any time can land in a "
+			       "window, so no archive range holds all of a window's events\n"), -EINVAL;
+	if (check_archive_covers(rc) < 0)
+		return -ENODATA;
+	closed = rc->to + c->lateness_ms + 2 * c->flush_interval_ms + REPLACE_GRACE_MS;
+	if (now < closed)
+		return fprintf(stderr, "tally-recount: --replace: the windows before %llu still take "
+			       "events or flushes until %llu (to + lateness_ms + 2 x "
+			       "flush_interval_ms + %d ms), %llu s from now: rerun then\n",
+			       (unsigned long long)rc->to, (unsigned long long)closed,
+			       REPLACE_GRACE_MS, (unsigned long long)(closed - now + 999) / 1000),
+		       -EAGAIN;
+	span = c->future_ms + c->dedup_horizon_ms + c->lateness_ms;
+	chunk_ms = (span + w - 1) / w * w;
+	rc->nchunks = (rc->to - rc->from + chunk_ms - 1) / chunk_ms;
+	return (int)(chunk_ms / w); /* windows per chunk */
+}
+
+static int cmp_win(const void *a, const void *b)
+{
+	int64_t x = ((const struct tally_batch_row *)a)->win_start;
+	int64_t y = ((const struct tally_batch_row *)b)->win_start;
+
+	return (x > y) - (x < y);
+}
+
+/* The chunk's table, window by window, each replacing the sink's rows of that
+ * window: an empty window too (its live rows go). */
+static int replace_windows(struct recount *rc)
+{
+	struct tally_batch *b = &rc->b;
+	uint64_t w = (uint64_t)rc->window_ms;
+	uint32_t i = 0;
+
+	tally_batch_clear(b);
+	if (tally_batch_add_wtab(b, rc->tab) < 0)
+		return fprintf(stderr, "tally-recount: out of memory for a batch of %u rows\n",
+			       rc->tab->nrows), -ENOMEM;
+	tally_wtab_reset(rc->tab);
+	qsort(b->rows, b->nrows, sizeof(b->rows[0]), cmp_win);
+	while (i < b->nrows && b->rows[i].win_start < (int64_t)rc->chunk_from)
+		i++;
+	for (uint64_t ws = rc->chunk_from; ws < rc->chunk_to; ws += w) {
+		struct tally_batch v = *b; /* a view of this window's rows */
+		uint32_t n = 0;
+		int r;
+
+		while (i + n < b->nrows && b->rows[i + n].win_start == (int64_t)ws)
+			n++;
+		v.rows = b->rows + i;
+		v.nrows = n;
+		v.seq = rc->seq++;
+		v.now_ms = (int64_t)wall_ms();
+		r = rc->sink->ops->replace(rc->sink, &v, (int64_t)ws);
+		if (r < 0)
+			return fprintf(stderr, "tally-recount: sink %s: replacing window %llu: %s\n",
+				       rc->sink->name, (unsigned long long)ws, rc->sink->err), r;
+		rc->windows++;
+		rc->batches += r == TALLY_SINK_APPLIED;
+		rc->rows += r == TALLY_SINK_APPLIED ? n : 0;
+		i += n;
+	}
+	return 0;
+}
+
+/* One chunk of windows [chunk_from, chunk_to) from a fresh table and dedup. */
+static int replace_chunk(struct recount *rc, struct tally_archive_scan_report *rep)
+{
+	const struct tally_config *c = &rc->cfg;
+	uint64_t before = c->future_ms + c->dedup_horizon_ms;
+	uint64_t from = rc->chunk_from > before ? rc->chunk_from - before : 0;
+	int r;
+
+	tally_dedup_destroy(rc->dedup);
+	rc->dedup = tally_dedup_create(c->dedup_capacity, c->dedup_horizon_ms);
+	if (rc->dedup == NULL)
+		return fprintf(stderr, "tally-recount: out of memory for dedup\n"), -ENOMEM;
+	tally_dedup_set_writers(rc->dedup, 1);
+	tally_wtab_reset(rc->tab);
+	rc->batch_ms = rc->last_tick = 0;
+	r = tally_archive_scan(rc->archive, from, rc->chunk_to + c->lateness_ms, on_record, rc,
+			       rep, stderr, progress);
+	if (r < 0)
+		return fprintf(stderr, "tally-recount: archive %s: %s\n", rc->archive,
+			       strerror(-r)), r;
+	apply(rc);
+	return rc->err ? rc->err : replace_windows(rc);
+}
+
+static int replace_all(struct recount *rc, struct tally_archive_scan_report *rep)
+{
+	int per = check_replace(rc), r = 0;
+	uint64_t chunk_ms;
+
+	if (per < 0)
+		return per;
+	chunk_ms = (uint64_t)per * (uint64_t)rc->window_ms;
+	for (rc->chunk = 0; rc->chunk < rc->nchunks && r == 0; rc->chunk++) {
+		rc->chunk_from = rc->from + rc->chunk * chunk_ms;
+		rc->chunk_to = rc->chunk_from + chunk_ms < rc->to ? rc->chunk_from + chunk_ms : rc->to;
+		r = replace_chunk(rc, rep);
+	}
+	return r;
+}
+
 static void summary(const struct recount *rc, const struct tally_archive_scan_report *rep,
 		    double secs)
 {
@@ -339,6 +527,10 @@ static void summary(const struct recount *rc, const struct tally_archive_scan_re
 		rc->archive, (unsigned long long)rc->from, (unsigned long long)rc->to,
 		(long long)rc->window_ms, rc->rules ? ", rules " : "",
 		rc->rules ? rc->rules_file : "", rc->cfg.sink, rc->appliance);
+	if (rc->replace)
+		fprintf(stderr, "replaced_windows %llu\nchunks %llu\n(counters count each chunk's "
+			"reads: the chunks' reads overlap)\n", (unsigned long long)rc->windows,
+			(unsigned long long)rc->nchunks);
 	fprintf(stderr, "segments %llu\nblocks %llu\nrecords %llu\ncorrupt_blocks %llu\n"
 		"corrupt_headers %llu\ntorn_tails %llu\nbatches %llu\nrows %llu\nseconds %.3f\n",
 		(unsigned long long)rep->segments, (unsigned long long)rep->blocks,
@@ -381,12 +573,18 @@ int main(int argc, char **argv)
 		cleanup(&rc);
 		return EXIT_FAILURE;
 	}
-	r = tally_archive_scan(rc.archive, rc.from, rc.to, on_record, &rc, &rep, stderr, progress);
-	if (r < 0)
-		fprintf(stderr, "tally-recount: archive %s: %s\n", rc.archive, strerror(-r));
-	apply(&rc);
-	if (r == 0 && rc.err == 0)
-		rc.err = write_table(&rc);
+	if (rc.replace) {
+		r = replace_all(&rc, &rep);
+	} else {
+		rc.nchunks = 1;
+		r = tally_archive_scan(rc.archive, rc.from, rc.to, on_record, &rc, &rep, stderr,
+				       progress);
+		if (r < 0)
+			fprintf(stderr, "tally-recount: archive %s: %s\n", rc.archive, strerror(-r));
+		apply(&rc);
+		if (r == 0 && rc.err == 0)
+			rc.err = write_table(&rc);
+	}
 	summary(&rc, &rep, (double)(wall_ms() - t0) / 1000);
 	cleanup(&rc);
 	return r == 0 && rc.err == 0 ? EXIT_SUCCESS : EXIT_FAILURE;

@@ -16,7 +16,8 @@
  *
  * When the ring is full the archiver is behind: the datagrams the ring has no
  * room for are left out of the archive (archive_ring_full) and never out of
- * the counts; the worker never waits. The ring's mbufs are part of the RX pool's
+ * the counts; the worker never waits. The room is read once per burst, before
+ * the notes, so datagrams left out cost the worker no note, enqueue or merge. The ring's mbufs are part of the RX pool's
  * size (tally_pool_need.held), so a slow archiver cannot starve the NIC.
  */
 #ifndef TALLY_ARCHIVE_RING_H

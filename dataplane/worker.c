@@ -279,14 +279,20 @@ static void parse_datagram(struct tally_worker *w, const struct tally_params *p,
 	tally_dgram_statsd(w->ctr.v, &w->evb, u->payload, u->len);
 }
 
-/* The datagram's place in its mbuf, for the archiver (archive_ring.h). */
+/* The datagram's place in its mbuf, for the archiver (archive_ring.h); none
+ * when the ring had no room for it at the start of the burst. */
 static inline void archive_note(struct tally_worker *w, struct rte_mbuf *m,
 				const struct tally_udp *u, uint64_t now_ms)
 {
 	const uint8_t *base = rte_pktmbuf_mtod(m, const uint8_t *);
-	struct tally_arch_note *n = &w->archq[w->narch++];
+	struct tally_arch_note *n;
 	uint64_t stamp = tally_arch_stamp(now_ms, u->dport);
 
+	if (unlikely(w->narch == w->arch_room)) {
+		w->ctr.v[TALLY_C_ARCHIVE_RING_FULL]++;
+		return;
+	}
+	n = &w->archq[w->narch++];
 	_Static_assert(sizeof(m->hash) == sizeof(stamp), "mbuf hash field is not 8 bytes");
 	memcpy(&m->hash, &stamp, sizeof(stamp)); /* on a line the parse just read */
 	n->m = m;
@@ -297,18 +303,32 @@ static inline void archive_note(struct tally_worker *w, struct rte_mbuf *m,
 	n->saddr_off = (uint8_t)(u->saddr - base);
 }
 
-/* One enqueue per burst, of as many notes as the ring has room for: with one
- * producer the room only grows until this enqueue, so all of them go. The
- * archiver owns the enqueued mbufs; the rest of the burst is freed here. */
-static uint16_t archive_handoff(struct tally_worker *w, struct rte_mbuf **pkts, uint16_t n)
+/*
+ * The ring's room, read once at the start of a burst (one load of the
+ * archiver's tail): notes are taken only up to it, so a full ring costs the
+ * worker no notes, no enqueue and no merge pass, just one counter a datagram.
+ */
+static inline void archive_begin(struct tally_worker *w, uint16_t n)
 {
 	unsigned room = rte_ring_free_count(w->arch);
-	unsigned k = w->narch < room ? w->narch : room;
+	unsigned cap = RTE_DIM(w->archq); /* a caller's burst may be longer (tally-pipeline --burst) */
+
+	room = room < cap ? room : cap;
+	w->arch_room = (uint16_t)(room < n ? room : n);
+}
+
+/* One enqueue per burst: with one producer the room only grew since
+ * archive_begin, so all the notes go. The archiver owns the enqueued mbufs;
+ * the rest of the burst is freed here. */
+static uint16_t archive_handoff(struct tally_worker *w, struct rte_mbuf **pkts, uint16_t n)
+{
+	unsigned k = w->narch;
 	uint16_t keep = 0;
 
 	rte_ring_sp_enqueue_bulk_elem(w->arch, w->archq, sizeof(w->archq[0]), k, NULL);
-	w->ctr.v[TALLY_C_ARCHIVE_RING_FULL] += w->narch - k;
 	w->narch = 0;
+	if (k == n)
+		return 0; /* all given, the usual case */
 	/* The notes are in burst order: one merge pass finds the given mbufs. */
 	for (unsigned i = 0, j = 0; i < n; i++) {
 		if (j < k && pkts[i] == w->archq[j].m)
@@ -388,6 +408,8 @@ void tally_worker_burst(struct tally_worker *w, const struct tally_params *p,
 	uint16_t i;
 
 	w->exc_left = w->exc_cap;
+	if (w->arch != NULL)
+		archive_begin(w, n);
 	for (i = 0; i < n && i < TALLY_PKT_PREFETCH; i++)
 		rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void *));
 	for (i = 0; i < n; i++) {

@@ -72,6 +72,7 @@ struct tally_worker {
 	struct tally_rcache rc; /* rule decisions per (key, window) */
 	struct rte_ring *arch;  /* worker -> archiver (archive_ring.h); NULL = off */
 	uint16_t narch;         /* notes of this burst not yet enqueued */
+	uint16_t arch_room;     /* notes this burst may take: the ring's room at its start */
 	struct tally_arch_note archq[TALLY_BURST];
 
 	/* Watchdog: the worker bumps heartbeat once per loop (its own line, so the

@@ -9,8 +9,13 @@
  *
  * With --archive DIR the worker also hands every datagram to a real archiver
  * thread (ctrlplane/archiver.c, pinned off the worker's CPU) writing DIR: the
- * timed figure then includes the hand-off (a reference and one ring enqueue per
- * burst), and the archive's bytes per event are printed.
+ * timed figure then includes the hand-off (a 16-byte note per datagram, one
+ * ring enqueue per burst), and the archive's bytes per event are printed.
+ *
+ * Besides the mean cycles per event over the timed bursts it prints the median
+ * burst's (cycles_per_event_p50) and how often the worker thread was preempted:
+ * on a shared VM the mean also holds the time other processes ran on the
+ * worker's CPU.
  *
  * The run is checked: the worker's counters must equal what the generator says
  * the datagrams hold (accepted events, duplicates, every rejection reason).
@@ -20,6 +25,7 @@
  *                  [-- EAL args]
  */
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <getopt.h>
@@ -28,6 +34,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/resource.h>
 
 #include <rte_dev.h>
 #include <rte_cycles.h>
@@ -41,9 +48,11 @@
 #include "counters.h"
 #include "gen_opts.h"
 #include "gen_traffic.h"
+#include "port_sizing.h"
 #include "worker.h"
 
 #define MAX_BURST 256
+#define MAX_SAMPLES (1u << 22) /* bursts whose cycles per event are kept for the median */
 
 struct bench {
 	struct gen_opts o;
@@ -53,19 +62,25 @@ struct bench {
 	unsigned burst;
 	const char *json;
 	const char *archive;
+	const char *pool_ops; /* --pool-ops: the mbuf pool's mempool driver, NULL = DPDK's default */
 	bool acks; /* --acks: answer ACK_REQ datagrams on a net_null TX queue */
 	/* results */
 	uint64_t datagrams, cycles, resets;
 	double wall;
+	float *per_event; /* each burst's cycles per event, for the median */
+	uint32_t nsamples;
+	long preempted;   /* the worker thread's involuntary context switches */
 };
 
-enum { O_SECONDS = GEN_O_END, O_DEDUP, O_ROWS, O_BURST, O_JSON, O_ACKS, O_ARCHIVE, O_DGRAMS };
+enum { O_SECONDS = GEN_O_END, O_DEDUP, O_ROWS, O_BURST, O_JSON, O_ACKS, O_ARCHIVE, O_DGRAMS,
+       O_POOL_OPS };
 
 static const struct option long_opts[] = {
 	GEN_TRAFFIC_LONG_OPTS,
 	{"seconds", 1, 0, O_SECONDS}, {"dedup-capacity", 1, 0, O_DEDUP},
 	{"table-rows", 1, 0, O_ROWS}, {"burst", 1, 0, O_BURST}, {"json", 1, 0, O_JSON}, {"acks", 0, 0, O_ACKS},
 	{"archive", 1, 0, O_ARCHIVE}, {"datagrams", 1, 0, O_DGRAMS},
+	{"pool-ops", 1, 0, O_POOL_OPS},
 	{"help", 0, 0, 'h'}, {0, 0, 0, 0}};
 
 static void usage(FILE *out)
@@ -81,6 +96,7 @@ static void usage(FILE *out)
 	"  --table-rows N          rows per window table, as tallyd's table_rows (1048576)\n"
 	"  --burst N               frames per burst handed to the worker (32)\n"
 	"  --archive DIR           hand datagrams to an archiver thread writing DIR\n"
+	"  --pool-ops NAME         mempool driver of the mbufs (ring_mp_mc, ring_mt_rts...)\n"
 	"  --json FILE             write the results as JSON too\n"
 	"EAL args default to: -l 1 --no-huge --no-pci -m 512\n"
 	"prints datagrams, events, seconds (timed), cycles_per_event, events_per_sec,\n"
@@ -119,6 +135,7 @@ static int parse_opts(int argc, char **argv, struct bench *b)
 			break;
 		case O_JSON: b->json = optarg; r = 0; break;
 		case O_ARCHIVE: b->archive = optarg; r = 0; break;
+		case O_POOL_OPS: b->pool_ops = optarg; r = 0; break;
 		case O_ACKS: b->acks = true; r = 0; break;
 		default: r = gen_opt_set(&b->o, c, optarg);
 		}
@@ -231,9 +248,11 @@ static int rig_setup(struct rig *g, const struct bench *b)
 	if (g->sh.dedup != NULL)
 		tally_dedup_set_writers(g->sh.dedup, 1);
 	/* the archiver's ring holds mbufs too */
-	g->mp = rte_pktmbuf_pool_create("pipe", b->archive ? 4095 + TALLY_ARCHIVE_RING : 4095, 0, 0,
-					RTE_MBUF_DEFAULT_BUF_SIZE,
-					rte_socket_id());
+	/* with tallyd's per-lcore cache: without one every burst's free went to the
+	 * pool's shared ring, contended by the archiver's frees */
+	g->mp = rte_pktmbuf_pool_create_by_ops("pipe", b->archive ? 4095 + TALLY_ARCHIVE_RING : 4095,
+					       TALLY_MEMPOOL_CACHE, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+					       (int)rte_socket_id(), b->pool_ops);
 	if (g->sh.dedup == NULL || g->mp == NULL) {
 		fprintf(stderr, "tally-pipeline: cannot allocate the dedup table or mbufs\n");
 		return -ENOMEM;
@@ -270,15 +289,50 @@ static void tick_dedup(struct bench *b, struct rig *g)
 	tally_dedup_tick(g->sh.dedup, wall_ms(), ins, 0);
 }
 
+static long nivcsw(void)
+{
+	struct rusage ru;
+
+	return getrusage(RUSAGE_THREAD, &ru) == 0 ? ru.ru_nivcsw : 0;
+}
+
+/* A burst's cycles per event, kept for the median: unlike the mean, the median
+ * burst is not moved by the few bursts during which the worker was preempted
+ * (a shared 2-vCPU VM lends the worker's CPU to other processes). */
+static void sample(struct bench *b, uint64_t cycles, uint64_t events)
+{
+	if (events > 0 && b->nsamples < MAX_SAMPLES)
+		b->per_event[b->nsamples++] = (float)cycles / (float)events;
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+	float x = *(const float *)a, y = *(const float *)b;
+
+	return (x > y) - (x < y);
+}
+
+static double median_per_event(struct bench *b)
+{
+	if (b->nsamples == 0)
+		return NAN;
+	qsort(b->per_event, b->nsamples, sizeof(float), cmp_float);
+	return b->per_event[b->nsamples / 2];
+}
+
 static int run(struct bench *b, struct rig *g, const struct gen_pool *p)
 {
 	uint64_t hz = rte_get_tsc_hz(), budget = (uint64_t)(b->seconds * (double)hz);
 	uint64_t next = 0, cycle = 0, t_start = rte_rdtsc();
 	struct rte_mbuf *m[MAX_BURST];
+	long csw = nivcsw();
 
+	b->per_event = malloc(MAX_SAMPLES * sizeof(float));
+	if (b->per_event == NULL)
+		return -ENOMEM;
 	for (;;) {
 		unsigned n = b->burst;
-		uint64_t t0;
+		uint64_t t0, ev0, dt;
 
 		if (b->max_datagrams ? b->datagrams >= b->max_datagrams : b->cycles >= budget)
 			break;
@@ -295,15 +349,19 @@ static int run(struct bench *b, struct rig *g, const struct gen_pool *p)
 				cycle++;
 			}
 		}
+		ev0 = g->w.ctr.v[TALLY_C_EVENTS_IN];
 		t0 = rte_rdtsc();
 		tally_worker_burst(&g->w, &g->params, m, (uint16_t)n,
 				   tally_clock_ms(&g->sh.clock, t0, &g->w.clock_last));
-		b->cycles += rte_rdtsc() - t0;
+		dt = rte_rdtsc() - t0;
+		b->cycles += dt;
+		sample(b, dt, g->w.ctr.v[TALLY_C_EVENTS_IN] - ev0);
 		b->datagrams += n;
 		drain_table(b, &g->w);
 		tick_dedup(b, g);
 	}
 	b->wall = (double)(rte_rdtsc() - t_start) / (double)hz;
+	b->preempted = nivcsw() - csw;
 	return 0;
 }
 
@@ -347,7 +405,7 @@ static long huge_mb(void)
 	return kb < 0 ? -1 : kb / 1024;
 }
 
-static void report(const struct bench *b, const uint64_t *c, int bad)
+static void report(struct bench *b, const uint64_t *c, int bad)
 {
 	double secs = (double)b->cycles / (double)rte_get_tsc_hz();
 	uint64_t events = c[TALLY_C_EVENTS_IN];
@@ -355,11 +413,13 @@ static void report(const struct bench *b, const uint64_t *c, int bad)
 
 	printf("datagrams %llu\nevents %llu\nseconds %.3f\ncycles_per_event %.1f\n"
 	       "cycles_per_datagram %.1f\nevents_per_sec %.0f\ndatagrams_per_sec %.0f\n"
-	       "table_resets %llu\nhuge_pages_mb %ld\ncheck %s\n",
+	       "table_resets %llu\nhuge_pages_mb %ld\ncycles_per_event_p50 %.1f\n"
+	       "worker_preempted %ld\ncheck %s\n",
 	       (unsigned long long)b->datagrams, (unsigned long long)events, secs,
 	       (double)b->cycles / (double)events, (double)b->cycles / (double)b->datagrams,
 	       (double)events / secs, (double)b->datagrams / secs,
-	       (unsigned long long)b->resets, huge_mb(), bad ? "FAIL" : "OK");
+	       (unsigned long long)b->resets, huge_mb(), median_per_event(b), b->preempted,
+	       bad ? "FAIL" : "OK");
 	if (j != NULL) {
 		fprintf(j, "{\"datagrams\": %llu, \"events\": %llu, \"seconds\": %.3f, "
 			"\"cycles_per_event\": %.2f, \"events_per_sec\": %.0f, \"check\": %s}\n",
@@ -413,6 +473,7 @@ int main(int argc, char **argv)
 	if (b.archive)
 		report_archive(&g, g.w.ctr.v);
 	tally_worker_fini(&g.w);
+	free(b.per_event);
 	tally_dedup_destroy(g.sh.dedup);
 	gen_pool_free(p);
 	rte_eal_cleanup();
