@@ -39,9 +39,9 @@ static const struct {
 } statsd_bad[] = {
 	{"metric.%06u:1|x\n", TALLY_C_STATSD_BAD_TYPE},
 	{"metric.%06u:abc|c\n", TALLY_C_STATSD_BAD_VALUE},
-	{"metric.%06u:1|s\n", TALLY_C_STATSD_SET},
+	{"metric.%06u:|s\n", TALLY_C_STATSD_BAD_SET},
 	{"metric.%06u:1|c|@2\n", TALLY_C_STATSD_BAD_RATE},
-	{"metric.%06u:+5|g\n", TALLY_C_STATSD_REL_GAUGE},
+	{"metric.%06u:+x|g\n", TALLY_C_STATSD_BAD_REL_GAUGE},
 	{":%u|c\n", TALLY_C_STATSD_BAD_NAME},
 	{"metric.%06u:1|c|#a|#b\n", TALLY_C_STATSD_BAD_FIELD},
 };
