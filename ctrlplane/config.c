@@ -45,6 +45,7 @@ static int check_pg_shards(const char *v, char *err, size_t len);
 static int check_spool_dir(const char *v, char *err, size_t len);
 static int check_redis_prefix(const char *v, char *err, size_t len);
 static int check_metrics_addr(const char *v, char *err, size_t len);
+static int check_percentiles(const char *v, char *err, size_t len);
 
 const struct tally_cfg_key tally_cfg_keys[] = {
 	STR(port, "", false, "DPDK input device: vdev with args (net_pcap0,rx_pcap=f.pcap) or PCI "
@@ -98,6 +99,12 @@ const struct tally_cfg_key tally_cfg_keys[] = {
 	    "archive's segments: the oldest are deleted past it; 0 = no bound"),
 	U64(archive_segment_ms, "600000", 1000, 86400000, false, "time slice of one archive "
 	    "segment (the unit retention deletes)"),
+	STR(statsd_percentiles, "50,90,95,99,99.9", false, "percentiles stored for each StatsD "
+	    "ms, h and d row (tally_sketches columns p50 p90 ...; 99.9 -> p999), computed from "
+	    "its merged sketch (1% relative error)", check_percentiles),
+	U64(sketch_rows, "256", 1, 1048576, false, "rows of a worker table that can keep a "
+	    "sketch (ms, h, d) or HyperLogLog (s): 16 KiB each, allocated at start; beyond them "
+	    "values still count exactly and statsd_sketch_full counts what the sketches missed"),
 	STR(sqlite_path, "tally.db", false, "SQLite database file (WAL mode)", NULL),
 	U64(sqlite_cache_mb, "256", 1, 65536, false, "SQLite page cache in MiB; hold the "
 	    "tally_counts rows a flush touches, or upserts go to disk"),
@@ -157,6 +164,13 @@ const struct tally_cfg_key tally_cfg_keys[] = {
 	    "this long after the first (pcap replays); 0 = never"),
 };
 const size_t tally_cfg_nkeys = sizeof(tally_cfg_keys) / sizeof(tally_cfg_keys[0]);
+
+static int check_percentiles(const char *v, char *err, size_t len)
+{
+	struct tally_pctl p;
+
+	return tally_pctl_parse(v, &p, err, len);
+}
 
 static int check_sink(const char *v, char *err, size_t len)
 {

@@ -25,6 +25,7 @@
 #include "batch.h"
 
 struct tally_config;
+struct tally_gauges;
 
 enum tally_sink_result {
 	TALLY_SINK_APPLIED = 0,
@@ -40,6 +41,9 @@ struct tally_sink_ops {
 	/* Highest seq committed for appliance (0 if none), or a negative errno. */
 	int64_t (*last_seq)(struct tally_sink *s, const char *appliance);
 	void (*close)(struct tally_sink *s);
+	/* Optional: the `last` of every gauge key's newest window of window_ms into
+	 * g (the gauge state after a restart). 0 or a negative errno (err filled). */
+	int (*load_gauges)(struct tally_sink *s, int64_t window_ms, struct tally_gauges *g);
 };
 
 struct tally_sink {
@@ -64,9 +68,30 @@ void tally_sink_names(char *buf, size_t len);
 /* Open the sink the config names. NULL with err. */
 struct tally_sink *tally_sink_open(const struct tally_config *c, char *err, size_t errlen);
 
-/* The SQLite sink opened directly (tests, benchmarks). NULL with err. */
+/*
+ * The percentiles sinks store for each sketch row (statsd_percentiles), and
+ * the column each goes in: "p" and the number without its point, so
+ * "50,90,95,99,99.9" gives p50 p90 p95 p99 p999.
+ */
+#define TALLY_PCTL_MAX 16
+#define TALLY_PCTL_DEFAULT "50,90,95,99,99.9"
+struct tally_pctl {
+	unsigned n;
+	double q[TALLY_PCTL_MAX]; /* 0..1 */
+	char col[TALLY_PCTL_MAX][16];
+};
+/* Parse a list such as "50,90,99.9" (each 0 < x < 100 or 100, distinct, up to
+ * 16, at most 4 decimals). 0, or -EINVAL with err naming the bad item. */
+int tally_pctl_parse(const char *list, struct tally_pctl *out, char *err, size_t errlen);
+
+/* The SQLite sink opened directly (tests, benchmarks), with the default
+ * percentiles. NULL with err. */
 struct tally_sink *tally_sink_sqlite_open(const char *path, unsigned cache_mb, char *err,
 					  size_t errlen);
+/* The same, storing the percentiles pct of each sketch row. */
+struct tally_sink *tally_sink_sqlite_open_ext(const char *path, unsigned cache_mb,
+					      const struct tally_pctl *pct, char *err,
+					      size_t errlen);
 
 /*
  * The PostgreSQL sink opened directly (tests, benchmarks, shards: one per

@@ -499,6 +499,31 @@ static int setup_reporting(struct tally_daemon *d, char *err, size_t errlen)
 	return tally_metrics_start(d, err, errlen);
 }
 
+/*
+ * The gauge state from the sink, on its own short-lived connection before the
+ * writer takes the sink. A sink that is down or cannot say starts the state
+ * empty (relative lines then count from 0), and the log says so.
+ */
+static void restore_gauges(struct tally_daemon *d)
+{
+	char err[256] = "";
+	struct tally_sink *s = tally_sink_open(&d->cfg, err, sizeof(err));
+	int r = -EOPNOTSUPP;
+
+	tally_gauges_init(&d->fl.gauges);
+	if (s != NULL && s->ops->load_gauges != NULL)
+		r = s->ops->load_gauges(s, (int64_t)d->cfg.window_ms, &d->fl.gauges);
+	if (r == 0)
+		fprintf(stderr, "tallyd: gauge state: %zu gauges restored from the %s sink\n",
+			d->fl.gauges.n, s->name);
+	else
+		fprintf(stderr, "tallyd: gauge state: not restored (%s); relative gauge lines "
+			"count from 0 until an absolute line sets them\n",
+			s == NULL ? err : r == -EOPNOTSUPP ? "the sink cannot read gauges back" : s->err);
+	if (s != NULL)
+		s->ops->close(s);
+}
+
 static int setup(struct tally_daemon *d, char *err, size_t errlen)
 {
 	uint64_t merge_rows;
@@ -523,6 +548,9 @@ static int setup(struct tally_daemon *d, char *err, size_t errlen)
 		return -ENOMEM;
 	}
 	tally_dedup_set_writers(d->sh.dedup, d->nworkers);
+	d->sh.sketch_rows = (uint32_t)d->cfg.sketch_rows;
+	d->fl.merge_sketch_rows = (uint32_t)(d->cfg.sketch_rows * d->nworkers);
+	restore_gauges(d);
 	r = tally_writer_from_config(&d->wr, &d->cfg, d->spool_dir, sizeof(d->spool_dir), err,
 				     errlen);
 	if (r < 0)

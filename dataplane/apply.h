@@ -134,7 +134,7 @@ static inline int tally_ap_event_window(const struct tally_params *p, uint64_t n
 
 /* What a batch did, summed in registers and added to the counters once. */
 struct tally_apply_sums {
-	uint64_t accepted, dups, inserted, evicted, gave_up, rows, full;
+	uint64_t accepted, dups, inserted, evicted, gave_up, rows, full, sk_missed;
 };
 
 /* Time checks, window and hashes of one event; false if it is dropped. */
@@ -184,8 +184,16 @@ static inline void tally_ap_apply_one(struct tally_applier *a, const struct tall
 		s->evicted += r == TALLY_DEDUP_NEW_EVICT;
 		s->gave_up += r == TALLY_DEDUP_NEW_GAVE_UP;
 	}
-	r = tally_wtab_add_at(a->cur, e->hash, e->cell, e->key, e->key_len, e->win_start,
-			      e->value);
+	if (tally_likely(e->kind == TALLY_EV_PLAIN)) {
+		r = tally_wtab_add_at(a->cur, e->hash, e->cell, e->key, e->key_len, e->win_start,
+				      e->value);
+	} else {
+		bool missed = false;
+
+		r = tally_wtab_add_kind(a->cur, e->hash, e->cell, e->key, e->key_len,
+					e->win_start, e, &missed);
+		s->sk_missed += missed;
+	}
 	if (tally_unlikely(r < 0)) {
 		/* Not applied, so not remembered: a resend must count. */
 		if (e->event_id)
@@ -209,6 +217,7 @@ static inline void tally_ap_add_sums(struct tally_applier *a,
 	c[TALLY_C_DEDUP_CAS_GAVE_UP] += s->gave_up;
 	c[TALLY_C_WINDOW_ROWS] += s->rows;
 	c[TALLY_C_DROP_TABLE_FULL] += s->full;
+	c[TALLY_C_STATSD_SKETCH_FULL] += s->sk_missed;
 }
 
 /* Pass 1: drop by time, find windows, hash; keep survivors in place and

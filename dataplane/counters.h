@@ -80,6 +80,7 @@
 	_(DROP_FUTURE, "drop_future", "event further in the future than the allowed skew") \
 	_(DROP_DUPLICATE, "drop_duplicate", "event id seen within the dedup horizon") \
 	_(DROP_TABLE_FULL, "drop_table_full", "window table full and no spare table") \
+	_(STATSD_SKETCH_FULL, "statsd_sketch_full", "StatsD values counted in their row but missing from its sketch or HyperLogLog: the table's sketch pool (sketch_rows) was used up") \
 	_(DEDUP_INSERTED, "dedup_inserted", "event ids remembered") \
 	_(DEDUP_EVICTED, "dedup_evicted", "live ids evicted early because their bucket was full") \
 	_(DEDUP_CAS_GAVE_UP, "dedup_cas_gave_up", "ids counted as new after 8 lost compare-and-swaps, not remembered (contention)") \

@@ -47,7 +47,11 @@ struct tally_shared {
 	struct tally_dedup *dedup;
 	struct tally_clock clock; /* arrival time; re-anchored by the control loop */
 	int stop;                   /* ck_pr: workers finish their burst and seal */
+	uint32_t sketch_rows;       /* sketch slabs a table: 0 = TALLY_SKETCH_ROWS_DEFAULT */
 };
+
+/* Rows a table can give a sketch (16 KiB each): tallyd's sketch_rows default. */
+#define TALLY_SKETCH_ROWS_DEFAULT 256
 
 struct tally_worker {
 	struct tally_counters ctr; /* single writer: this worker */
