@@ -70,7 +70,13 @@ const struct tally_cfg_key tally_cfg_keys[] = {
 	    "holds at least (16 bytes each)"),
 	U64(dedup_horizon_ms, "600000", 1000, 604800000, false, "how long an event id is remembered"),
 	U64(table_rows, "1048576", 1024, 2147483647, false, "(key, window) rows a worker table "
-	    "holds: those one flush interval sees (3 tables per worker, 196 bytes a row)"),
+	    "holds: those one flush interval sees (3 tables per worker, 204 bytes a row)"),
+	STR(statsd_percentiles, "50,90,95,99,99.9", false, "percentiles stored for each StatsD "
+	    "ms, h and d row (tally_sketches columns p50 p90 ...; 99.9 -> p999), computed from "
+	    "its merged sketch (1% relative error)", check_percentiles),
+	U64(sketch_rows, "256", 1, 1048576, false, "rows of a worker table that can keep a "
+	    "sketch (ms, h, d) or HyperLogLog (s): 16 KiB each, allocated at start; beyond them "
+	    "values still count exactly and statsd_sketch_full counts what the sketches missed"),
 	STR(sink, "sqlite", false, "where batches go: sqlite, postgres, redis, redis-cluster",
 	    check_sink),
 	U64(sink_timeout_ms, "5000", 100, 600000, false, "bound on every sink connect and call; "
@@ -99,12 +105,6 @@ const struct tally_cfg_key tally_cfg_keys[] = {
 	    "archive's segments: the oldest are deleted past it; 0 = no bound"),
 	U64(archive_segment_ms, "600000", 1000, 86400000, false, "time slice of one archive "
 	    "segment (the unit retention deletes)"),
-	STR(statsd_percentiles, "50,90,95,99,99.9", false, "percentiles stored for each StatsD "
-	    "ms, h and d row (tally_sketches columns p50 p90 ...; 99.9 -> p999), computed from "
-	    "its merged sketch (1% relative error)", check_percentiles),
-	U64(sketch_rows, "256", 1, 1048576, false, "rows of a worker table that can keep a "
-	    "sketch (ms, h, d) or HyperLogLog (s): 16 KiB each, allocated at start; beyond them "
-	    "values still count exactly and statsd_sketch_full counts what the sketches missed"),
 	STR(sqlite_path, "tally.db", false, "SQLite database file (WAL mode)", NULL),
 	U64(sqlite_cache_mb, "256", 1, 65536, false, "SQLite page cache in MiB; hold the "
 	    "tally_counts rows a flush touches, or upserts go to disk"),
