@@ -26,6 +26,8 @@ packages=(
   redis-server redis-tools
   # metrics tests: a real Prometheus (and promtool), the status page in headless Chromium
   prometheus chromium
+  # real StatsD clients test: a loopback capture, the Python client, npm for hot-shots
+  tcpdump python3-aiodogstatsd nodejs npm
 )
 
 if [ "$(id -u)" -ne 0 ]; then
