@@ -164,6 +164,8 @@ static inline void tally_ap_prefetch_event(const struct tally_applier *a,
 					   const struct tally_event *e)
 {
 	tally_prefetch(&a->cur->cell[e->cell]);
+	if (e->kind == TALLY_EV_SKETCH || e->kind == TALLY_EV_SET)
+		tally_wtab_prefetch_aux(a->cur, e->cell);
 	if (e->event_id)
 		tally_dedup_prefetch(a->dedup, e->dd);
 }
@@ -259,9 +261,13 @@ static inline bool tally_apply_events(struct tally_applier *a, const struct tall
 	for (uint32_t i = 0; i < n; i++) {
 		if (i + TALLY_PREFETCH < n)
 			tally_ap_prefetch_event(a, &ev[i + TALLY_PREFETCH]);
-		if (i + TALLY_PREFETCH_KEY < n) /* its cell has arrived by now */
-			tally_wtab_prefetch_key(a->cur, ev[i + TALLY_PREFETCH_KEY].cell,
-						ev[i + TALLY_PREFETCH_KEY].key_len);
+		if (i + TALLY_PREFETCH_KEY < n) { /* its cell and aux word have arrived by now */
+			const struct tally_event *k = &ev[i + TALLY_PREFETCH_KEY];
+
+			tally_wtab_prefetch_key(a->cur, k->cell, k->key_len);
+			if (k->kind == TALLY_EV_SKETCH || k->kind == TALLY_EV_SET)
+				tally_wtab_prefetch_sketch(a->cur, k->cell, k);
+		}
 		tally_ap_apply_one(a, &ev[i], v, &s);
 	}
 	tally_ap_add_sums(a, &s);

@@ -36,28 +36,22 @@ static int store_empty(const struct tally_dds_store *st)
 }
 
 /*
- * Move the window of bins to start at off. Bins below off (only when the used
- * span no longer fits) are summed into bin off: the collapse.
+ * Move the window of bins to start at off. Bins are circular (bin i lives in
+ * slot i mod TALLY_DDS_BINS), so nothing moves: the slots of bins that leave
+ * the window are empty, except below off when the used span no longer fits;
+ * those are summed into bin off (the collapse) and cleared.
  */
 static void store_move(struct tally_dds_store *st, int32_t off)
 {
-	int64_t shift = (int64_t)off - st->offset;
 	uint64_t low = 0;
 
-	for (int32_t i = st->lo; i <= st->hi && i < off; i++)
-		low += st->bins[i - st->offset];
-	if (shift >= TALLY_DDS_BINS || shift <= -TALLY_DDS_BINS) {
-		memset(st->bins, 0, sizeof(st->bins));
-	} else if (shift > 0) {
-		memmove(st->bins, st->bins + shift, (size_t)(TALLY_DDS_BINS - shift) * 8);
-		memset(st->bins + TALLY_DDS_BINS - shift, 0, (size_t)shift * 8);
-	} else if (shift < 0) {
-		memmove(st->bins - shift, st->bins, (size_t)(TALLY_DDS_BINS + shift) * 8);
-		memset(st->bins, 0, (size_t)-shift * 8);
+	for (int32_t i = st->lo; i <= st->hi && i < off; i++) {
+		low += *tally_dds_slot(st, i);
+		*tally_dds_slot(st, i) = 0;
 	}
 	st->offset = off;
 	if (low != 0) {
-		st->bins[0] += low;
+		*tally_dds_slot(st, off) += low;
 		st->lo = off;
 		st->hi = st->hi < off ? off : st->hi;
 	}
@@ -89,7 +83,7 @@ void tally_dds_store_add(struct tally_dds_store *st, int32_t idx, uint64_t n)
 {
 	if (store_empty(st) || idx < st->offset || idx >= st->offset + TALLY_DDS_BINS)
 		idx = store_extend(st, idx);
-	st->bins[idx - st->offset] += n;
+	*tally_dds_slot(st, idx) += n;
 	if (store_empty(st)) {
 		st->lo = st->hi = idx;
 		return;
@@ -103,7 +97,7 @@ static uint64_t store_count(const struct tally_dds_store *st)
 	uint64_t n = 0;
 
 	for (int32_t i = st->lo; i <= st->hi; i++)
-		n += st->bins[i - st->offset];
+		n += *tally_dds_slot((struct tally_dds_store *)st, i);
 	return n;
 }
 
@@ -131,12 +125,12 @@ double tally_dds_quantile(const struct tally_sketch *s, double q)
 		return NAN;
 	rank = q * (double)(n - 1);
 	for (int32_t i = neg->hi; i >= neg->lo; i--) /* most negative first */
-		if ((double)(cum += neg->bins[i - neg->offset]) > rank)
+		if ((double)(cum += neg->bins[(uint32_t)i % TALLY_DDS_BINS]) > rank)
 			return -bin_value(i);
 	if ((double)(cum += s->dds.zero) > rank)
 		return 0;
 	for (int32_t i = pos->lo; i <= pos->hi; i++)
-		if ((double)(cum += pos->bins[i - pos->offset]) > rank)
+		if ((double)(cum += pos->bins[(uint32_t)i % TALLY_DDS_BINS]) > rank)
 			return bin_value(i);
 	return bin_value(pos->hi); /* rounding of rank near n - 1 */
 }
@@ -196,8 +190,8 @@ static void store_merge(struct tally_dds_store *dst, const struct tally_dds_stor
 		return;
 	/* Highest first: a collapse then happens at most once, into the final window. */
 	for (int32_t i = src->hi; i >= src->lo; i--)
-		if (src->bins[i - src->offset] != 0)
-			tally_dds_store_add(dst, i, src->bins[i - src->offset]);
+		if (src->bins[(uint32_t)i % TALLY_DDS_BINS] != 0)
+			tally_dds_store_add(dst, i, src->bins[(uint32_t)i % TALLY_DDS_BINS]);
 }
 
 int tally_sketch_merge(struct tally_sketch *dst, const struct tally_sketch *src)
@@ -233,7 +227,7 @@ static uint8_t *put_store(uint8_t *p, const struct tally_dds_store *st)
 	p = put_var(p, ((uint64_t)(int64_t)lo << 1) ^ (uint64_t)((int64_t)lo >> 63));
 	p = put_var(p, n);
 	for (uint32_t i = 0; i < n; i++)
-		p = put_var(p, st->bins[lo + (int32_t)i - st->offset]);
+		p = put_var(p, st->bins[(uint32_t)(lo + (int32_t)i) % TALLY_DDS_BINS]);
 	return p;
 }
 

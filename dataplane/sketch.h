@@ -40,7 +40,12 @@
 
 enum tally_sketch_kind { TALLY_SK_NONE = 0, TALLY_SK_DDS = 1, TALLY_SK_HLL = 2 };
 
-/* Bins offset .. offset + TALLY_DDS_BINS - 1; used ones lo .. hi (lo > hi: empty). */
+/*
+ * Bins offset .. offset + TALLY_DDS_BINS - 1; used ones lo .. hi (lo > hi:
+ * empty). Bin i lives in slot i mod TALLY_DDS_BINS: its address depends on i
+ * alone, so a worker can prefetch it without reading the header first, and a
+ * window that moves moves no bins.
+ */
 struct tally_dds_store {
 	int32_t offset, lo, hi;
 	uint64_t bins[TALLY_DDS_BINS];
@@ -64,6 +69,11 @@ void tally_sketch_init(struct tally_sketch *s, enum tally_sketch_kind kind);
 #define TALLY_DDS_INV_LN_GAMMA 49.99833328888678 /* 1 / ln(1.01 / 0.99) */
 
 void tally_dds_store_add(struct tally_dds_store *st, int32_t idx, uint64_t n);
+
+static inline uint64_t *tally_dds_slot(struct tally_dds_store *st, int32_t i)
+{
+	return &st->bins[(uint32_t)i % TALLY_DDS_BINS];
+}
 
 static inline int32_t tally_dds_index(double a)
 {

@@ -269,6 +269,39 @@ int tally_wtab_add_kind(struct tally_wtab *t, uint64_t h, uint64_t c, const uint
 			uint8_t key_len, int64_t win_start, const struct tally_event *e,
 			bool *missed);
 
+/*
+ * The lines a sketch event's add will touch, from its row's first cell c: the
+ * aux word (call a few events ahead), then, once that has arrived, the slab's
+ * header and the bin or register the value goes to (bins are circular, so the
+ * bin's address needs no header read first).
+ */
+static inline void tally_wtab_prefetch_aux(const struct tally_wtab *t, uint64_t c)
+{
+	tally_prefetch(&t->aux[c]);
+}
+
+static inline void tally_wtab_prefetch_sketch(const struct tally_wtab *t, uint64_t c,
+					      const struct tally_event *e)
+{
+	uint32_t n = t->aux[c] & TALLY_AUX_SLAB;
+	const struct tally_sketch *s;
+	const struct tally_dds_store *st;
+	double a;
+
+	if (n == 0)
+		return;
+	s = &t->slab[n - 1];
+	if (e->kind == TALLY_EV_SET) {
+		tally_prefetch(&s->reg[e->member >> (64 - TALLY_HLL_P)]);
+		return;
+	}
+	st = e->value > 0 ? &s->dds.pos : &s->dds.neg;
+	a = e->value > 0 ? e->value : -e->value;
+	tally_prefetch(st);
+	if (a >= TALLY_DDS_MIN_VALUE)
+		tally_prefetch(&st->bins[(uint32_t)tally_dds_index(a) % TALLY_DDS_BINS]);
+}
+
 /* The sketch of the row in cell c, or NULL. */
 static inline const struct tally_sketch *tally_wtab_sketch(const struct tally_wtab *t, uint64_t c)
 {

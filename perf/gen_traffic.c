@@ -315,13 +315,18 @@ static uint32_t tly1_malformed(struct gen_pool *p, uint8_t *q)
 
 /* ---- StatsD payloads ---- */
 
-static const char *const types[5] = {"c", "g", "ms", "h", "d"};
+const char *const gen_statsd_types[6] = {"c", "g", "ms", "h", "d", "s"};
+
+static const char *stype(const struct gen_opts *o, uint32_t k)
+{
+	return gen_statsd_types[o->stypes[k % o->nstypes]];
+}
 
 /* Canonical key of name index k: what tallyd must store. */
-static uint32_t statsd_key(char *dst, uint32_t k)
+static uint32_t statsd_key(const struct gen_opts *o, char *dst, uint32_t k)
 {
 	return (uint32_t)sprintf(dst, "metric.%06u|%s|#env:prod,host:h%02u,region:r%u", k,
-				 types[k % 5], k % 32, k % 4);
+				 stype(o, k), k % 32, k % 4);
 }
 
 /* "|#" and the three tags in a random order, sometimes with an exact repeat. */
@@ -345,7 +350,8 @@ static uint32_t statsd_good(struct gen_pool *p, char *q, uint32_t k, uint64_t t,
 	char f[3][64];
 	const char *order[3];
 	unsigned value = (unsigned)(rnd(p) % 100) + 1, r = (unsigned)(rnd(p) % 3), nf = 2;
-	bool counter = k % 5 == 0;
+	const char *type = stype(&p->o, k);
+	bool counter = type[0] == 'c', set = type[0] == 's';
 
 	statsd_tags(p, f[0], k);
 	sprintf(f[1], "|T%llu", (unsigned long long)(t / 1000));
@@ -363,8 +369,9 @@ static uint32_t statsd_good(struct gen_pool *p, char *q, uint32_t k, uint64_t t,
 		order[i] = order[j];
 		order[j] = x;
 	}
-	*v = (int32_t)(counter ? value * div[r] : value);
-	return (uint32_t)sprintf(q, "metric.%06u:%u|%s%s%s%s\n", k, value, types[k % 5],
+	/* a set's member is text (a user id); its row counts lines, v = 1 */
+	*v = (int32_t)(counter ? value * div[r] : set ? 1 : value);
+	return (uint32_t)sprintf(q, "metric.%06u:%s%u|%s%s%s%s\n", k, set ? "u" : "", value, type,
 				 order[0], order[1], nf > 2 ? order[2] : "");
 }
 
@@ -605,7 +612,7 @@ static void expect_key(struct expect *x, uint32_t k, const uint32_t *idx, uint64
 	if (x->out != NULL && nt > 0 && p->o.proto == GEN_TLY1)
 		tly1_key(&p->o, key, k);
 	else if (x->out != NULL && nt > 0)
-		statsd_key(key, k);
+		statsd_key(&p->o, key, k);
 	for (uint32_t i = 0; i < nt; i++) {
 		struct win_agg *w = &x->w[x->touched[i]];
 		const struct agg *mm = x->cycles ? &w->pool : &w->prefix;

@@ -48,7 +48,7 @@
 struct bench {
 	struct gen_opts o;
 	double seconds;
-	uint64_t dedup_capacity, table_rows;
+	uint64_t dedup_capacity, table_rows, sketch_rows;
 	unsigned burst;
 	const char *json;
 	const char *archive;
@@ -58,13 +58,13 @@ struct bench {
 	double wall;
 };
 
-enum { O_SECONDS = GEN_O_END, O_DEDUP, O_ROWS, O_BURST, O_JSON, O_ACKS, O_ARCHIVE };
+enum { O_SECONDS = GEN_O_END, O_DEDUP, O_ROWS, O_BURST, O_JSON, O_ACKS, O_ARCHIVE, O_SKETCH };
 
 static const struct option long_opts[] = {
 	GEN_TRAFFIC_LONG_OPTS,
 	{"seconds", 1, 0, O_SECONDS}, {"dedup-capacity", 1, 0, O_DEDUP},
 	{"table-rows", 1, 0, O_ROWS}, {"burst", 1, 0, O_BURST}, {"json", 1, 0, O_JSON}, {"acks", 0, 0, O_ACKS},
-	{"archive", 1, 0, O_ARCHIVE},
+	{"archive", 1, 0, O_ARCHIVE}, {"sketch-rows", 1, 0, O_SKETCH},
 	{"help", 0, 0, 'h'}, {0, 0, 0, 0}};
 
 static void usage(FILE *out)
@@ -76,6 +76,7 @@ static void usage(FILE *out)
 	"  --seconds S             timed processing to run (5)\n"
 	"  --dedup-capacity N      dedup horizon in ids, as tallyd's dedup_capacity (50000000)\n"
 	"  --table-rows N          rows per window table, as tallyd's table_rows (1048576)\n"
+	"  --sketch-rows N         sketch slabs per table, as tallyd's sketch_rows (256)\n"
 	"  --burst N               frames per burst handed to the worker (32)\n"
 	"  --archive DIR           hand datagrams to an archiver thread writing DIR\n"
 	"  --json FILE             write the results as JSON too\n"
@@ -93,6 +94,7 @@ static int parse_opts(int argc, char **argv, struct bench *b)
 	b->seconds = 5;
 	b->dedup_capacity = 50000000;
 	b->table_rows = 1 << 20;
+	b->sketch_rows = 256;
 	b->burst = 32;
 	while ((c = getopt_long(argc, argv, "h", long_opts, &li)) != -1) {
 		int r = -EINVAL;
@@ -114,6 +116,7 @@ static int parse_opts(int argc, char **argv, struct bench *b)
 		case O_JSON: b->json = optarg; r = 0; break;
 		case O_ARCHIVE: b->archive = optarg; r = 0; break;
 		case O_ACKS: b->acks = true; r = 0; break;
+		case O_SKETCH: r = gen_num_u64(optarg, 1 << 20, &b->sketch_rows); break;
 		default: r = gen_opt_set(&b->o, c, optarg);
 		}
 		if (r != 0) {
@@ -232,6 +235,7 @@ static int rig_setup(struct rig *g, const struct bench *b)
 		fprintf(stderr, "tally-pipeline: cannot allocate the dedup table or mbufs\n");
 		return -ENOMEM;
 	}
+	g->sh.sketch_rows = (uint32_t)b->sketch_rows;
 	if (tally_worker_init(&g->w, 0, &g->sh, (uint32_t)b->table_rows) != 0)
 		return -ENOMEM;
 	if (b->acks && ack_port(g) != 0)
@@ -242,7 +246,7 @@ static int rig_setup(struct rig *g, const struct bench *b)
 /* What the flusher would do, untimed: a nearly full table is emptied. */
 static void drain_table(struct bench *b, struct tally_worker *w)
 {
-	if (tally_wtab_rows(w->cur) >= tally_wtab_capacity(w->cur) / 8 * 7) {
+	if (tally_wtab_near_full(w->cur)) {
 		tally_wtab_reset(w->cur);
 		b->resets++;
 	}
@@ -336,6 +340,32 @@ static long huge_mb(void)
 	return kb < 0 ? -1 : kb / 1024;
 }
 
+/*
+ * What rows cost in the table that is current at the end: table bytes per row
+ * of capacity (rows, aux, arena), and the sketch rows' blobs as batches and the
+ * spool carry them.
+ */
+static void report_rows(const struct tally_worker *w)
+{
+	static uint8_t blob[TALLY_SKETCH_BLOB_MAX];
+	const struct tally_wtab *t = w->cur;
+	uint64_t n = 0, bytes = 0;
+
+	for (uint32_t i = 0; i < tally_wtab_rows(t); i++) {
+		const struct tally_sketch *s = tally_wtab_sketch(t, t->used[i]);
+
+		if (s != NULL)
+			n++, bytes += tally_sketch_encode(s, blob);
+	}
+	printf("table_bytes_per_row %.1f\nsketch_slab_bytes %zu\nrows_at_end %u\n"
+	       "sketch_rows_at_end %llu\nsketch_blob_bytes_per_row %.1f\nstatsd_sketch_full %llu\n",
+	       (double)(tally_wtab_bytes(t) - (size_t)t->nslabs * sizeof(struct tally_sketch)) /
+		       tally_wtab_capacity(t),
+	       sizeof(struct tally_sketch), tally_wtab_rows(t), (unsigned long long)n,
+	       n ? (double)bytes / (double)n : 0.0,
+	       (unsigned long long)w->ctr.v[TALLY_C_STATSD_SKETCH_FULL]);
+}
+
 static void report(const struct bench *b, const uint64_t *c, int bad)
 {
 	double secs = (double)b->cycles / (double)rte_get_tsc_hz();
@@ -399,6 +429,7 @@ int main(int argc, char **argv)
 	}
 	bad = check(&b, p, g.w.ctr.v);
 	report(&b, g.w.ctr.v, bad);
+	report_rows(&g.w);
 	if (b.archive)
 		report_archive(&g, g.w.ctr.v);
 	tally_worker_fini(&g.w);
