@@ -9,6 +9,8 @@
                                       Linux leaves the UDP checksum as the partial
                                       (pseudo-header) sum a NIC would complete, so
                                       the frames recorded there fail tallyd's check
+  statsd_clients.py write-pcap OUT PORT LINE...
+                                      one IPv4/UDP frame per LINE to 127.0.0.1:PORT
   statsd_clients.py expect PCAP DB WINDOW_MS
                                       reads the capture on its own (pcap, Ethernet
                                       or Linux cooked, IPv4/IPv6, UDP), aggregates
@@ -119,6 +121,21 @@ def fix_csum(src, dst):
     print("ok: %d UDP checksums completed" % fixed)
 
 
+def write_pcap(dst, port, lines):
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    for i, line in enumerate(lines):
+        payload = line.encode()
+        udp = struct.pack(">HHHH", 40000, port, 8 + len(payload), 0) + payload
+        ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), i, 0, 64, 17, 0,
+                         bytes([127, 0, 0, 1]), bytes([127, 0, 0, 1]))
+        ip = ip[:10] + struct.pack(">H", csum(ip)) + ip[12:]
+        pseudo = ip[12:20] + struct.pack(">BBH", 0, 17, len(udp))
+        udp = udp[:6] + struct.pack(">H", csum(pseudo + udp) or 0xFFFF) + udp[8:]
+        frame = b"\0" * 12 + b"\x08\x00" + ip + udp
+        out.append(struct.pack("<IIII", 1700000000 + i, 0, len(frame), len(frame)) + frame)
+    open(dst, "wb").write(b"".join(out))
+
+
 def canonical(name, typ, tags):
     key = name + "|" + typ
     if tags:
@@ -219,6 +236,8 @@ if __name__ == "__main__":
     if sys.argv[1] == "send-py":
         asyncio.run(send_py(int(sys.argv[2])))
         send_raw(int(sys.argv[2]))
+    elif sys.argv[1] == "write-pcap":
+        write_pcap(sys.argv[2], int(sys.argv[3]), sys.argv[4:])
     elif sys.argv[1] == "fix-csum":
         fix_csum(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "expect":
