@@ -32,7 +32,7 @@ const char tally_redis_script[] =
 	"if m then redis.call('SET', KEYS[1], m) return 0 end\n"
 	"local k0 = 1 + tonumber(ARGV[1])\n"
 	"for i = 1, #KEYS - k0 do\n"
-	"  local k, a = KEYS[k0 + i], 3 + (i - 1) * 5\n"
+	"  local k, a = KEYS[k0 + i], 3 + (i - 1) * 6\n"
 	"  redis.call('HINCRBY', k, 'count', ARGV[a + 1])\n"
 	"  redis.call('HINCRBYFLOAT', k, 'sum', ARGV[a + 2])\n"
 	"  local mm = redis.call('HMGET', k, 'min', 'max')\n"
@@ -41,6 +41,8 @@ const char tally_redis_script[] =
 	"  if not mm[2] or tonumber(ARGV[a + 4]) > tonumber(mm[2]) then\n"
 	"    redis.call('HSET', k, 'max', ARGV[a + 4]) end\n"
 	"  redis.call('HSET', k, 'last', ARGV[a + 5])\n"
+	"  if #ARGV[a + 6] > 0 then\n"
+	"    redis.call('HSET', k, 'sketch:' .. KEYS[1] .. ':' .. i, ARGV[a + 6]) end\n"
 	"end\n"
 	"redis.call('SET', KEYS[1], ARGV[3])\n"
 	"if ARGV[1] == '1' then\n"
@@ -313,7 +315,7 @@ static long build_call(struct tally_redis_job *j, const struct tally_redis_call 
 {
 	const struct tally_batch *b = j->b;
 	size_t plen = strlen(j->prefix), argc = 0, pos = 0;
-	size_t args = 9 + (size_t)c->n * 6;
+	size_t args = 9 + (size_t)c->n * 7;
 	size_t bytes = 1024 + plen * 2 + (size_t)c->n * (plen + 300 + 5 * 40);
 
 	if (job_reserve(j, bytes, args) < 0)
@@ -348,6 +350,9 @@ static long build_call(struct tally_redis_job *j, const struct tally_redis_call 
 		fmt_arg(j, &argc, &pos, "%.17g", r->min);
 		fmt_arg(j, &argc, &pos, "%.17g", r->max);
 		fmt_arg(j, &argc, &pos, "%.17g", r->last);
+		/* the sketch blob straight from the batch (empty: none) */
+		j->argv[argc] = r->blob_len ? (const char *)tally_batch_blob(b, r) : "";
+		j->argl[argc++] = r->blob_len;
 	}
 	return (long)argc;
 }

@@ -27,6 +27,7 @@
 #include <hiredis/hiredis.h>
 
 #include "sink.h"
+#include "sketch.h"
 
 static const char *env(const char *n)
 {
@@ -114,6 +115,60 @@ static void test_upsert_once(void **st)
 	assert_string_equal(got, "1,1,1,1,1");
 	assert_int_equal(s->ops->last_seq(s, "a"), 3);
 	assert_int_equal(s->ops->last_seq(s, "b"), 2);
+	tally_batch_free(&b);
+	s->ops->close(s);
+}
+
+/*
+ * Sketch rows: each batch's blob is a field "sketch:<chunk marker>:<row>" of the
+ * row's hash, set with the rows under the chunk's marker (exactly once); the
+ * fields of two batches merge into the sketch of every value.
+ */
+static void test_sketch_fields(void **st)
+{
+	static uint8_t blob[2][TALLY_SKETCH_BLOB_MAX];
+	struct tally_sink *s = open_plain();
+	struct tally_batch b = {0};
+	struct tally_sketch *all = malloc(sizeof(*all)), *one = malloc(sizeof(*one));
+	size_t n[2];
+	char host[64];
+	int port, found = 0;
+	redisContext *c;
+	redisReply *r;
+
+	(void)st;
+	tally_sketch_init(all, TALLY_SK_DDS);
+	for (int seq = 1; seq <= 2; seq++) {
+		tally_sketch_init(one, TALLY_SK_DDS);
+		for (int v = seq * 100; v < seq * 100 + 100; v++)
+			tally_dds_add(one, v), tally_dds_add(all, v);
+		n[seq - 1] = tally_sketch_encode(one, blob[seq - 1]);
+		batch(&b, "sk", (uint64_t)seq, 1000);
+		add(&b, "lat|ms", 0, 100, 1, 1, 1, 1);
+		assert_int_equal(tally_batch_set_blob(&b, blob[seq - 1], (uint32_t)n[seq - 1]), 0);
+		assert_int_equal(s->ops->write(s, &b), TALLY_SINK_APPLIED);
+		assert_int_equal(s->ops->write(s, &b), TALLY_SINK_SKIPPED);
+	}
+	sscanf(env("TALLY_REDIS_ADDR"), "%63[^:]:%d", host, &port);
+	c = redisConnect(host, port);
+	r = redisCommand(c, "HGETALL %s", "t:c:1000:0:lat|ms");
+	tally_sketch_init(one, TALLY_SK_NONE);
+	one->kind = TALLY_SK_NONE;
+	for (size_t i = 0; i + 1 < r->elements; i += 2)
+		if (strncmp(r->element[i]->str, "sketch:", 7) == 0) {
+			found++;
+			assert_int_equal(tally_sketch_merge_blob(one,
+						(const uint8_t *)r->element[i + 1]->str,
+						r->element[i + 1]->len), 0);
+		}
+	assert_int_equal(found, 2);
+	n[0] = tally_sketch_encode(all, blob[0]);
+	n[1] = tally_sketch_encode(one, blob[1]);
+	assert_int_equal(n[0], n[1]);
+	assert_memory_equal(blob[0], blob[1], n[0]);
+	freeReplyObject(r);
+	redisFree(c);
+	free(all), free(one);
 	tally_batch_free(&b);
 	s->ops->close(s);
 }
@@ -357,6 +412,7 @@ int main(void)
 {
 	const struct CMUnitTest plain[] = {
 		cmocka_unit_test(test_upsert_once),    cmocka_unit_test(test_chunks),
+		cmocka_unit_test(test_sketch_fields),
 		cmocka_unit_test(test_stopped_server), cmocka_unit_test(test_wrong_password),
 	};
 	const struct CMUnitTest cluster[] = {
