@@ -78,27 +78,13 @@ static void write_merged(struct tally_flusher *f)
 	write_batch(f, &f->out);
 }
 
-/* The gauge rows of t, in its row order, against the gauge state. */
+/* The gauge rows of t against the gauge state (gauge.h). */
 static void resolve_gauges(struct tally_flusher *f, struct tally_wtab *t)
 {
-	for (uint32_t i = 0; i < tally_wtab_rows(t); i++) {
-		uint32_t c = t->used[i];
-		struct tally_row *r = &t->cell[c];
-		const uint8_t *key = tally_wtab_key(t, r);
-		double base = 0;
+	unsigned lost = tally_gauges_resolve(&f->gauges, t);
 
-		if (!(t->aux[c] & TALLY_AUX_GAUGE))
-			continue;
-		if (t->aux[c] & TALLY_AUX_REL) {
-			tally_gauges_get(&f->gauges, key, r->key_len, &base);
-			r->last += base, r->min += base, r->max += base;
-			r->sum += base * (double)r->count;
-			t->aux[c] &= ~TALLY_AUX_REL;
-		}
-		if (tally_gauges_set(&f->gauges, key, r->key_len, r->last) != 0)
-			fprintf(stderr, "tallyd: flusher: out of memory keeping gauge %.*s\n",
-				r->key_len, key);
-	}
+	if (lost != 0)
+		fprintf(stderr, "tallyd: flusher: out of memory keeping %u gauges\n", lost);
 }
 
 static void merge_table(struct tally_flusher *f, const struct tally_wtab *t)

@@ -8,6 +8,7 @@
 #include <xxhash.h>
 
 #include "gauge.h"
+#include "window.h"
 
 struct tally_gauge_slot {
 	uint64_t hash;
@@ -111,4 +112,27 @@ bool tally_gauge_key(const uint8_t *key, uint8_t len)
 	size_t at = bar ? (size_t)(bar - key) + 1 : len;
 
 	return at + 1 <= len && key[at] == 'g' && (at + 1 == len || key[at + 1] == '|');
+}
+
+unsigned tally_gauges_resolve(struct tally_gauges *g, struct tally_wtab *t)
+{
+	unsigned lost = 0;
+
+	for (uint32_t i = 0; i < tally_wtab_rows(t); i++) {
+		uint32_t c = t->used[i];
+		struct tally_row *r = &t->cell[c];
+		const uint8_t *key = tally_wtab_key(t, r);
+		double base = 0;
+
+		if (!(t->aux[c] & TALLY_AUX_GAUGE))
+			continue;
+		if (t->aux[c] & TALLY_AUX_REL) {
+			tally_gauges_get(g, key, r->key_len, &base);
+			r->last += base, r->min += base, r->max += base;
+			r->sum += base * (double)r->count;
+			t->aux[c] &= ~TALLY_AUX_REL;
+		}
+		lost += tally_gauges_set(g, key, r->key_len, r->last) != 0;
+	}
+	return lost;
 }

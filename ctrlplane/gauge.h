@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 struct tally_gauge_slot;
+struct tally_wtab;
 
 struct tally_gauges {
 	struct tally_gauge_slot *slot;
@@ -32,6 +33,15 @@ void tally_gauges_free(struct tally_gauges *g);
 bool tally_gauges_get(const struct tally_gauges *g, const uint8_t *key, uint8_t len, double *v);
 /* Set key's value. 0 or -ENOMEM. */
 int tally_gauges_set(struct tally_gauges *g, const uint8_t *key, uint8_t len, double v);
+/*
+ * The gauge rows of t, in its row order, against g: a row that saw only
+ * relative lines (TALLY_AUX_REL) gets the key's value added to its last, min
+ * and max (count times to its sum); every gauge row then sets the key's value
+ * to its last. The flusher does this to each worker table before it merges or
+ * copies it; tally-recount to its table before each write. Returns the number
+ * of keys that could not be kept (out of memory).
+ */
+unsigned tally_gauges_resolve(struct tally_gauges *g, struct tally_wtab *t);
 /* True if the key is a StatsD canonical gauge key: <name>|g or <name>|g|#tags. */
 bool tally_gauge_key(const uint8_t *key, uint8_t len);
 
