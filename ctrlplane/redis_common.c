@@ -24,6 +24,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "gauge.h"
 #include "redis_common.h"
 #include "sink.h"
 
@@ -529,4 +530,92 @@ int64_t tally_redis_seq_reply(const struct tally_redis_node *n, redisReply *r, c
 	}
 	freeReplyObject(r);
 	return v;
+}
+
+/* A binary-safe command on n; NULL with *e and err set (the connection dropped). */
+static redisReply *command_len(struct tally_redis_node *n, const char *what, char *err,
+			       size_t errlen, int *e, int argc, const char **argv,
+			       const size_t *argl)
+{
+	redisReply *r = redisCommandArgv(n->c, argc, argv, argl);
+
+	if (r == NULL)
+		*e = tally_redis_io_error(n, what, err, errlen);
+	else if (r->type == REDIS_REPLY_ERROR) {
+		snprintf(err, errlen, "redis %s:%d: %s: %s", n->host, n->port, what, r->str);
+		*e = tally_redis_reply_errno(r->str);
+		freeReplyObject(r);
+		r = NULL;
+	}
+	return r;
+}
+
+/* One scanned row key: its gauge's last into g when its window is the newest seen. */
+static int gauge_row(struct tally_redis_node *n, const redisReply *k, size_t plen,
+		     struct tally_gauges *g, struct tally_gauges *newest, char *err, size_t errlen)
+{
+	const char *p = k->str + plen, *end = k->str + k->len, *colon;
+	const char *argv[] = {"HGET", k->str, "last"};
+	size_t argl[] = {4, k->len, 4};
+	double start, seen;
+	redisReply *r;
+	int e = 0;
+
+	colon = memchr(p, ':', (size_t)(end - p)); /* <window_ms>: is behind p already */
+	if (colon == NULL || end - colon - 1 < 1 || end - colon - 1 > 255 ||
+	    !tally_gauge_key((const uint8_t *)colon + 1, (uint8_t)(end - colon - 1)))
+		return 0;
+	start = strtod(p, NULL);
+	if (tally_gauges_get(newest, (const uint8_t *)colon + 1, (uint8_t)(end - colon - 1), &seen) &&
+	    seen >= start)
+		return 0;
+	if ((r = command_len(n, "read a gauge", err, errlen, &e, 3, argv, argl)) == NULL)
+		return e;
+	if (r->type == REDIS_REPLY_STRING &&
+	    (e = tally_gauges_set(g, (const uint8_t *)colon + 1, (uint8_t)(end - colon - 1),
+				  strtod(r->str, NULL))) == 0)
+		e = tally_gauges_set(newest, (const uint8_t *)colon + 1, (uint8_t)(end - colon - 1),
+				     start);
+	freeReplyObject(r);
+	return e;
+}
+
+int tally_redis_load_gauges(struct tally_redis_node *n, const char *prefix, int64_t window_ms,
+			    struct tally_gauges *g, struct tally_gauges *newest, char *err,
+			    size_t errlen)
+{
+	char pat[256], cursor[32] = "0";
+	size_t plen = (size_t)snprintf(pat, sizeof(pat), "%sc:%lld:", prefix, (long long)window_ms);
+	size_t q = 0;
+	int e = 0;
+
+	/* The pattern: the prefix with SCAN's glob characters escaped, then '*'. */
+	for (const char *c = prefix; *c != '\0' && q < sizeof(pat) - 40; c++) {
+		if (strchr("*?[]\\", *c) != NULL)
+			pat[q++] = '\\';
+		pat[q++] = *c;
+	}
+	snprintf(pat + q, sizeof(pat) - q, "c:%lld:*", (long long)window_ms);
+	do {
+		const char *argv[] = {"SCAN", cursor, "MATCH", pat, "COUNT", "1000"};
+		size_t argl[] = {4, strlen(cursor), 5, strlen(pat), 5, 4};
+		redisReply *r = command_len(n, "scan for gauges", err, errlen, &e, 6, argv, argl);
+
+		if (r == NULL)
+			return e;
+		if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+		    r->element[0]->type != REDIS_REPLY_STRING ||
+		    r->element[1]->type != REDIS_REPLY_ARRAY) {
+			freeReplyObject(r);
+			snprintf(err, errlen, "redis %s:%d: unexpected SCAN reply", n->host, n->port);
+			return -EPROTO;
+		}
+		snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+		for (size_t i = 0; e == 0 && i < r->element[1]->elements; i++)
+			if (r->element[1]->element[i]->type == REDIS_REPLY_STRING &&
+			    r->element[1]->element[i]->len > plen)
+				e = gauge_row(n, r->element[1]->element[i], plen, g, newest, err, errlen);
+		freeReplyObject(r);
+	} while (e == 0 && strcmp(cursor, "0") != 0);
+	return e;
 }

@@ -152,4 +152,15 @@ unsigned tally_redis_keyslot(const void *key, size_t len);
 /* Fill tags[slot] with a short string whose slot is slot, for every slot. 0 or -ENOENT. */
 int tally_redis_slot_tags(char (*tags)[8]);
 
+struct tally_gauges;
+/*
+ * The gauge state at a restart from one node: SCAN for P c:<window_ms>:* and
+ * put each gauge key's last of its newest window into g (newest: the window
+ * start seen per key, shared across the nodes of a cluster). 0 or a negative
+ * errno with err.
+ */
+int tally_redis_load_gauges(struct tally_redis_node *n, const char *prefix, int64_t window_ms,
+			    struct tally_gauges *g, struct tally_gauges *newest, char *err,
+			    size_t errlen);
+
 #endif

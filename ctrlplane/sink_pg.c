@@ -51,6 +51,7 @@
 #include <libpq-fe.h>
 
 #include "config.h"
+#include "gauge.h"
 #include "sink.h"
 #include "sketch.h"
 
@@ -108,6 +109,11 @@ static const char sketch_get_sql[] =
 
 static const char last_sql[] =
 	"SELECT coalesce(max(seq), 0) FROM tally_batches WHERE appliance = $1";
+
+/* Each gauge key's last of its newest window (the gauge state at a restart). */
+static const char gauges_sql[] =
+	"SELECT DISTINCT ON (key) key, last FROM tally_counts WHERE window_ms = $1"
+	" AND (key LIKE '%|g' OR key LIKE '%|g|#%') ORDER BY key, window_start_ms DESC";
 
 struct sink_pg {
 	struct tally_sink base;
@@ -783,6 +789,33 @@ static int64_t pg_last_seq(struct tally_sink *base, const char *appliance)
 	return v;
 }
 
+static int pg_load_gauges(struct tally_sink *base, int64_t window_ms, struct tally_gauges *g)
+{
+	struct sink_pg *s = (struct sink_pg *)base;
+	char w[24];
+	const char *v = w;
+	PGresult *res;
+	int e = pg_connect(s), rc = 0;
+
+	snprintf(w, sizeof(w), "%lld", (long long)window_ms);
+	if (e == 0)
+		e = run(s, "read gauges", gauges_sql, 1, &v, &res);
+	if (e != 0) {
+		if (tally_sink_transient(e))
+			drop(s);
+		return e;
+	}
+	for (int i = 0; rc == 0 && i < PQntuples(res); i++) {
+		const uint8_t *k = (const uint8_t *)PQgetvalue(res, i, 0);
+		int n = PQgetlength(res, i, 0);
+
+		if (!PQgetisnull(res, i, 1) && n > 0 && n <= 255 && tally_gauge_key(k, (uint8_t)n))
+			rc = tally_gauges_set(g, k, (uint8_t)n, strtod(PQgetvalue(res, i, 1), NULL));
+	}
+	PQclear(res);
+	return rc;
+}
+
 static void pg_close(struct tally_sink *base)
 {
 	struct sink_pg *s = (struct sink_pg *)base;
@@ -803,6 +836,7 @@ static const struct tally_sink_ops pg_ops = {
 	.write = pg_write,
 	.last_seq = pg_last_seq,
 	.close = pg_close,
+	.load_gauges = pg_load_gauges,
 };
 
 static const char *opt(const PQconninfoOption *o, const char *name, const char *def)

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "gauge.h"
 #include "redis_common.h"
 #include "sink.h"
 
@@ -130,6 +131,21 @@ static int64_t redis_last_seq(struct tally_sink *base, const char *appliance)
 	return tally_redis_get_seq(&s->node, key, n, s->base.err, sizeof(s->base.err));
 }
 
+static int redis_load_gauges(struct tally_sink *base, int64_t window_ms, struct tally_gauges *g)
+{
+	struct sink_redis *s = (struct sink_redis *)base;
+	struct tally_gauges newest;
+	int e = ensure_connected(s);
+
+	if (e < 0)
+		return e;
+	tally_gauges_init(&newest);
+	e = tally_redis_load_gauges(&s->node, s->prefix, window_ms, g, &newest, s->base.err,
+				    sizeof(s->base.err));
+	tally_gauges_free(&newest);
+	return e;
+}
+
 static void redis_close(struct tally_sink *base)
 {
 	struct sink_redis *s = (struct sink_redis *)base;
@@ -147,6 +163,7 @@ static const struct tally_sink_ops redis_ops = {
 	.write = redis_write,
 	.last_seq = redis_last_seq,
 	.close = redis_close,
+	.load_gauges = redis_load_gauges,
 };
 
 struct tally_sink *tally_sink_redis_open(const char *addr, const char *password,
