@@ -27,8 +27,75 @@
 #include "gauge.h"
 #include "redis_common.h"
 #include "sink.h"
+#include "sketch.h"
 
+/*
+ * A sketch argument is a kind letter, the 4-digit length of its key, the key,
+ * then the body. H: a Redis dense HyperLogLog of the batch's registers, merged
+ * by PFMERGE (through a scratch key of the same slot). D: "col q col q ...;"
+ * then "z n p<i> n n<i> n ...": the bins are added with HINCRBY, the stores
+ * collapsed as sketch.c does (a store spanning 1024 bins or more keeps the top
+ * 1024, the lower ones folded into its lowest), and the percentiles read from
+ * the merged bins exactly as tally_dds_quantile reads them (same rank rule,
+ * same bin value, printed with 17 digits).
+ */
 const char tally_redis_script[] =
+	"local G, INV = (1 + 0.01) / (1 - 0.01), 49.99833328888678\n"
+	"local function bv(i) return 2 * math.exp(i / INV) / (G + 1) end\n"
+	"local function hll(k, sk, body)\n"
+	"  local tmp = sk .. ':tmp'\n"
+	"  redis.call('SET', tmp, body)\n"
+	"  redis.call('PFMERGE', sk, tmp)\n"
+	"  redis.call('DEL', tmp)\n"
+	"  redis.call('HSET', k, 'distinct', redis.call('PFCOUNT', sk), 'hll', sk)\n"
+	"end\n"
+	"local function collapse(sk, sign, s)\n"
+	"  if #s == 0 or s[1][1] > s[#s][1] - 1024 then return s end\n"
+	"  local lo, fold, keep = s[#s][1] - 1023, 0, {}\n"
+	"  for _, b in ipairs(s) do\n"
+	"    if b[1] < lo then fold = fold + b[2] redis.call('HDEL', sk, sign .. b[1])\n"
+	"    else keep[#keep + 1] = b end\n"
+	"  end\n"
+	"  redis.call('HINCRBY', sk, sign .. lo, fold)\n"
+	"  if keep[1] and keep[1][1] == lo then keep[1][2] = keep[1][2] + fold\n"
+	"  else table.insert(keep, 1, {lo, fold}) end\n"
+	"  return keep\n"
+	"end\n"
+	"local function quantile(neg, z, pos, n, q)\n"
+	"  local rank, cum = q * (n - 1), 0\n"
+	"  for j = #neg, 1, -1 do cum = cum + neg[j][2] if cum > rank then return -bv(neg[j][1]) end end\n"
+	"  cum = cum + z if cum > rank then return 0 end\n"
+	"  for j = 1, #pos do cum = cum + pos[j][2] if cum > rank then return bv(pos[j][1]) end end\n"
+	"  if #pos > 0 then return bv(pos[#pos][1]) end\n"
+	"  return nil\n"
+	"end\n"
+	"local function dds(k, sk, body)\n"
+	"  local spec, bins = string.match(body, '^(.-);(.*)$')\n"
+	"  for f, c in string.gmatch(bins, '(%S+) (%S+)') do redis.call('HINCRBY', sk, f, c) end\n"
+	"  local h, z, st = redis.call('HGETALL', sk), 0, {p = {}, n = {}}\n"
+	"  for j = 1, #h, 2 do\n"
+	"    if h[j] == 'z' then z = tonumber(h[j + 1]) else\n"
+	"      local s = st[string.sub(h[j], 1, 1)]\n"
+	"      s[#s + 1] = {tonumber(string.sub(h[j], 2)), tonumber(h[j + 1])} end\n"
+	"  end\n"
+	"  local n = z\n"
+	"  for _, sign in ipairs({'p', 'n'}) do\n"
+	"    table.sort(st[sign], function(u, v) return u[1] < v[1] end)\n"
+	"    st[sign] = collapse(sk, sign, st[sign])\n"
+	"    for _, b in ipairs(st[sign]) do n = n + b[2] end\n"
+	"  end\n"
+	"  local out = {'dds', sk}\n"
+	"  for col, q in string.gmatch(spec, '(%S+) (%S+)') do\n"
+	"    local v = n > 0 and quantile(st.n, z, st.p, n, tonumber(q))\n"
+	"    if v then out[#out + 1] = col out[#out + 1] = string.format('%.17g', v) end\n"
+	"  end\n"
+	"  redis.call('HSET', k, unpack(out))\n"
+	"end\n"
+	"local function sketch(k, x)\n"
+	"  local kl = tonumber(string.sub(x, 2, 5))\n"
+	"  local sk, body = string.sub(x, 6, 5 + kl), string.sub(x, 6 + kl)\n"
+	"  if string.sub(x, 1, 1) == 'H' then hll(k, sk, body) else dds(k, sk, body) end\n"
+	"end\n"
 	"local m = redis.call('GET', KEYS[1])\n"
 	"if m then redis.call('SET', KEYS[1], m) return 0 end\n"
 	"local k0 = 1 + tonumber(ARGV[1])\n"
@@ -42,8 +109,7 @@ const char tally_redis_script[] =
 	"  if not mm[2] or tonumber(ARGV[a + 4]) > tonumber(mm[2]) then\n"
 	"    redis.call('HSET', k, 'max', ARGV[a + 4]) end\n"
 	"  redis.call('HSET', k, 'last', ARGV[a + 5])\n"
-	"  if #ARGV[a + 6] > 0 then\n"
-	"    redis.call('HSET', k, 'sketch:' .. KEYS[1] .. ':' .. i, ARGV[a + 6]) end\n"
+	"  if #ARGV[a + 6] > 0 then sketch(k, ARGV[a + 6]) end\n"
 	"end\n"
 	"redis.call('SET', KEYS[1], ARGV[3])\n"
 	"if ARGV[1] == '1' then\n"
@@ -257,6 +323,8 @@ long tally_redis_cut(const int *slot_of, uint32_t n, uint32_t chunk,
 
 void tally_redis_job_free(struct tally_redis_job *j)
 {
+	free(j->sk);
+	j->sk = NULL;
 	free(j->buf);
 	free(j->argv);
 	free(j->argl);
@@ -311,15 +379,92 @@ static void fmt_arg(struct tally_redis_job *j, size_t *argc, size_t *pos, const 
 	arg(j, argc, pos, (size_t)n < 40 ? (size_t)n : 39);
 }
 
+/* A sketch's key: P <letter><T>:<window_ms>:<window_start_ms>:<key> (redis_common.h). */
+static size_t side_key(char *out, const struct tally_redis_job *j,
+		       const struct tally_redis_call *c, const struct tally_batch *b,
+		       const struct tally_batch_row *r, char letter)
+{
+	int n = sprintf(out, "%s%c%s%s%s:%lld:%lld:", j->prefix, letter, c->slot >= 0 ? "{" : "",
+			c->slot >= 0 ? j->tags[c->slot] : "", c->slot >= 0 ? "}" : "",
+			(long long)b->window_ms, (long long)r->win_start);
+
+	memcpy(out + n, tally_batch_key(b, r), r->key_len);
+	return (size_t)n + r->key_len;
+}
+
+/* The registers as a Redis dense HyperLogLog: "HYLL", encoding 0, the cached
+ * count marked stale, 16384 6-bit registers (p = 14 as Redis's; our ranks are
+ * at most 51 as Redis's are). Redis's PFCOUNT is Ertl's estimator too. */
+static size_t hll_dense(const struct tally_sketch *sk, uint8_t *out)
+{
+	uint8_t *reg = out + 16;
+
+	memset(out, 0, 16 + TALLY_HLL_M * 6 / 8 + 1);
+	memcpy(out, "HYLL", 4);
+	out[15] = 0x80;
+	for (uint32_t i = 0; i < TALLY_HLL_M; i++) {
+		unsigned v = sk->reg[i], fb = i * 6 & 7;
+
+		reg[i * 6 / 8] |= (uint8_t)(v << fb);
+		reg[i * 6 / 8 + 1] |= (uint8_t)(v >> (8 - fb));
+	}
+	return 16 + TALLY_HLL_M * 6 / 8;
+}
+
+/* "col q ...;" then the non-empty bins as "z n p<i> n n<i> n ". */
+static size_t dds_text(const struct tally_redis_job *j, const struct tally_sketch *sk, char *out)
+{
+	const struct tally_dds_store *st[2] = {&sk->dds.pos, &sk->dds.neg};
+	size_t n = 0;
+
+	for (unsigned i = 0; i < j->pct.n; i++)
+		n += (size_t)sprintf(out + n, "%s %.17g ", j->pct.col[i], j->pct.q[i]);
+	out[n++] = ';';
+	if (sk->dds.zero != 0)
+		n += (size_t)sprintf(out + n, "z %llu ", (unsigned long long)sk->dds.zero);
+	for (int s = 0; s < 2; s++)
+		for (int32_t i = st[s]->lo; i <= st[s]->hi; i++) {
+			uint64_t v = st[s]->bins[(uint32_t)i % TALLY_DDS_BINS];
+
+			if (v != 0)
+				n += (size_t)sprintf(out + n, "%c%d %llu ", s == 0 ? 'p' : 'n', i,
+						     (unsigned long long)v);
+		}
+	return n;
+}
+
+/* A row's sketch as the script's argument at out (empty: none). */
+static size_t sketch_arg(struct tally_redis_job *j, const struct tally_redis_call *c,
+			 const struct tally_batch *b, const struct tally_batch_row *r, char *out)
+{
+	char len[16];
+	size_t kl, n;
+
+	if (r->blob_len == 0 || tally_sketch_decode(j->sk, tally_batch_blob(b, r), r->blob_len) != 0)
+		return 0;
+	kl = side_key(out + 5, j, c, b, r, j->sk->kind == TALLY_SK_HLL ? 'h' : 'q');
+	snprintf(len, sizeof(len), "%c%04zu", j->sk->kind == TALLY_SK_HLL ? 'H' : 'D', kl);
+	memcpy(out, len, 5);
+	n = 5 + kl;
+	if (j->sk->kind == TALLY_SK_HLL)
+		return n + hll_dense(j->sk, (uint8_t *)out + n);
+	return n + dds_text(j, j->sk, out + n);
+}
+
 /* Build the EVALSHA (or EVAL) of one call into j's argv; returns argc or -ENOMEM. */
 static long build_call(struct tally_redis_job *j, const struct tally_redis_call *c, bool eval)
 {
 	const struct tally_batch *b = j->b;
 	size_t plen = strlen(j->prefix), argc = 0, pos = 0;
-	size_t args = 9 + (size_t)c->n * 7;
-	size_t bytes = 1024 + plen * 2 + (size_t)c->n * (plen + 300 + 5 * 40);
+	size_t args = 9 + (size_t)c->n * 7, nsk = 0;
+	size_t bytes;
 
-	if (job_reserve(j, bytes, args) < 0)
+	for (uint32_t i = 0; i < c->n; i++)
+		nsk += b->rows[j->idx[c->first + i]].blob_len != 0;
+	bytes = 1024 + plen * 2 + (size_t)c->n * (plen + 300 + 5 * 40) +
+		nsk * (plen + 320 + TALLY_REDIS_SKETCH_ARG);
+	if (job_reserve(j, bytes, args) < 0 ||
+	    (nsk != 0 && j->sk == NULL && (j->sk = malloc(sizeof(*j->sk))) == NULL))
 		return -ENOMEM;
 	j->argv[argc] = eval ? "EVAL" : "EVALSHA";
 	j->argl[argc++] = eval ? 4 : 7;
@@ -351,9 +496,7 @@ static long build_call(struct tally_redis_job *j, const struct tally_redis_call 
 		fmt_arg(j, &argc, &pos, "%.17g", r->min);
 		fmt_arg(j, &argc, &pos, "%.17g", r->max);
 		fmt_arg(j, &argc, &pos, "%.17g", r->last);
-		/* the sketch blob straight from the batch (empty: none) */
-		j->argv[argc] = r->blob_len ? (const char *)tally_batch_blob(b, r) : "";
-		j->argl[argc++] = r->blob_len;
+		arg(j, &argc, &pos, sketch_arg(j, c, b, r, j->buf + pos));
 	}
 	return (long)argc;
 }

@@ -187,6 +187,7 @@ struct tally_sink *tally_sink_redis_open(const char *addr, const char *password,
 	snprintf(s->prefix, sizeof(s->prefix), "%s", prefix);
 	s->timeout_ms = timeout_ms;
 	s->job = (struct tally_redis_job){.prefix = s->prefix, .sha = s->sha, .with_seq = true};
+	tally_pctl_parse(TALLY_PCTL_DEFAULT, &s->job.pct, err, errlen);
 	/* Connect now: a wrong address or password should stop tallyd at start. */
 	if (ensure_connected(s) < 0) {
 		snprintf(err, errlen, "%s", s->base.err);
@@ -198,8 +199,15 @@ struct tally_sink *tally_sink_redis_open(const char *addr, const char *password,
 
 static struct tally_sink *redis_open_cfg(const struct tally_config *c, char *err, size_t errlen)
 {
-	return tally_sink_redis_open(c->redis_addr, c->redis_password, c->redis_prefix,
+	struct tally_sink *s = tally_sink_redis_open(c->redis_addr, c->redis_password, c->redis_prefix,
 				     c->sink_timeout_ms, err, errlen);
+
+	if (s != NULL &&
+	    tally_pctl_parse(c->statsd_percentiles, &((struct sink_redis *)s)->job.pct, err, errlen) != 0) {
+		s->ops->close(s);
+		return NULL;
+	}
+	return s;
 }
 
 static struct tally_sink_type redis_type = {

@@ -724,6 +724,7 @@ struct tally_sink *tally_sink_redis_cluster_open(const char *nodes, const char *
 	s->timeout_ms = timeout_ms;
 	memset(s->owner, 0xff, sizeof(s->owner));
 	s->job = (struct tally_redis_job){.prefix = s->prefix, .sha = s->sha, .tags = s->tags};
+	tally_pctl_parse(TALLY_PCTL_DEFAULT, &s->job.pct, err, errlen);
 	s->deadline = mono_ms() + timeout_ms;
 	if (parse_seeds(s, nodes, err, errlen) < 0 || tally_redis_slot_tags(s->tags) < 0 ||
 	    refresh(s) < 0) {
@@ -737,8 +738,15 @@ struct tally_sink *tally_sink_redis_cluster_open(const char *nodes, const char *
 
 static struct tally_sink *cluster_open_cfg(const struct tally_config *c, char *err, size_t errlen)
 {
-	return tally_sink_redis_cluster_open(c->redis_cluster_nodes, c->redis_password,
+	struct tally_sink *s = tally_sink_redis_cluster_open(c->redis_cluster_nodes, c->redis_password,
 					     c->redis_prefix, c->sink_timeout_ms, err, errlen);
+
+	if (s != NULL &&
+	    tally_pctl_parse(c->statsd_percentiles, &((struct sink_cluster *)s)->job.pct, err, errlen) != 0) {
+		s->ops->close(s);
+		return NULL;
+	}
+	return s;
 }
 
 static struct tally_sink_type cluster_type = {
