@@ -104,6 +104,9 @@ struct tally_sink *tally_sink_sqlite_open_ext(const char *path, unsigned cache_m
 struct tally_sink *tally_sink_pg_open(const char *conninfo, unsigned timeout_ms, char *err,
 				      size_t errlen);
 /* How a PostgreSQL sink sends rows: "copy" or "pipeline". 0 or -EINVAL. */
+/* The percentiles it stores for sketch rows (statsd_percentiles). 0 or -EINVAL. */
+int tally_sink_pg_set_percentiles(struct tally_sink *s, const char *list, char *err,
+				  size_t errlen);
 int tally_sink_pg_set_method(struct tally_sink *s, const char *method);
 /* The Redis sinks opened directly (tests, benchmarks). NULL with err. nodes is
  * the cluster's seed list "host:port,host:port". */

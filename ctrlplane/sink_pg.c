@@ -915,6 +915,12 @@ int tally_sink_pg_set_method(struct tally_sink *base, const char *method)
 	return 0;
 }
 
+int tally_sink_pg_set_percentiles(struct tally_sink *base, const char *list, char *err,
+				  size_t errlen)
+{
+	return tally_pctl_parse(list, &((struct sink_pg *)base)->pct, err, errlen);
+}
+
 static struct tally_sink *pg_open_cfg(const struct tally_config *c, char *err, size_t errlen)
 {
 	struct tally_sink *s = tally_sink_pg_open(c->pg_conninfo, (unsigned)c->sink_timeout_ms,
@@ -925,8 +931,7 @@ static struct tally_sink *pg_open_cfg(const struct tally_config *c, char *err, s
 		s->ops->close(s);
 		return NULL;
 	}
-	if (s != NULL &&
-	    tally_pctl_parse(c->statsd_percentiles, &((struct sink_pg *)s)->pct, err, errlen) != 0) {
+	if (s != NULL && tally_sink_pg_set_percentiles(s, c->statsd_percentiles, err, errlen) != 0) {
 		s->ops->close(s);
 		return NULL;
 	}
