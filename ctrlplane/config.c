@@ -131,8 +131,15 @@ const struct tally_cfg_key tally_cfg_keys[] = {
 	STR(metrics_addr, "127.0.0.1:9125", false, "HTTP address (IPv4:port or [IPv6]:port) of "
 	    "the Prometheus /metrics, /stats.json and the status page /; port 0 = any free "
 	    "port (tallyctl status shows it); empty = off", check_metrics_addr),
-	SECRET(mac_keys, "", false, "TLY1 MAC keys: comma-separated id:32-hex-digits, id 1..255 "
-	       "(secret: never shown; keep the file mode 600)", check_mac_keys),
+	SECRET(mac_keys, "", TALLY_APPLY_PARAMS, "TLY1 MAC keys: comma-separated id:32-hex-digits, "
+	       "id 1..255 (secret: never shown; keep the file mode 600); a key removed or "
+	       "replaced at run time is still accepted for mac_grace_ms", check_mac_keys),
+	U64(mac_grace_ms, "600000", 0, UINT64_MAX / 4, TALLY_APPLY_PARAMS, "how long a MAC key "
+	    "retired by a change of mac_keys (removed, or replaced under its id) is still "
+	    "accepted, so producers can switch without a loss; 0 = at once"),
+	U64(require_mac, "0", 0, 1, TALLY_APPLY_PARAMS, "1: drop every TLY1 datagram without a "
+	    "MAC (tly1_mac_required; StatsD, which has no MAC, is not affected: set statsd_port "
+	    "0 to refuse it)"),
 	STR(ack_mode, "accepted", false, "TLY1 acks for ACK_REQ datagrams: accepted (once in "
 	    "memory), committed (once the flush holding it is in the sink or the spool: survives a "
 	    "crash), none (no acks)", check_ack_mode),

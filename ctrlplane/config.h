@@ -52,6 +52,7 @@ struct tally_config {
 	char ctl_socket[TALLY_CFG_STR_MAX];
 	char metrics_addr[64];
 	char mac_keys[TALLY_CFG_STR_MAX * 4];
+	uint64_t mac_grace_ms, require_mac;
 	char ack_mode[16];
 	char rules_file[TALLY_CFG_STR_MAX];
 	char xdp_program[TALLY_CFG_STR_MAX];

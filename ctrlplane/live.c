@@ -21,6 +21,7 @@
 #include <ck_pr.h>
 
 #include "live.h"
+#include "timeutil.h"
 
 /* Publish next as the workers' params; free the old one after a grace period.
  * The old rules, if next replaces them, go with it. */
@@ -41,6 +42,49 @@ static int swap_params(struct tally_daemon *d, const struct tally_params *next,
 	return 0;
 }
 
+/*
+ * The MAC keys of config c. A key that c removes or replaces under its id moves
+ * to the retired set and is still accepted for mac_grace_ms (keys retired
+ * earlier and still in their grace period stay, and the period restarts), so
+ * producers can switch keys under traffic without a loss.
+ */
+static int build_mac(struct tally_daemon *d, const struct tally_config *c,
+		     struct tally_mac_keys *m, char *err, size_t errlen)
+{
+	const struct tally_mac_keys *cur = &d->sh.params->mac;
+	bool retired = false;
+
+	if (tally_config_mac_keys(c->mac_keys, m->present, m->key, err, errlen) != 0)
+		return -EINVAL;
+	m->require = c->require_mac != 0;
+	for (unsigned id = 0; id < 256; id++) {
+		bool gone = cur->present[id] &&
+			    (!m->present[id] || memcmp(cur->key[id], m->key[id], 16) != 0);
+
+		if (gone && c->mac_grace_ms > 0) {
+			memcpy(m->old[id], cur->key[id], 16);
+			m->old_present[id] = retired = true;
+		}
+	}
+	if (retired)
+		d->mac_grace_until_ms = tally_mono_ms() + c->mac_grace_ms;
+	return 0;
+}
+
+void tally_live_mac_expire(struct tally_daemon *d)
+{
+	struct tally_params p;
+
+	if (d->mac_grace_until_ms == 0 || tally_mono_ms() < d->mac_grace_until_ms)
+		return;
+	p = *d->sh.params;
+	memset(p.mac.old_present, 0, sizeof(p.mac.old_present));
+	if (swap_params(d, &p, NULL) != 0)
+		return; /* out of memory: the next tick tries again */
+	d->mac_grace_until_ms = 0;
+	fprintf(stderr, "tallyd: mac: grace period over, retired keys are no longer accepted\n");
+}
+
 static int apply_params(struct tally_daemon *d, const struct tally_config *c, char *err,
 			size_t errlen)
 {
@@ -48,6 +92,8 @@ static int apply_params(struct tally_daemon *d, const struct tally_config *c, ch
 
 	p.lateness_ms = c->lateness_ms;
 	p.future_ms = c->future_ms;
+	if (build_mac(d, c, &p.mac, err, errlen) != 0)
+		return -EINVAL;
 	if (swap_params(d, &p, NULL) != 0) {
 		snprintf(err, errlen, "out of memory for new parameters");
 		return -ENOMEM;

@@ -18,5 +18,7 @@ int tally_live_rules_reload(struct tally_daemon *d, char *err, size_t errlen);
 /* SIGHUP: read the config file and overrides again; apply the runtime keys that
  * changed (rolled back if one fails), name the others that need a restart. */
 int tally_live_reload_file(struct tally_daemon *d);
+/* Control loop: end the grace period of retired MAC keys once it is over. */
+void tally_live_mac_expire(struct tally_daemon *d);
 
 #endif

@@ -100,6 +100,7 @@ static int setup_params(struct tally_daemon *d, char *err, size_t errlen)
 	p->ack_mode = (uint8_t)tally_config_ack_mode(d->cfg.ack_mode);
 	if (tally_config_mac_keys(d->cfg.mac_keys, p->mac.present, p->mac.key, err, errlen))
 		return -EINVAL;
+	p->mac.require = d->cfg.require_mac != 0;
 	d->sh.params = p;
 	ck_epoch_init(&d->sh.epoch);
 	ck_epoch_register(&d->sh.epoch, &d->ctl_rec, NULL);
@@ -416,6 +417,7 @@ static void on_clock_sync(struct tally_loop *l, void *arg)
 	(void)l;
 	tally_clock_sync(&d->sh.clock, rte_rdtsc(), clock_ns(CLOCK_REALTIME),
 			 TALLY_CLOCK_SYNC_MS * 1000000ull);
+	tally_live_mac_expire(d);
 }
 
 static void on_exception(struct tally_loop *l, void *arg)

@@ -45,6 +45,7 @@ struct tally_daemon {
 	ck_epoch_record_t ctl_rec; /* the control thread's, for ck_epoch_synchronize */
 	struct tally_rules *rules; /* what sh.params->rules points to; NULL = none */
 	uint64_t rules_gen;
+	uint64_t mac_grace_until_ms; /* retired MAC keys accepted until then; 0 = none */
 	uint64_t rules_reloads, rules_reload_errors, config_changes;
 	int nargs;   /* tallyd's own arguments (before "--"), re-read on SIGHUP */
 	char **args;

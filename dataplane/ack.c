@@ -134,6 +134,7 @@ int tally_ack_reject_status(int reason)
 	case TALLY_C_TLY1_MAC_MISSING:
 	case TALLY_C_TLY1_MAC_NO_KEY:
 	case TALLY_C_TLY1_MAC_BAD:
+	case TALLY_C_TLY1_MAC_REQUIRED:
 		return TALLY_ACK_UNAUTHENTICATED;
 	default:
 		return TALLY_ACK_MALFORMED;

@@ -73,7 +73,7 @@ static inline enum tally_counter tally_tly1_counter(int r)
 {
 	if (tally_likely(r == TALLY_OK))
 		return TALLY_C_TLY1_DATAGRAMS;
-	if ((unsigned)(r - TALLY_C_TLY1_SHORT) <= TALLY_C_TLY1_MAC_BAD - TALLY_C_TLY1_SHORT)
+	if ((unsigned)(r - TALLY_C_TLY1_SHORT) <= TALLY_C_TLY1_MAC_REQUIRED - TALLY_C_TLY1_SHORT)
 		return (enum tally_counter)r;
 	return TALLY_C_DROP_INTERNAL;
 }
@@ -90,6 +90,7 @@ static inline int tally_dgram_tly1(uint64_t *c, const struct tally_params *p,
 	h->flags = 0;
 	r = tally_tly1_parse(payload, len, &p->mac, evb, h);
 	c[tally_tly1_counter(r)]++;
+	c[TALLY_C_TLY1_MAC_OLD_KEY] += r == TALLY_OK && h->mac_old;
 	return r;
 }
 

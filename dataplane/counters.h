@@ -49,6 +49,8 @@
 	_(TLY1_MAC_MISSING, "tly1_mac_missing", "TLY1 MAC flag set but no 16-byte trailer") \
 	_(TLY1_MAC_NO_KEY, "tly1_mac_no_key", "TLY1 MAC under a key_id that is not configured") \
 	_(TLY1_MAC_BAD, "tly1_mac_bad", "TLY1 MAC does not verify") \
+	_(TLY1_MAC_REQUIRED, "tly1_mac_required", "TLY1 datagram without a MAC while require_mac is on") \
+	_(TLY1_MAC_OLD_KEY, "tly1_mac_old_key", "TLY1 datagrams accepted under a retired key in its grace period (mac_grace_ms): producers still to switch") \
 	_(TLY1_ACK_UNSENT, "tly1_ack_unsent", "TLY1 acks not sent: TX queue full, no mbuf, no TX queue for the worker, or a batch lost at exit (the sender retransmits)") \
 	/* TLA1 acks sent, by status; and why some were not */ \
 	_(ACK_COMMITTED, "ack_committed", "acks sent with status committed (ack_mode=committed, after the flush was durable)") \

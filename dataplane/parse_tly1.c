@@ -121,6 +121,7 @@ static int check_header(const uint8_t *p, uint32_t len, struct tally_tly1_hdr *h
 	h->count = tally_le16(p + TALLY_TLY1_OFF_COUNT);
 	h->sender_id = tally_le64(p + TALLY_TLY1_OFF_SENDER);
 	h->batch_seq = tally_le64(p + TALLY_TLY1_OFF_SEQ);
+	h->mac_old = false;
 	if (h->flags & TALLY_TLY1_F_RESERVED)
 		return TALLY_C_TLY1_RESERVED_FLAGS;
 	if (h->count == 0 || h->count > TALLY_TLY1_MAX_COUNT)
@@ -169,22 +170,34 @@ static int walk_events(const uint8_t *p, uint32_t len, uint16_t count,
 	return TALLY_OK;
 }
 
-static int check_mac(const uint8_t *p, uint32_t end, const struct tally_tly1_hdr *h,
-		     const struct tally_mac_keys *keys)
+static bool mac_verifies(const uint8_t *p, uint32_t end, const uint8_t key[16])
 {
 	uint8_t mac[TALLY_TLY1_MAC_LEN];
 
-	if (keys == NULL || !keys->present[h->key_id])
+	crypto_shorthash_siphashx24(mac, p, end, key);
+	return sodium_memcmp(mac, p + end, TALLY_TLY1_MAC_LEN) == 0;
+}
+
+/* The current key first; a retired key only while its grace period lasts. */
+static int check_mac(const uint8_t *p, uint32_t end, struct tally_tly1_hdr *h,
+		     const struct tally_mac_keys *keys)
+{
+	uint8_t id = h->key_id;
+
+	if (keys == NULL || !(keys->present[id] || keys->old_present[id]))
 		return TALLY_C_TLY1_MAC_NO_KEY;
-	crypto_shorthash_siphashx24(mac, p, end, keys->key[h->key_id]);
-	if (sodium_memcmp(mac, p + end, TALLY_TLY1_MAC_LEN) != 0)
-		return TALLY_C_TLY1_MAC_BAD;
-	return TALLY_OK;
+	if (keys->present[id] && mac_verifies(p, end, keys->key[id]))
+		return TALLY_OK;
+	if (keys->old_present[id] && mac_verifies(p, end, keys->old[id])) {
+		h->mac_old = true;
+		return TALLY_OK;
+	}
+	return TALLY_C_TLY1_MAC_BAD;
 }
 
 /* The tail after the events: the trailer, then the MAC itself. */
 static int check_tail(const uint8_t *p, uint32_t len, uint32_t end,
-		      const struct tally_mac_keys *keys, const struct tally_tly1_hdr *h)
+		      const struct tally_mac_keys *keys, struct tally_tly1_hdr *h)
 {
 	bool mac = h->flags & TALLY_TLY1_F_MAC;
 	uint32_t tail = mac ? TALLY_TLY1_MAC_LEN : 0;
@@ -193,7 +206,9 @@ static int check_tail(const uint8_t *p, uint32_t len, uint32_t end,
 		return TALLY_C_TLY1_MAC_MISSING;
 	if (len - end > tail)
 		return TALLY_C_TLY1_TRAILING;
-	return mac ? check_mac(p, end, h, keys) : TALLY_OK;
+	if (!mac)
+		return keys != NULL && keys->require ? TALLY_C_TLY1_MAC_REQUIRED : TALLY_OK;
+	return check_mac(p, end, h, keys);
 }
 
 int tally_tly1_parse(const uint8_t *p, uint32_t len, const struct tally_mac_keys *keys,

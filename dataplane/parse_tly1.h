@@ -12,14 +12,23 @@
 #include "event.h"
 #include "wire.h"
 
-/* SipHash-2-4-128 keys by key_id; present[i] says key i is configured. */
+/*
+ * SipHash-2-4-128 keys by key_id; present[i] says key i is configured. A key
+ * being rotated out (removed or replaced by a config change) stays in old[] for
+ * its grace period, tried when the current key does not verify. require: a
+ * datagram without a MAC is dropped (tly1_mac_required).
+ */
 struct tally_mac_keys {
 	bool present[256];
+	bool old_present[256];
+	bool require;
 	uint8_t key[256][16];
+	uint8_t old[256][16];
 };
 
 struct tally_tly1_hdr {
 	uint8_t flags, key_id;
+	bool mac_old; /* verified under a key in its grace period */
 	uint16_t count;
 	uint64_t sender_id, batch_seq;
 };

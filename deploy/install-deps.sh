@@ -28,6 +28,8 @@ packages=(
   prometheus chromium
   # real StatsD clients test: a loopback capture, the Python client, npm for hot-shots
   tcpdump python3-aiodogstatsd nodejs npm
+  # benchmark driver (perf/bench.py): callgrind's counts per event, results.svg
+  valgrind python3-matplotlib
 )
 
 if [ "$(id -u)" -ne 0 ]; then

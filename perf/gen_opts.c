@@ -6,6 +6,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <sodium.h>
+
 #include "gen_opts.h"
 #include "wire.h"
 
@@ -99,6 +101,20 @@ static int stypes(struct gen_opts *o, const char *a)
 	return 0;
 }
 
+/* "ID:HEX32", ID 1..255, as tallyd's mac_keys entries. */
+static int mac_key(const char *a, struct gen_opts *o)
+{
+	char *end;
+	unsigned long id = strtoul(a, &end, 10);
+	size_t n = 0;
+
+	if (end == a || *end != ':' || id < 1 || id > 255 || strlen(end + 1) != 32 ||
+	    sodium_hex2bin(o->mac_key, 16, end + 1, 32, NULL, &n, NULL) != 0 || n != 16)
+		return -EINVAL;
+	o->mac_id = (uint8_t)id;
+	return 0;
+}
+
 int gen_opt_set(struct gen_opts *o, int code, const char *a)
 {
 	uint64_t x = 0;
@@ -128,6 +144,7 @@ int gen_opt_set(struct gen_opts *o, int code, const char *a)
 	case GEN_O_SENDER: return gen_num_u64(a, UINT64_MAX, &o->sender_id);
 	case GEN_O_ACK_REQ: o->ack_req = true; return 0;
 	case GEN_O_STYPES: return stypes(o, a);
+	case GEN_O_MAC_KEY: return mac_key(a, o);
 	}
 	return -EINVAL;
 }
@@ -234,6 +251,8 @@ void gen_opts_usage(FILE *out)
 	"  --mtu N                 largest IP packet (1500)\n"
 	"  --seed N                (1); --sender-id X  TLY1 sender_id (0x7a11)\n"
 	"  --ack-req               set ACK_REQ on TLY1 datagrams (tallyd answers with TLA1 acks)\n"
+	"  --mac-key ID:HEX32      sign valid TLY1 datagrams with this key (as tallyd's mac_keys);\n"
+	"                          malformed ones stay unsigned, failing for their own reason\n"
 	"  --pool N                pre-rendered datagrams, sent in cycles with new ids\n"
 	"                          (min(datagrams, %u, %u / events-per-dgram))\n",
 	POOL_DEFAULT, POOL_DEFAULT_EVENTS);

@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "counters.h"
 #include "gen_traffic.h"
 #include "wire.h"
@@ -241,11 +243,15 @@ static uint32_t tly1_event(const struct gen_pool *p, uint8_t *q, uint32_t key, u
 	return TALLY_TLY1_EVT_FIXED + kl;
 }
 
-static void tly1_header(const struct gen_pool *p, uint8_t *q, uint16_t count)
+static void tly1_header(const struct gen_pool *p, uint8_t *q, uint16_t count, bool signed_dgram)
 {
 	memcpy(q, TALLY_TLY1_MAGIC, 4);
 	q[TALLY_TLY1_OFF_FLAGS] = p->o.ack_req ? TALLY_TLY1_F_ACK_REQ : 0;
 	q[TALLY_TLY1_OFF_KEY_ID] = 0;
+	if (signed_dgram) {
+		q[TALLY_TLY1_OFF_FLAGS] |= TALLY_TLY1_F_MAC;
+		q[TALLY_TLY1_OFF_KEY_ID] = p->o.mac_id;
+	}
 	tally_put_le16(q + TALLY_TLY1_OFF_COUNT, count);
 	tally_put_le64(q + TALLY_TLY1_OFF_SENDER, p->o.sender_id);
 	tally_put_le64(q + TALLY_TLY1_OFF_SEQ, 0); /* patched at render time */
@@ -256,7 +262,7 @@ static uint32_t tly1_valid(struct gen_pool *p, uint8_t *q, struct recent *rc, ui
 {
 	uint32_t o = TALLY_TLY1_HDR_LEN;
 
-	tly1_header(p, q, (uint16_t)p->o.per_dgram);
+	tly1_header(p, q, (uint16_t)p->o.per_dgram, p->o.mac_id != 0);
 	for (uint32_t i = 0; i < p->o.per_dgram; i++) {
 		struct recent e;
 
@@ -273,7 +279,7 @@ static uint32_t tly1_valid(struct gen_pool *p, uint8_t *q, struct recent *rc, ui
 		add_patch(p, o, e.src);
 		o += tly1_event(p, q + o, e.key, e.t, e.v);
 	}
-	return o;
+	return o + (p->o.mac_id ? TALLY_TLY1_MAC_LEN : 0); /* the MAC: at render time */
 }
 
 /* Break a well-formed datagram of n events (o bytes) in way `kind`; new length. */
@@ -305,7 +311,7 @@ static uint32_t tly1_malformed(struct gen_pool *p, uint8_t *q)
 {
 	uint32_t o = TALLY_TLY1_HDR_LEN, n = p->o.per_dgram;
 
-	tly1_header(p, q, (uint16_t)n);
+	tly1_header(p, q, (uint16_t)n, false);
 	for (uint32_t i = 0; i < n; i++) {
 		add_patch(p, o, p->fresh + i);
 		o += tly1_event(p, q + o, draw_key(p), event_time(p, p->fresh + i), 1);
@@ -426,7 +432,8 @@ static int add_frame(struct gen_pool *p, struct recent *rc, uint64_t *nrc)
 	p->frames[p->nframes] = (struct gen_frame){
 		p->buf_used, hlen + plen, patch0, (uint16_t)(p->npatch - patch0),
 		headers(p, q, plen, v6, vlan, p->nframes), (uint16_t)(p->dups_per_cycle - dups0),
-		(uint16_t)(p->bad_lines_per_cycle - bad0), v6, bad};
+		(uint16_t)(p->bad_lines_per_cycle - bad0), v6, bad,
+		p->o.proto == GEN_TLY1 && !bad && p->o.mac_id != 0};
 	p->buf_used += hlen + plen;
 	p->nframes++;
 	return 0;
@@ -509,6 +516,11 @@ void gen_frame_render(const struct gen_pool *p, uint32_t i, uint64_t cycle, uint
 		tally_put_le64(pl + x[k].off, base + x[k].src);
 	if (p->o.proto == GEN_TLY1)
 		tally_put_le64(pl + TALLY_TLY1_OFF_SEQ, cycle * p->nframes + i + 1);
+	if (f->mac) { /* over the datagram with its ids and seq patched */
+		uint32_t n = f->len - f->l4_off - 8 - TALLY_TLY1_MAC_LEN;
+
+		crypto_shorthash_siphashx24(pl + n, pl, n, p->o.mac_key);
+	}
 	if (f->ipv6) {
 		uint8_t *u = dst + f->l4_off;
 

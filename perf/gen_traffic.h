@@ -36,6 +36,8 @@ struct gen_opts {
 	double zipf_s, dup_rate, malformed_rate, ipv6_share, vlan_share;
 	uint64_t time_ms, span_ms, window_ms, seed, sender_id;
 	bool ack_req; /* TLY1 flag ACK_REQ on every datagram */
+	uint8_t mac_id;      /* --mac-key: valid TLY1 datagrams signed under key mac_id */
+	uint8_t mac_key[16]; /* (SipHash-2-4-128, DESIGN's trailer); 0 = unsigned */
 	uint16_t dst_port;
 	/* StatsD: key k has type gen_statsd_types[stypes[k % nstypes]] */
 	uint8_t stypes[GEN_STYPES_MAX], nstypes;
@@ -49,6 +51,7 @@ struct gen_frame {
 	uint16_t l4_off;      /* UDP header offset */
 	uint16_t dups, bad_lines;
 	bool ipv6, bad;
+	bool mac; /* the last 16 payload bytes are its MAC, computed at render time */
 };
 
 struct gen_patch {

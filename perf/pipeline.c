@@ -15,7 +15,7 @@
  * The run is checked: the worker's counters must equal what the generator says
  * the datagrams hold (accepted events, duplicates, every rejection reason).
  *
- *   tally-pipeline [traffic options] [--seconds S] [--dedup-capacity N]
+ *   tally-pipeline [traffic options] [--seconds S | --datagrams N] [--dedup-capacity N]
  *                  [--table-rows N] [--burst N] [--json FILE] [--acks] [--archive DIR]
  *                  [-- EAL args]
  */
@@ -48,6 +48,7 @@
 struct bench {
 	struct gen_opts o;
 	double seconds;
+	uint64_t max_datagrams; /* --datagrams: a fixed input (callgrind), not a time */
 	uint64_t dedup_capacity, table_rows, sketch_rows;
 	unsigned burst;
 	const char *json;
@@ -58,13 +59,14 @@ struct bench {
 	double wall;
 };
 
-enum { O_SECONDS = GEN_O_END, O_DEDUP, O_ROWS, O_BURST, O_JSON, O_ACKS, O_ARCHIVE, O_SKETCH };
+enum { O_SECONDS = GEN_O_END, O_DEDUP, O_ROWS, O_BURST, O_JSON, O_ACKS, O_ARCHIVE, O_SKETCH,
+       O_DGRAMS };
 
 static const struct option long_opts[] = {
 	GEN_TRAFFIC_LONG_OPTS,
 	{"seconds", 1, 0, O_SECONDS}, {"dedup-capacity", 1, 0, O_DEDUP},
 	{"table-rows", 1, 0, O_ROWS}, {"burst", 1, 0, O_BURST}, {"json", 1, 0, O_JSON}, {"acks", 0, 0, O_ACKS},
-	{"archive", 1, 0, O_ARCHIVE}, {"sketch-rows", 1, 0, O_SKETCH},
+	{"archive", 1, 0, O_ARCHIVE}, {"sketch-rows", 1, 0, O_SKETCH}, {"datagrams", 1, 0, O_DGRAMS},
 	{"help", 0, 0, 'h'}, {0, 0, 0, 0}};
 
 static void usage(FILE *out)
@@ -74,6 +76,8 @@ static void usage(FILE *out)
 	fprintf(out,
 	"run:\n"
 	"  --seconds S             timed processing to run (5)\n"
+	"  --datagrams N           process exactly N datagrams instead, however long it\n"
+	"                          takes: a fixed input for callgrind/cachegrind\n"
 	"  --dedup-capacity N      dedup horizon in ids, as tallyd's dedup_capacity (50000000)\n"
 	"  --table-rows N          rows per window table, as tallyd's table_rows (1048576)\n"
 	"  --sketch-rows N         sketch slabs per table, as tallyd's sketch_rows (256)\n"
@@ -107,6 +111,9 @@ static int parse_opts(int argc, char **argv, struct bench *b)
 			return -EINVAL;
 		switch (c) {
 		case O_SECONDS: r = gen_num_f(optarg, 0.01, 1e6, &b->seconds); break;
+		case O_DGRAMS: r = gen_num_u64(optarg, UINT64_MAX, &b->max_datagrams);
+			r = r || b->max_datagrams == 0 ? -EINVAL : 0;
+			break;
 		case O_DEDUP: r = gen_num_u64(optarg, 1ULL << 34, &b->dedup_capacity); break;
 		case O_ROWS: r = gen_num_u64(optarg, INT32_MAX, &b->table_rows); break;
 		case O_BURST: r = gen_num_u64(optarg, MAX_BURST, &x);
@@ -274,12 +281,17 @@ static int run(struct bench *b, struct rig *g, const struct gen_pool *p)
 	uint64_t next = 0, cycle = 0, t_start = rte_rdtsc();
 	struct rte_mbuf *m[MAX_BURST];
 
-	while (b->cycles < budget) {
+	for (;;) {
+		unsigned n = b->burst;
 		uint64_t t0;
 
-		if (rte_pktmbuf_alloc_bulk(g->mp, m, b->burst) != 0)
+		if (b->max_datagrams ? b->datagrams >= b->max_datagrams : b->cycles >= budget)
+			break;
+		if (b->max_datagrams && b->max_datagrams - b->datagrams < n)
+			n = (unsigned)(b->max_datagrams - b->datagrams);
+		if (rte_pktmbuf_alloc_bulk(g->mp, m, n) != 0)
 			return -ENOBUFS;
-		for (unsigned k = 0; k < b->burst; k++) {
+		for (unsigned k = 0; k < n; k++) {
 			gen_frame_render(p, (uint32_t)next, cycle, rte_pktmbuf_mtod(m[k], uint8_t *));
 			m[k]->data_len = (uint16_t)p->frames[next].len;
 			m[k]->pkt_len = p->frames[next].len;
@@ -289,10 +301,10 @@ static int run(struct bench *b, struct rig *g, const struct gen_pool *p)
 			}
 		}
 		t0 = rte_rdtsc();
-		tally_worker_burst(&g->w, &g->params, m, (uint16_t)b->burst,
+		tally_worker_burst(&g->w, &g->params, m, (uint16_t)n,
 				   tally_clock_ms(&g->sh.clock, t0, &g->w.clock_last));
 		b->cycles += rte_rdtsc() - t0;
-		b->datagrams += b->burst;
+		b->datagrams += n;
 		drain_table(b, &g->w);
 		tick_dedup(b, g);
 	}

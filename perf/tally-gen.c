@@ -40,6 +40,7 @@ struct run {
 	struct gen_opts o;
 	uint64_t count, rate;
 	bool count_set;
+	bool paced; /* a NIC does not wait: what the port refuses is dropped */
 	double duration, linger, link_timeout, stall_timeout;
 	const char *pcap, *port, *expected, *stats_json;
 	uint16_t txq;
@@ -62,6 +63,10 @@ static void usage(FILE *out)
 	"  --duration S            send for S seconds instead (port mode; with --count,\n"
 	"                          whichever ends first)\n"
 	"  --rate PPS              datagrams per second, 0 = as fast as possible (0)\n"
+	"  --paced                 like a NIC: frames the port refuses (receiver ring full)\n"
+	"                          are dropped at once and counted in frames_tx_failed,\n"
+	"                          never retried, so the offered rate does not bend to the\n"
+	"                          receiver (default: retry a full ring)\n"
 	"  --pcap FILE             write a capture (no EAL) instead of sending\n"
 	"  --port DEVARGS          DPDK port to probe, e.g. net_memif0,role=client,socket=S\n"
 	"                          (default: the first port of the EAL args)\n"
@@ -85,7 +90,7 @@ static void usage(FILE *out)
 
 enum {
 	O_COUNT = GEN_O_END, O_DURATION, O_RATE, O_PCAP, O_PORT, O_TXQ, O_EXPECTED,
-	O_JSON, O_LINGER, O_LINK_TIMEOUT, O_STALL,
+	O_JSON, O_LINGER, O_LINK_TIMEOUT, O_STALL, O_PACED,
 };
 
 static const struct option long_opts[] = {
@@ -94,7 +99,7 @@ static const struct option long_opts[] = {
 	{"pcap", 1, 0, O_PCAP}, {"port", 1, 0, O_PORT}, {"tx-queues", 1, 0, O_TXQ},
 	{"expected", 1, 0, O_EXPECTED}, {"stats-json", 1, 0, O_JSON},
 	{"linger", 1, 0, O_LINGER}, {"link-timeout", 1, 0, O_LINK_TIMEOUT},
-	{"stall-timeout", 1, 0, O_STALL},
+	{"stall-timeout", 1, 0, O_STALL}, {"paced", 0, 0, O_PACED},
 	{"help", 0, 0, 'h'}, {0, 0, 0, 0}};
 
 static int set_opt(struct run *r, int c, const char *a)
@@ -114,6 +119,7 @@ static int set_opt(struct run *r, int c, const char *a)
 	case O_LINGER: return gen_num_f(a, 0, 1e6, &r->linger);
 	case O_LINK_TIMEOUT: return gen_num_f(a, 0, 1e6, &r->link_timeout);
 	case O_STALL: return gen_num_f(a, 0.1, 1e6, &r->stall_timeout);
+	case O_PACED: r->paced = true; return 0;
 	}
 	return gen_opt_set(&r->o, c, a);
 }
@@ -161,7 +167,8 @@ static const char *check_run(const struct run *r)
 	if (r->txq == 0) return "--tx-queues must be 1..64";
 	if (r->pcap && !r->count_set && r->duration > 0) return "--pcap needs --count";
 	if (!r->pcap && r->count == 0 && r->duration <= 0) return "give --count or --duration";
-	if (r->pcap && (r->port || r->rate)) return "--pcap goes without --port and --rate";
+	if (r->pcap && (r->port || r->rate || r->paced))
+		return "--pcap goes without --port, --rate and --paced";
 	return NULL;
 }
 
@@ -364,7 +371,7 @@ static void tx_flush(struct sender *s, uint16_t q)
 		uint16_t k = rte_eth_tx_burst(s->pid, q, b->m + done, (uint16_t)(b->n - done));
 
 		done = (uint16_t)(done + k);
-		if (done == b->n)
+		if (done == b->n || s->r->paced)
 			break;
 		s->r->tx_retries++;
 		if (k > 0)
@@ -378,7 +385,7 @@ static void tx_flush(struct sender *s, uint16_t q)
 	if (done < b->n) {
 		s->r->tx_failed += b->n - done;
 		rte_pktmbuf_free_bulk(b->m + done, b->n - done);
-		if (!stop)
+		if (!stop && !s->r->paced)
 			s->dead = true;
 	}
 	b->n = 0;

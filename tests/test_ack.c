@@ -126,11 +126,11 @@ static void test_reject_status(void **s)
 	assert_int_equal(tally_ack_reject_status(TALLY_C_TLY1_SHORT), -1);
 	assert_int_equal(tally_ack_reject_status(TALLY_C_TLY1_BAD_MAGIC), -1);
 	assert_int_equal(tally_ack_reject_status(TALLY_C_TLY1_ZERO_SENDER), -1);
-	for (int c = TALLY_C_TLY1_SHORT; c <= TALLY_C_TLY1_MAC_BAD; c++) {
+	for (int c = TALLY_C_TLY1_SHORT; c <= TALLY_C_TLY1_MAC_REQUIRED; c++) {
 		int st = tally_ack_reject_status(c);
 
 		if (c == TALLY_C_TLY1_MAC_MISSING || c == TALLY_C_TLY1_MAC_NO_KEY ||
-		    c == TALLY_C_TLY1_MAC_BAD)
+		    c == TALLY_C_TLY1_MAC_BAD || c == TALLY_C_TLY1_MAC_REQUIRED)
 			assert_int_equal(st, TALLY_ACK_UNAUTHENTICATED);
 		else if (st >= 0)
 			assert_int_equal(st, TALLY_ACK_MALFORMED);

@@ -184,6 +184,58 @@ static void test_mac(void **st)
 	assert_int_equal(parse(l, NULL), TALLY_C_TLY1_MAC_NO_KEY);
 }
 
+/* Rotation: a key replaced under its id (or removed) stays in old[] for its
+ * grace period; datagrams under it still verify, and say so (mac_old). */
+static void test_mac_rotation(void **st)
+{
+	static struct tally_mac_keys m;
+	struct tally_tly1_hdr h;
+	uint32_t l;
+
+	(void)st;
+	out = (struct tally_evbuf){evs, 0, 2048, NULL, 0, 0};
+	memset(&keys, 0, sizeof(keys));
+	memset(keys.key[7], 0x42, 16);
+	l = build_mac(7); /* signed with the old key 0x42.. */
+	memset(&m, 0, sizeof(m));
+	memset(m.key[7], 0x43, 16);
+	m.present[7] = true;
+	assert_int_equal(tally_tly1_parse(dg, l, &m, &out, &h), TALLY_C_TLY1_MAC_BAD);
+	memset(m.old[7], 0x42, 16);
+	m.old_present[7] = true;
+	out.n = 0;
+	assert_int_equal(tally_tly1_parse(dg, l, &m, &out, &h), TALLY_OK);
+	assert_true(h.mac_old);
+	assert_int_equal(out.n, 2);
+	memset(keys.key[7], 0x43, 16); /* the new key: current, not old */
+	l = build_mac(7);
+	out.n = 0;
+	assert_int_equal(tally_tly1_parse(dg, l, &m, &out, &h), TALLY_OK);
+	assert_false(h.mac_old);
+	m.present[7] = false; /* removed: only the grace key is left */
+	memset(keys.key[7], 0x42, 16);
+	l = build_mac(7);
+	out.n = 0;
+	assert_int_equal(tally_tly1_parse(dg, l, &m, &out, &h), TALLY_OK);
+	m.old_present[7] = false; /* grace over */
+	assert_int_equal(tally_tly1_parse(dg, l, &m, &out, &h), TALLY_C_TLY1_MAC_NO_KEY);
+}
+
+/* require_mac: a datagram without a MAC is dropped under its own reason. */
+static void test_mac_required(void **st)
+{
+	static struct tally_mac_keys m;
+	uint32_t l = build(1, 0);
+
+	(void)st;
+	memset(&m, 0, sizeof(m));
+	assert_int_equal(parse(l, &m), TALLY_OK);
+	m.require = true;
+	build(1, 0);
+	assert_int_equal(parse(l, &m), TALLY_C_TLY1_MAC_REQUIRED);
+	assert_int_equal(out.n, 0);
+}
+
 /* ---- Keys, byte by byte ---- */
 
 enum { KEY_MAX_TESTED = 40 };
@@ -450,6 +502,7 @@ int main(void)
 		cmocka_unit_test(test_bad_utf8), cmocka_unit_test(test_good_utf8),
 		cmocka_unit_test(test_zero_sender), cmocka_unit_test(test_keyid_no_mac),
 		cmocka_unit_test(test_mac_missing), cmocka_unit_test(test_mac),
+		cmocka_unit_test(test_mac_rotation), cmocka_unit_test(test_mac_required),
 		cmocka_unit_test(test_key_ascii), cmocka_unit_test(test_key_bad_byte_each_position),
 		cmocka_unit_test(test_key_utf8_each_position),
 		cmocka_unit_test(test_key_bad_utf8_each_position),
