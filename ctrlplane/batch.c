@@ -8,11 +8,13 @@
 
 #include "ack.h"
 #include "batch.h"
+#include "sketch.h"
 #include "window.h"
 
 #define BATCH_MAGIC "TLB1"
-#define BATCH_VERSION 1
-#define ROW_FIXED (1 + 8 * 6) /* key_len, win_start, count, sum, min, max, last */
+#define BATCH_VERSION 2
+#define ROW_FIXED_V1 (1 + 8 * 6) /* key_len, win_start, count, sum, min, max, last */
+#define ROW_FIXED (ROW_FIXED_V1 + 4) /* and blob_len */
 #define DGRAMS_MAGIC "DGS1"
 
 void tally_batch_init(struct tally_batch *b, const char *appliance, int64_t window_ms)
@@ -76,6 +78,24 @@ int tally_batch_copy_dgrams(struct tally_batch *b, const struct tally_batch *src
 	return 0;
 }
 
+/* Room for n more arena bytes. */
+static int grow_arena(struct tally_batch *b, size_t n)
+{
+	size_t cap = b->keys_cap ? b->keys_cap : 16384;
+	void *p;
+
+	if (b->keys_used + n <= b->keys_cap)
+		return 0;
+	while (cap < b->keys_used + n)
+		cap *= 2;
+	p = realloc(b->keys, cap);
+	if (p == NULL)
+		return -ENOMEM;
+	b->keys = p;
+	b->keys_cap = cap;
+	return 0;
+}
+
 static int grow(struct tally_batch *b, size_t key_len)
 {
 	if (b->nrows == b->cap) {
@@ -87,19 +107,7 @@ static int grow(struct tally_batch *b, size_t key_len)
 		b->rows = p;
 		b->cap = cap;
 	}
-	if (b->keys_used + key_len > b->keys_cap) {
-		size_t cap = b->keys_cap ? b->keys_cap * 2 : 16384;
-		void *p;
-
-		while (cap < b->keys_used + key_len)
-			cap *= 2;
-		p = realloc(b->keys, cap);
-		if (p == NULL)
-			return -ENOMEM;
-		b->keys = p;
-		b->keys_cap = cap;
-	}
-	return 0;
+	return grow_arena(b, key_len);
 }
 
 int tally_batch_add(struct tally_batch *b, const uint8_t *key, uint8_t key_len,
@@ -112,9 +120,38 @@ int tally_batch_add(struct tally_batch *b, const uint8_t *key, uint8_t key_len,
 		return -ENOMEM;
 	r = &b->rows[b->nrows++];
 	*r = (struct tally_batch_row){win_start, count, sum, min, max, last,
-				      (uint32_t)b->keys_used, key_len};
+				      (uint32_t)b->keys_used, key_len, 0, 0};
 	memcpy(b->keys + b->keys_used, key, key_len);
 	b->keys_used += key_len;
+	return 0;
+}
+
+int tally_batch_set_blob(struct tally_batch *b, const uint8_t *blob, uint32_t len)
+{
+	struct tally_batch_row *r;
+
+	if (b->nrows == 0)
+		return -EINVAL;
+	if (grow_arena(b, len) != 0)
+		return -ENOMEM;
+	r = &b->rows[b->nrows - 1];
+	memcpy(b->keys + b->keys_used, blob, len);
+	r->blob_off = (uint32_t)b->keys_used;
+	r->blob_len = len;
+	b->keys_used += len;
+	return 0;
+}
+
+/* A row's sketch, encoded straight into the arena. */
+static int add_sketch(struct tally_batch *b, const struct tally_sketch *s)
+{
+	struct tally_batch_row *r = &b->rows[b->nrows - 1];
+
+	if (grow_arena(b, TALLY_SKETCH_BLOB_MAX) != 0)
+		return -ENOMEM;
+	r->blob_off = (uint32_t)b->keys_used;
+	r->blob_len = (uint32_t)tally_sketch_encode(s, b->keys + b->keys_used);
+	b->keys_used += r->blob_len;
 	return 0;
 }
 
@@ -122,9 +159,12 @@ int tally_batch_add_wtab(struct tally_batch *b, const struct tally_wtab *t)
 {
 	for (uint32_t i = 0; i < tally_wtab_rows(t); i++) {
 		const struct tally_row *r = tally_wtab_row(t, i);
+		const struct tally_sketch *s = tally_wtab_sketch(t, t->used[i]);
 
 		if (tally_batch_add(b, tally_wtab_key(t, r), r->key_len, r->win_start, r->count,
 				    r->sum, r->min, r->max, r->last) != 0)
+			return -ENOMEM;
+		if (s != NULL && add_sketch(b, s) != 0)
 			return -ENOMEM;
 	}
 	return 0;
@@ -139,6 +179,7 @@ uint64_t tally_batch_events(const struct tally_batch *b)
 	return n;
 }
 
+/* keys_used counts keys and blobs: each row's bytes in the arena are written once. */
 size_t tally_batch_encoded_size(const struct tally_batch *b)
 {
 	return 4 + 2 + 2 + strlen(b->appliance) + 8 + 8 + 4 + (size_t)b->nrows * ROW_FIXED +
@@ -181,6 +222,10 @@ size_t tally_batch_encode(const struct tally_batch *b, uint8_t *out)
 		p = put64(p, (uint64_t)r->win_start);
 		p = put64(p, r->count);
 		p = putd(p, r->sum), p = putd(p, r->min), p = putd(p, r->max), p = putd(p, r->last);
+		n32 = htole32(r->blob_len);
+		memcpy(p, &n32, 4), p += 4;
+		if (r->blob_len != 0)
+			memcpy(p, tally_batch_blob(b, r), r->blob_len), p += r->blob_len;
 	}
 	if (b->ndgrams) {
 		n32 = htole32(b->ndgrams);
@@ -253,7 +298,8 @@ static double getd(struct reader *r)
 	return d;
 }
 
-static int decode_header(struct tally_batch *b, struct reader *r, uint32_t *nrows)
+static int decode_header(struct tally_batch *b, struct reader *r, uint32_t *nrows,
+			 uint16_t *version)
 {
 	const uint8_t *m = take(r, 4), *v = take(r, 2), *l = take(r, 2), *app, *n;
 	uint16_t ver = 0, alen = 0;
@@ -262,8 +308,9 @@ static int decode_header(struct tally_batch *b, struct reader *r, uint32_t *nrow
 		return -EBADMSG;
 	memcpy(&ver, v, 2), memcpy(&alen, l, 2);
 	ver = le16toh(ver), alen = le16toh(alen);
-	if (ver != BATCH_VERSION || alen == 0 || alen >= TALLY_APPLIANCE_MAX)
+	if ((ver != 1 && ver != BATCH_VERSION) || alen == 0 || alen >= TALLY_APPLIANCE_MAX)
 		return -EBADMSG;
+	*version = ver;
 	app = take(r, alen);
 	if (app == NULL)
 		return -EBADMSG;
@@ -276,8 +323,9 @@ static int decode_header(struct tally_batch *b, struct reader *r, uint32_t *nrow
 		return -EBADMSG;
 	memcpy(nrows, n, 4);
 	*nrows = le32toh(*nrows);
-	/* Each row is at least ROW_FIXED + 1 bytes: a hostile count fails here. */
-	if ((uint64_t)*nrows * (ROW_FIXED + 1) > (uint64_t)(r->end - r->p))
+	/* Each row is at least its fixed part + 1 bytes: a hostile count fails here. */
+	if ((uint64_t)*nrows * ((ver == 1 ? ROW_FIXED_V1 : ROW_FIXED) + 1) >
+	    (uint64_t)(r->end - r->p))
 		return -EBADMSG;
 	return 0;
 }
@@ -303,14 +351,32 @@ static int decode_dgrams(struct tally_batch *b, struct reader *r)
 	return 0;
 }
 
+/* A v2 row's u32 blob_len and blob, attached to the row just added. */
+static int decode_blob(struct tally_batch *b, struct reader *r)
+{
+	const uint8_t *n = take(r, 4), *blob;
+	uint32_t len = 0;
+
+	if (n == NULL)
+		return -EBADMSG;
+	memcpy(&len, n, 4);
+	len = le32toh(len);
+	if (len == 0)
+		return 0;
+	if (len > TALLY_SKETCH_BLOB_MAX || (blob = take(r, len)) == NULL)
+		return -EBADMSG;
+	return tally_batch_set_blob(b, blob, len);
+}
+
 int tally_batch_decode(struct tally_batch *b, const uint8_t *in, size_t len)
 {
 	struct reader r = {in, in + len, 0};
 	uint32_t nrows;
+	uint16_t ver = 0;
 	int rc;
 
 	tally_batch_clear(b);
-	rc = decode_header(b, &r, &nrows);
+	rc = decode_header(b, &r, &nrows, &ver);
 	for (uint32_t i = 0; rc == 0 && i < nrows; i++) {
 		const uint8_t *kl = take(&r, 1), *key = kl ? take(&r, *kl) : NULL;
 		int64_t win = (int64_t)get64(&r);
@@ -320,6 +386,8 @@ int tally_batch_decode(struct tally_batch *b, const uint8_t *in, size_t len)
 		if (r.bad || *kl == 0)
 			return -EBADMSG;
 		rc = tally_batch_add(b, key, *kl, win, count, sum, min, max, last);
+		if (rc == 0 && ver >= 2)
+			rc = decode_blob(b, &r);
 	}
 	if (rc == 0 && r.p != r.end)
 		rc = decode_dgrams(b, &r);

@@ -6,15 +6,20 @@
  * it once, at collect time, and go straight back to their workers, so nothing
  * downstream (a slow sink, a spool write) ever holds a worker's table.
  *
+ * A row of a StatsD timer, histogram, distribution or set also carries a
+ * blob: its sketch (sketch.h) in the compact blob form, in the same arena.
+ *
  * Serialized form (the spool's record payload), little-endian, no padding:
- *   magic "TLB1" | u16 version 1 | u16 appliance_len | appliance bytes
+ *   magic "TLB1" | u16 version 2 | u16 appliance_len | appliance bytes
  *   | u64 seq | i64 window_ms | u32 nrows
- *   | nrows x (u8 key_len | key | i64 win_start | u64 count | f64 sum min max last)
+ *   | nrows x (u8 key_len | key | i64 win_start | u64 count | f64 sum min max last
+ *              | u32 blob_len | blob)
  *   [ | "DGS1" | u32 n | n x (u64 sender_id | u64 batch_seq) ]
  * The optional last part lists the TLY1 datagrams with ACK_REQ whose events
  * are in the batch (dgset.h: dedup across restarts and appliances).
- * Decoding checks every length against the buffer: a corrupt record is an
- * error (-EBADMSG), never a read past the end.
+ * Version 1 (spools written before sketches) is the same without blob_len and
+ * blob, and is still decoded. Decoding checks every length against the
+ * buffer: a corrupt record is an error (-EBADMSG), never a read past the end.
  */
 #ifndef TALLY_BATCH_H
 #define TALLY_BATCH_H
@@ -36,6 +41,7 @@ struct tally_batch_row {
 	double sum, min, max, last;
 	uint32_t key_off; /* into the batch's key arena */
 	uint8_t key_len;
+	uint32_t blob_off, blob_len; /* the sketch, in the same arena; blob_len 0: none */
 };
 
 struct tally_batch {
@@ -66,7 +72,15 @@ void tally_batch_clear(struct tally_batch *b);
 int tally_batch_add(struct tally_batch *b, const uint8_t *key, uint8_t key_len,
 		    int64_t win_start, uint64_t count, double sum, double min, double max,
 		    double last);
-/* Append every row of a worker (or merge) table, in its creation order. */
+/* Give the last row added a blob (a copy). 0, -EINVAL (no row) or -ENOMEM. */
+int tally_batch_set_blob(struct tally_batch *b, const uint8_t *blob, uint32_t len);
+static inline const uint8_t *tally_batch_blob(const struct tally_batch *b,
+					      const struct tally_batch_row *r)
+{
+	return r->blob_len ? b->keys + r->blob_off : NULL;
+}
+/* Append every row of a worker (or merge) table, in its creation order, with
+ * its sketch if it has one. */
 int tally_batch_add_wtab(struct tally_batch *b, const struct tally_wtab *t);
 
 static inline const uint8_t *tally_batch_key(const struct tally_batch *b,

@@ -49,6 +49,7 @@ static int check_metrics_addr(const char *v, char *err, size_t len);
 static int check_socket_mode(const char *v, char *err, size_t len);
 static int check_log_level(const char *v, char *err, size_t len);
 static int check_log_target(const char *v, char *err, size_t len);
+static int check_percentiles(const char *v, char *err, size_t len);
 
 const struct tally_cfg_key tally_cfg_keys[] = {
 	STR(port, "", false, "DPDK input device: vdev with args (net_pcap0,rx_pcap=f.pcap) or PCI "
@@ -73,7 +74,13 @@ const struct tally_cfg_key tally_cfg_keys[] = {
 	    "holds at least (16 bytes each)"),
 	U64(dedup_horizon_ms, "600000", 1000, 604800000, false, "how long an event id is remembered"),
 	U64(table_rows, "1048576", 1024, 2147483647, false, "(key, window) rows a worker table "
-	    "holds: those one flush interval sees (3 tables per worker, 196 bytes a row)"),
+	    "holds: those one flush interval sees (3 tables per worker, 204 bytes a row)"),
+	STR(statsd_percentiles, "50,90,95,99,99.9", false, "percentiles stored for each StatsD "
+	    "ms, h and d row (tally_sketches columns p50 p90 ...; 99.9 -> p999), computed from "
+	    "its merged sketch (1% relative error)", check_percentiles),
+	U64(sketch_rows, "256", 1, 1048576, false, "rows of a worker table that can keep a "
+	    "sketch (ms, h, d) or HyperLogLog (s): 16 KiB each, allocated at start; beyond them "
+	    "values still count exactly and statsd_sketch_full counts what the sketches missed"),
 	STR(sink, "sqlite", false, "where batches go: sqlite, postgres, redis, redis-cluster",
 	    check_sink),
 	U64(sink_timeout_ms, "5000", 100, 600000, false, "bound on every sink connect and call; "
@@ -186,6 +193,13 @@ const struct tally_cfg_key tally_cfg_keys[] = {
 	    "this long after the first (pcap replays); 0 = never"),
 };
 const size_t tally_cfg_nkeys = sizeof(tally_cfg_keys) / sizeof(tally_cfg_keys[0]);
+
+static int check_percentiles(const char *v, char *err, size_t len)
+{
+	struct tally_pctl p;
+
+	return tally_pctl_parse(v, &p, err, len);
+}
 
 static int check_sink(const char *v, char *err, size_t len)
 {

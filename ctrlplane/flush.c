@@ -8,7 +8,16 @@
  *
  * The merge visits workers in id order, so "last" of a key seen by several
  * workers within one flush is the highest-numbered worker's value (documented
- * in the README). Finished batches go to the sink writer (sink_writer.h),
+ * in the README).
+ *
+ * Gauges carry their value across windows: before a table is copied or
+ * merged, its gauge rows are resolved against the appliance's gauge state in
+ * the table's row order. A row that saw only relative lines holds offsets: the
+ * key's current value is added to its last, min and max (and count times to
+ * its sum); every gauge row then sets the current value to its last. Tables
+ * come in worker order within a flush, so relative lines of one key on several
+ * workers add up exactly; only an absolute and a relative line of one key on
+ * different workers in one flush interval depend on that order. Finished batches go to the sink writer (sink_writer.h),
  * which numbers, writes, spools and replays them: the flusher never waits on
  * a sink.
  */
@@ -73,6 +82,15 @@ static void write_merged(struct tally_flusher *f)
 	write_batch(f, &f->out);
 }
 
+/* The gauge rows of t against the gauge state (gauge.h). */
+static void resolve_gauges(struct tally_flusher *f, struct tally_wtab *t)
+{
+	unsigned lost = tally_gauges_resolve(&f->gauges, t);
+
+	if (lost != 0)
+		fprintf(stderr, "tallyd: flusher: out of memory keeping %u gauges\n", lost);
+}
+
 static void merge_table(struct tally_flusher *f, const struct tally_wtab *t)
 {
 	for (uint32_t i = 0; i < tally_wtab_rows(t); i++) {
@@ -113,6 +131,7 @@ static void take_table(struct tally_flusher *f, struct tally_worker *w, struct t
 	bool alone = f->merge == NULL;
 	int r = 0;
 
+	resolve_gauges(f, t);
 	if (alone)
 		r = tally_batch_add_wtab(&f->out, t);
 	else
@@ -236,7 +255,11 @@ int tally_flusher_start(struct tally_flusher *f, uint32_t merge_rows, char *err,
 	int r;
 
 	tally_batch_init(&f->out, f->appliance, f->window_ms);
-	f->merge = f->nworkers > 1 ? tally_wtab_create(merge_rows) : NULL;
+	uint32_t slabs = f->merge_sketch_rows ? f->merge_sketch_rows
+					      : TALLY_SKETCH_ROWS_DEFAULT * f->nworkers;
+
+	f->merge = f->nworkers > 1 ? tally_wtab_create_ext(merge_rows, slabs, TALLY_NODE_ANY)
+				   : NULL;
 	if (f->nworkers > 1 && f->merge == NULL) {
 		snprintf(err, errlen, "flusher: cannot allocate a merge table of %u rows: %s",
 			 merge_rows, strerror(errno));
@@ -266,5 +289,6 @@ bool tally_flusher_done(struct tally_flusher *f)
 	tally_wtab_destroy(f->merge);
 	f->merge = NULL;
 	tally_batch_free(&f->out);
+	tally_gauges_free(&f->gauges);
 	return true;
 }

@@ -17,6 +17,7 @@
 #include "counters.h"
 #include "histogram.h"
 #include "liveview.h"
+#include "gauge.h"
 #include "sink_writer.h"
 #include "worker.h"
 
@@ -30,6 +31,8 @@ struct tally_flusher {
 	uint64_t interval_ms;
 	struct tally_wtab *merge;  /* several workers: their tables merged here */
 	struct tally_batch out;    /* the batch being written */
+	struct tally_gauges gauges; /* every gauge key's value: see flush.c */
+	uint32_t merge_sketch_rows; /* slabs of the merge table; 0: default x workers */
 	unsigned seal_wait_ms;     /* a worker silent this long is stalled; 0 = 2000 */
 	uint64_t tick; /* last seal request */
 	struct tally_counters ctr; /* single writer: the flusher */
@@ -45,7 +48,7 @@ struct tally_flusher {
 };
 
 /* merge_rows: capacity of the merge table (several workers only). 0 or a negative
- * errno (err filled). */
+ * errno (err filled). f->gauges may hold values restored from the sink before. */
 int tally_flusher_start(struct tally_flusher *f, uint32_t merge_rows, char *err,
 			size_t errlen);
 /* Call after every worker returned: the flusher drains what they sealed. */

@@ -24,15 +24,83 @@
 
 #include <hiredis/hiredis.h>
 
+#include "gauge.h"
 #include "redis_common.h"
 #include "sink.h"
+#include "sketch.h"
 
+/*
+ * A sketch argument is a kind letter, the 4-digit length of its key, the key,
+ * then the body. H: a Redis dense HyperLogLog of the batch's registers, merged
+ * by PFMERGE (through a scratch key of the same slot). D: "col q col q ...;"
+ * then "z n p<i> n n<i> n ...": the bins are added with HINCRBY, the stores
+ * collapsed as sketch.c does (a store spanning 1024 bins or more keeps the top
+ * 1024, the lower ones folded into its lowest), and the percentiles read from
+ * the merged bins exactly as tally_dds_quantile reads them (same rank rule,
+ * same bin value, printed with 17 digits).
+ */
 const char tally_redis_script[] =
+	"local G, INV = (1 + 0.01) / (1 - 0.01), 49.99833328888678\n"
+	"local function bv(i) return 2 * math.exp(i / INV) / (G + 1) end\n"
+	"local function hll(k, sk, body)\n"
+	"  local tmp = sk .. ':tmp'\n"
+	"  redis.call('SET', tmp, body)\n"
+	"  redis.call('PFMERGE', sk, tmp)\n"
+	"  redis.call('DEL', tmp)\n"
+	"  redis.call('HSET', k, 'distinct', redis.call('PFCOUNT', sk), 'hll', sk)\n"
+	"end\n"
+	"local function collapse(sk, sign, s)\n"
+	"  if #s == 0 or s[1][1] > s[#s][1] - 1024 then return s end\n"
+	"  local lo, fold, keep = s[#s][1] - 1023, 0, {}\n"
+	"  for _, b in ipairs(s) do\n"
+	"    if b[1] < lo then fold = fold + b[2] redis.call('HDEL', sk, sign .. b[1])\n"
+	"    else keep[#keep + 1] = b end\n"
+	"  end\n"
+	"  redis.call('HINCRBY', sk, sign .. lo, fold)\n"
+	"  if keep[1] and keep[1][1] == lo then keep[1][2] = keep[1][2] + fold\n"
+	"  else table.insert(keep, 1, {lo, fold}) end\n"
+	"  return keep\n"
+	"end\n"
+	"local function quantile(neg, z, pos, n, q)\n"
+	"  local rank, cum = q * (n - 1), 0\n"
+	"  for j = #neg, 1, -1 do cum = cum + neg[j][2] if cum > rank then return -bv(neg[j][1]) end end\n"
+	"  cum = cum + z if cum > rank then return 0 end\n"
+	"  for j = 1, #pos do cum = cum + pos[j][2] if cum > rank then return bv(pos[j][1]) end end\n"
+	"  if #pos > 0 then return bv(pos[#pos][1]) end\n"
+	"  return nil\n"
+	"end\n"
+	"local function dds(k, sk, body)\n"
+	"  local spec, bins = string.match(body, '^(.-);(.*)$')\n"
+	"  for f, c in string.gmatch(bins, '(%S+) (%S+)') do redis.call('HINCRBY', sk, f, c) end\n"
+	"  local h, z, st = redis.call('HGETALL', sk), 0, {p = {}, n = {}}\n"
+	"  for j = 1, #h, 2 do\n"
+	"    if h[j] == 'z' then z = tonumber(h[j + 1]) else\n"
+	"      local s = st[string.sub(h[j], 1, 1)]\n"
+	"      s[#s + 1] = {tonumber(string.sub(h[j], 2)), tonumber(h[j + 1])} end\n"
+	"  end\n"
+	"  local n = z\n"
+	"  for _, sign in ipairs({'p', 'n'}) do\n"
+	"    table.sort(st[sign], function(u, v) return u[1] < v[1] end)\n"
+	"    st[sign] = collapse(sk, sign, st[sign])\n"
+	"    for _, b in ipairs(st[sign]) do n = n + b[2] end\n"
+	"  end\n"
+	"  local out = {'dds', sk}\n"
+	"  for col, q in string.gmatch(spec, '(%S+) (%S+)') do\n"
+	"    local v = n > 0 and quantile(st.n, z, st.p, n, tonumber(q))\n"
+	"    if v then out[#out + 1] = col out[#out + 1] = string.format('%.17g', v) end\n"
+	"  end\n"
+	"  redis.call('HSET', k, unpack(out))\n"
+	"end\n"
+	"local function sketch(k, x)\n"
+	"  local kl = tonumber(string.sub(x, 2, 5))\n"
+	"  local sk, body = string.sub(x, 6, 5 + kl), string.sub(x, 6 + kl)\n"
+	"  if string.sub(x, 1, 1) == 'H' then hll(k, sk, body) else dds(k, sk, body) end\n"
+	"end\n"
 	"local m = redis.call('GET', KEYS[1])\n"
 	"if m then redis.call('SET', KEYS[1], m) return 0 end\n"
 	"local k0 = 1 + tonumber(ARGV[1])\n"
 	"for i = 1, #KEYS - k0 do\n"
-	"  local k, a = KEYS[k0 + i], 3 + (i - 1) * 5\n"
+	"  local k, a = KEYS[k0 + i], 3 + (i - 1) * 6\n"
 	"  redis.call('HINCRBY', k, 'count', ARGV[a + 1])\n"
 	"  redis.call('HINCRBYFLOAT', k, 'sum', ARGV[a + 2])\n"
 	"  local mm = redis.call('HMGET', k, 'min', 'max')\n"
@@ -41,6 +109,7 @@ const char tally_redis_script[] =
 	"  if not mm[2] or tonumber(ARGV[a + 4]) > tonumber(mm[2]) then\n"
 	"    redis.call('HSET', k, 'max', ARGV[a + 4]) end\n"
 	"  redis.call('HSET', k, 'last', ARGV[a + 5])\n"
+	"  if #ARGV[a + 6] > 0 then sketch(k, ARGV[a + 6]) end\n"
 	"end\n"
 	"redis.call('SET', KEYS[1], ARGV[3])\n"
 	"if ARGV[1] == '1' then\n"
@@ -254,6 +323,8 @@ long tally_redis_cut(const int *slot_of, uint32_t n, uint32_t chunk,
 
 void tally_redis_job_free(struct tally_redis_job *j)
 {
+	free(j->sk);
+	j->sk = NULL;
 	free(j->buf);
 	free(j->argv);
 	free(j->argl);
@@ -308,15 +379,92 @@ static void fmt_arg(struct tally_redis_job *j, size_t *argc, size_t *pos, const 
 	arg(j, argc, pos, (size_t)n < 40 ? (size_t)n : 39);
 }
 
+/* A sketch's key: P <letter><T>:<window_ms>:<window_start_ms>:<key> (redis_common.h). */
+static size_t side_key(char *out, const struct tally_redis_job *j,
+		       const struct tally_redis_call *c, const struct tally_batch *b,
+		       const struct tally_batch_row *r, char letter)
+{
+	int n = sprintf(out, "%s%c%s%s%s:%lld:%lld:", j->prefix, letter, c->slot >= 0 ? "{" : "",
+			c->slot >= 0 ? j->tags[c->slot] : "", c->slot >= 0 ? "}" : "",
+			(long long)b->window_ms, (long long)r->win_start);
+
+	memcpy(out + n, tally_batch_key(b, r), r->key_len);
+	return (size_t)n + r->key_len;
+}
+
+/* The registers as a Redis dense HyperLogLog: "HYLL", encoding 0, the cached
+ * count marked stale, 16384 6-bit registers (p = 14 as Redis's; our ranks are
+ * at most 51 as Redis's are). Redis's PFCOUNT is Ertl's estimator too. */
+static size_t hll_dense(const struct tally_sketch *sk, uint8_t *out)
+{
+	uint8_t *reg = out + 16;
+
+	memset(out, 0, 16 + TALLY_HLL_M * 6 / 8 + 1);
+	memcpy(out, "HYLL", 4);
+	out[15] = 0x80;
+	for (uint32_t i = 0; i < TALLY_HLL_M; i++) {
+		unsigned v = sk->reg[i], fb = i * 6 & 7;
+
+		reg[i * 6 / 8] |= (uint8_t)(v << fb);
+		reg[i * 6 / 8 + 1] |= (uint8_t)(v >> (8 - fb));
+	}
+	return 16 + TALLY_HLL_M * 6 / 8;
+}
+
+/* "col q ...;" then the non-empty bins as "z n p<i> n n<i> n ". */
+static size_t dds_text(const struct tally_redis_job *j, const struct tally_sketch *sk, char *out)
+{
+	const struct tally_dds_store *st[2] = {&sk->dds.pos, &sk->dds.neg};
+	size_t n = 0;
+
+	for (unsigned i = 0; i < j->pct.n; i++)
+		n += (size_t)sprintf(out + n, "%s %.17g ", j->pct.col[i], j->pct.q[i]);
+	out[n++] = ';';
+	if (sk->dds.zero != 0)
+		n += (size_t)sprintf(out + n, "z %llu ", (unsigned long long)sk->dds.zero);
+	for (int s = 0; s < 2; s++)
+		for (int32_t i = st[s]->lo; i <= st[s]->hi; i++) {
+			uint64_t v = st[s]->bins[(uint32_t)i % TALLY_DDS_BINS];
+
+			if (v != 0)
+				n += (size_t)sprintf(out + n, "%c%d %llu ", s == 0 ? 'p' : 'n', i,
+						     (unsigned long long)v);
+		}
+	return n;
+}
+
+/* A row's sketch as the script's argument at out (empty: none). */
+static size_t sketch_arg(struct tally_redis_job *j, const struct tally_redis_call *c,
+			 const struct tally_batch *b, const struct tally_batch_row *r, char *out)
+{
+	char len[16];
+	size_t kl, n;
+
+	if (r->blob_len == 0 || tally_sketch_decode(j->sk, tally_batch_blob(b, r), r->blob_len) != 0)
+		return 0;
+	kl = side_key(out + 5, j, c, b, r, j->sk->kind == TALLY_SK_HLL ? 'h' : 'q');
+	snprintf(len, sizeof(len), "%c%04zu", j->sk->kind == TALLY_SK_HLL ? 'H' : 'D', kl);
+	memcpy(out, len, 5);
+	n = 5 + kl;
+	if (j->sk->kind == TALLY_SK_HLL)
+		return n + hll_dense(j->sk, (uint8_t *)out + n);
+	return n + dds_text(j, j->sk, out + n);
+}
+
 /* Build the EVALSHA (or EVAL) of one call into j's argv; returns argc or -ENOMEM. */
 static long build_call(struct tally_redis_job *j, const struct tally_redis_call *c, bool eval)
 {
 	const struct tally_batch *b = j->b;
 	size_t plen = strlen(j->prefix), argc = 0, pos = 0;
-	size_t args = 9 + (size_t)c->n * 6;
-	size_t bytes = 1024 + plen * 2 + (size_t)c->n * (plen + 300 + 5 * 40);
+	size_t args = 9 + (size_t)c->n * 7, nsk = 0;
+	size_t bytes;
 
-	if (job_reserve(j, bytes, args) < 0)
+	for (uint32_t i = 0; i < c->n; i++)
+		nsk += b->rows[j->idx[c->first + i]].blob_len != 0;
+	bytes = 1024 + plen * 2 + (size_t)c->n * (plen + 300 + 5 * 40) +
+		nsk * (plen + 320 + TALLY_REDIS_SKETCH_ARG);
+	if (job_reserve(j, bytes, args) < 0 ||
+	    (nsk != 0 && j->sk == NULL && (j->sk = malloc(sizeof(*j->sk))) == NULL))
 		return -ENOMEM;
 	j->argv[argc] = eval ? "EVAL" : "EVALSHA";
 	j->argl[argc++] = eval ? 4 : 7;
@@ -348,6 +496,7 @@ static long build_call(struct tally_redis_job *j, const struct tally_redis_call 
 		fmt_arg(j, &argc, &pos, "%.17g", r->min);
 		fmt_arg(j, &argc, &pos, "%.17g", r->max);
 		fmt_arg(j, &argc, &pos, "%.17g", r->last);
+		arg(j, &argc, &pos, sketch_arg(j, c, b, r, j->buf + pos));
 	}
 	return (long)argc;
 }
@@ -524,4 +673,92 @@ int64_t tally_redis_seq_reply(const struct tally_redis_node *n, redisReply *r, c
 	}
 	freeReplyObject(r);
 	return v;
+}
+
+/* A binary-safe command on n; NULL with *e and err set (the connection dropped). */
+static redisReply *command_len(struct tally_redis_node *n, const char *what, char *err,
+			       size_t errlen, int *e, int argc, const char **argv,
+			       const size_t *argl)
+{
+	redisReply *r = redisCommandArgv(n->c, argc, argv, argl);
+
+	if (r == NULL)
+		*e = tally_redis_io_error(n, what, err, errlen);
+	else if (r->type == REDIS_REPLY_ERROR) {
+		snprintf(err, errlen, "redis %s:%d: %s: %s", n->host, n->port, what, r->str);
+		*e = tally_redis_reply_errno(r->str);
+		freeReplyObject(r);
+		r = NULL;
+	}
+	return r;
+}
+
+/* One scanned row key: its gauge's last into g when its window is the newest seen. */
+static int gauge_row(struct tally_redis_node *n, const redisReply *k, size_t plen,
+		     struct tally_gauges *g, struct tally_gauges *newest, char *err, size_t errlen)
+{
+	const char *p = k->str + plen, *end = k->str + k->len, *colon;
+	const char *argv[] = {"HGET", k->str, "last"};
+	size_t argl[] = {4, k->len, 4};
+	double start, seen;
+	redisReply *r;
+	int e = 0;
+
+	colon = memchr(p, ':', (size_t)(end - p)); /* <window_ms>: is behind p already */
+	if (colon == NULL || end - colon - 1 < 1 || end - colon - 1 > 255 ||
+	    !tally_gauge_key((const uint8_t *)colon + 1, (uint8_t)(end - colon - 1)))
+		return 0;
+	start = strtod(p, NULL);
+	if (tally_gauges_get(newest, (const uint8_t *)colon + 1, (uint8_t)(end - colon - 1), &seen) &&
+	    seen >= start)
+		return 0;
+	if ((r = command_len(n, "read a gauge", err, errlen, &e, 3, argv, argl)) == NULL)
+		return e;
+	if (r->type == REDIS_REPLY_STRING &&
+	    (e = tally_gauges_set(g, (const uint8_t *)colon + 1, (uint8_t)(end - colon - 1),
+				  strtod(r->str, NULL))) == 0)
+		e = tally_gauges_set(newest, (const uint8_t *)colon + 1, (uint8_t)(end - colon - 1),
+				     start);
+	freeReplyObject(r);
+	return e;
+}
+
+int tally_redis_load_gauges(struct tally_redis_node *n, const char *prefix, int64_t window_ms,
+			    struct tally_gauges *g, struct tally_gauges *newest, char *err,
+			    size_t errlen)
+{
+	char pat[256], cursor[32] = "0";
+	size_t plen = (size_t)snprintf(pat, sizeof(pat), "%sc:%lld:", prefix, (long long)window_ms);
+	size_t q = 0;
+	int e = 0;
+
+	/* The pattern: the prefix with SCAN's glob characters escaped, then '*'. */
+	for (const char *c = prefix; *c != '\0' && q < sizeof(pat) - 40; c++) {
+		if (strchr("*?[]\\", *c) != NULL)
+			pat[q++] = '\\';
+		pat[q++] = *c;
+	}
+	snprintf(pat + q, sizeof(pat) - q, "c:%lld:*", (long long)window_ms);
+	do {
+		const char *argv[] = {"SCAN", cursor, "MATCH", pat, "COUNT", "1000"};
+		size_t argl[] = {4, strlen(cursor), 5, strlen(pat), 5, 4};
+		redisReply *r = command_len(n, "scan for gauges", err, errlen, &e, 6, argv, argl);
+
+		if (r == NULL)
+			return e;
+		if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+		    r->element[0]->type != REDIS_REPLY_STRING ||
+		    r->element[1]->type != REDIS_REPLY_ARRAY) {
+			freeReplyObject(r);
+			snprintf(err, errlen, "redis %s:%d: unexpected SCAN reply", n->host, n->port);
+			return -EPROTO;
+		}
+		snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+		for (size_t i = 0; e == 0 && i < r->element[1]->elements; i++)
+			if (r->element[1]->element[i]->type == REDIS_REPLY_STRING &&
+			    r->element[1]->element[i]->len > plen)
+				e = gauge_row(n, r->element[1]->element[i], plen, g, newest, err, errlen);
+		freeReplyObject(r);
+	} while (e == 0 && strcmp(cursor, "0") != 0);
+	return e;
 }

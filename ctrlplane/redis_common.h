@@ -15,6 +15,14 @@
  *   P b:<appliance>:<seq>:<chunk>             standalone marker (committed_ms)
  *   P b:<appliance>:<seq>:<slot>:<chunk>:{t}  cluster marker; tag t hashes to slot
  *   P seq:<appliance>                         highest seq with any part applied
+ *   P q<T>:<window_ms>:<window_start_ms>:<key>  hash: a timer's DDSketch bins
+ *                       (z: zero, p<i>/n<i>: bin i of the positive/negative store)
+ *   P h<T>:<window_ms>:<window_start_ms>:<key>  a set's HyperLogLog (PFCOUNT-able)
+ * <T> is {t}, the row's slot's tag, in a cluster (the same slot as its row) and
+ * empty on one server. The chunk script merges each batch's sketch into them
+ * under the chunk's marker, so exactly once, and stores in the row's hash what
+ * plain HGET reads: the percentile fields (p50 p90 ... as statsd_percentiles)
+ * and `dds` (the bins key) for a timer, `distinct` (PFCOUNT) and `hll` for a set.
  */
 #ifndef TALLY_REDIS_COMMON_H
 #define TALLY_REDIS_COMMON_H
@@ -26,6 +34,8 @@
 #include <hiredis/hiredis.h>
 
 #include "batch.h"
+#include "sink.h"
+#include "sketch.h"
 
 /* Rows per script call: bounds the Lua argument list (6 arguments a row). */
 #define TALLY_REDIS_CHUNK 1000
@@ -81,7 +91,13 @@ struct tally_redis_job {
 	const char **argv;
 	size_t *argl;
 	size_t argv_cap;
+	struct tally_pctl pct;   /* percentiles the script stores (statsd_percentiles) */
+	struct tally_sketch *sk; /* scratch: a row's sketch decoded, allocated on first use */
 };
+
+/* The room one sketch row's script argument can take (bins as text, or a
+ * Redis HyperLogLog), besides its key. */
+#define TALLY_REDIS_SKETCH_ARG (2 * TALLY_DDS_BINS * 40 + TALLY_PCTL_MAX * 48 + 12400)
 
 /* The chunk script, and the seq script (raise P seq:<appliance> to ARGV[1]). */
 extern const char tally_redis_script[];
@@ -151,5 +167,16 @@ uint16_t tally_redis_crc16(const void *buf, size_t len);
 unsigned tally_redis_keyslot(const void *key, size_t len);
 /* Fill tags[slot] with a short string whose slot is slot, for every slot. 0 or -ENOENT. */
 int tally_redis_slot_tags(char (*tags)[8]);
+
+struct tally_gauges;
+/*
+ * The gauge state at a restart from one node: SCAN for P c:<window_ms>:* and
+ * put each gauge key's last of its newest window into g (newest: the window
+ * start seen per key, shared across the nodes of a cluster). 0 or a negative
+ * errno with err.
+ */
+int tally_redis_load_gauges(struct tally_redis_node *n, const char *prefix, int64_t window_ms,
+			    struct tally_gauges *g, struct tally_gauges *newest, char *err,
+			    size_t errlen);
 
 #endif

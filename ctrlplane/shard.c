@@ -80,6 +80,9 @@ int tally_ring_split(const struct tally_ring *r, const struct tally_batch *b,
 		if (tally_batch_add(p, key, row->key_len, row->win_start, row->count, row->sum,
 				    row->min, row->max, row->last) != 0)
 			return -ENOMEM;
+		if (row->blob_len != 0 &&
+		    tally_batch_set_blob(p, tally_batch_blob(b, row), row->blob_len) != 0)
+			return -ENOMEM;
 	}
 	return 0;
 }

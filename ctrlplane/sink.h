@@ -25,6 +25,7 @@
 #include "batch.h"
 
 struct tally_config;
+struct tally_gauges;
 
 enum tally_sink_result {
 	TALLY_SINK_APPLIED = 0,
@@ -54,6 +55,9 @@ struct tally_sink_ops {
 	 * of the window (win_start, b->window_ms), of any key, whoever wrote it, and
 	 * insert b's rows, which all belong to that window. Same results as write. */
 	int (*replace)(struct tally_sink *s, const struct tally_batch *b, int64_t win_start);
+	/* Optional: the `last` of every gauge key's newest window of window_ms into
+	 * g (the gauge state after a restart). 0 or a negative errno (err filled). */
+	int (*load_gauges)(struct tally_sink *s, int64_t window_ms, struct tally_gauges *g);
 };
 
 struct tally_sink {
@@ -78,9 +82,30 @@ void tally_sink_names(char *buf, size_t len);
 /* Open the sink the config names. NULL with err. */
 struct tally_sink *tally_sink_open(const struct tally_config *c, char *err, size_t errlen);
 
-/* The SQLite sink opened directly (tests, benchmarks). NULL with err. */
+/*
+ * The percentiles sinks store for each sketch row (statsd_percentiles), and
+ * the column each goes in: "p" and the number without its point, so
+ * "50,90,95,99,99.9" gives p50 p90 p95 p99 p999.
+ */
+#define TALLY_PCTL_MAX 16
+#define TALLY_PCTL_DEFAULT "50,90,95,99,99.9"
+struct tally_pctl {
+	unsigned n;
+	double q[TALLY_PCTL_MAX]; /* 0..1 */
+	char col[TALLY_PCTL_MAX][16];
+};
+/* Parse a list such as "50,90,99.9" (each 0 < x < 100 or 100, distinct, up to
+ * 16, at most 4 decimals). 0, or -EINVAL with err naming the bad item. */
+int tally_pctl_parse(const char *list, struct tally_pctl *out, char *err, size_t errlen);
+
+/* The SQLite sink opened directly (tests, benchmarks), with the default
+ * percentiles. NULL with err. */
 struct tally_sink *tally_sink_sqlite_open(const char *path, unsigned cache_mb, char *err,
 					  size_t errlen);
+/* The same, storing the percentiles pct of each sketch row. */
+struct tally_sink *tally_sink_sqlite_open_ext(const char *path, unsigned cache_mb,
+					      const struct tally_pctl *pct, char *err,
+					      size_t errlen);
 
 /*
  * The PostgreSQL sink opened directly (tests, benchmarks, shards: one per
@@ -93,6 +118,9 @@ struct tally_sink *tally_sink_sqlite_open(const char *path, unsigned cache_mb, c
 struct tally_sink *tally_sink_pg_open(const char *conninfo, unsigned timeout_ms, char *err,
 				      size_t errlen);
 /* How a PostgreSQL sink sends rows: "copy" or "pipeline". 0 or -EINVAL. */
+/* The percentiles it stores for sketch rows (statsd_percentiles). 0 or -EINVAL. */
+int tally_sink_pg_set_percentiles(struct tally_sink *s, const char *list, char *err,
+				  size_t errlen);
 int tally_sink_pg_set_method(struct tally_sink *s, const char *method);
 /* The Redis sinks opened directly (tests, benchmarks). NULL with err. nodes is
  * the cluster's seed list "host:port,host:port". */

@@ -35,6 +35,11 @@ static struct tally_sink *open_shard(void *arg, char *err, size_t errlen)
 		s->ops->close(s);
 		return NULL;
 	}
+	if (s != NULL &&
+	    tally_sink_pg_set_percentiles(s, sh->cfg->statsd_percentiles, err, errlen) != 0) {
+		s->ops->close(s);
+		return NULL;
+	}
 	if (s != NULL)
 		s->name = "postgres";
 	return s;

@@ -51,7 +51,9 @@
 #include <libpq-fe.h>
 
 #include "config.h"
+#include "gauge.h"
 #include "sink.h"
+#include "sketch.h"
 
 enum pg_method { PG_COPY, PG_PIPELINE };
 
@@ -105,8 +107,25 @@ static const char dgrams_sql[] =
 
 static const char delete_sql[] =
 	"DELETE FROM tally_counts WHERE window_start_ms = $1 AND window_ms = $2";
+static const char sketch_schema_sql[] =
+	"CREATE TABLE IF NOT EXISTS tally_sketches("
+	" key TEXT NOT NULL, window_start_ms BIGINT NOT NULL, window_ms INTEGER NOT NULL,"
+	" kind TEXT NOT NULL, blob BYTEA NOT NULL, distinct_estimate DOUBLE PRECISION,"
+	" PRIMARY KEY (key, window_start_ms, window_ms));";
+
+/* The row's stored sketch, locked until the batch commits: a concurrent
+ * appliance merging into the same row waits instead of losing its merge. */
+static const char sketch_get_sql[] =
+	"SELECT blob FROM tally_sketches WHERE key = $1 AND window_start_ms = $2"
+	" AND window_ms = $3 FOR UPDATE";
+
 static const char last_sql[] =
 	"SELECT coalesce(max(seq), 0) FROM tally_batches WHERE appliance = $1";
+
+/* Each gauge key's last of its newest window (the gauge state at a restart). */
+static const char gauges_sql[] =
+	"SELECT DISTINCT ON (key) key, last FROM tally_counts WHERE window_ms = $1"
+	" AND (key LIKE '%|g' OR key LIKE '%|g|#%') ORDER BY key, window_start_ms DESC";
 
 struct sink_pg {
 	struct tally_sink base;
@@ -117,6 +136,10 @@ struct sink_pg {
 	unsigned timeout_ms;
 	enum pg_method method;
 	int64_t deadline_ms;
+	struct tally_pctl pct;
+	struct tally_sketch *sk; /* a row's merged sketch */
+	uint8_t *blob;
+	char sketch_put_sql[1024];
 };
 
 static int64_t now_ms(void)
@@ -344,6 +367,36 @@ static int connect_fail(struct sink_pg *s, int e)
 	return fail(s, e, "connect", msg);
 }
 
+/* tally_sketches with a column for each configured percentile, and its upsert. */
+static int sketch_schema(struct sink_pg *s)
+{
+	char sql[2048];
+	size_t n = (size_t)snprintf(sql, sizeof(sql), "%s", sketch_schema_sql), m;
+
+	for (unsigned i = 0; i < s->pct.n; i++)
+		n += (size_t)snprintf(sql + n, sizeof(sql) - n, "ALTER TABLE tally_sketches ADD "
+				      "COLUMN IF NOT EXISTS %s DOUBLE PRECISION;", s->pct.col[i]);
+	m = (size_t)snprintf(s->sketch_put_sql, sizeof(s->sketch_put_sql),
+			     "INSERT INTO tally_sketches(key, window_start_ms, window_ms, kind, "
+			     "blob, distinct_estimate");
+	for (unsigned i = 0; i < s->pct.n; i++)
+		m += (size_t)snprintf(s->sketch_put_sql + m, sizeof(s->sketch_put_sql) - m, ", %s",
+				      s->pct.col[i]);
+	m += (size_t)snprintf(s->sketch_put_sql + m, sizeof(s->sketch_put_sql) - m,
+			      ") VALUES($1, $2, $3, $4, $5, $6");
+	for (unsigned i = 0; i < s->pct.n; i++)
+		m += (size_t)snprintf(s->sketch_put_sql + m, sizeof(s->sketch_put_sql) - m, ", $%u",
+				      7 + i);
+	m += (size_t)snprintf(s->sketch_put_sql + m, sizeof(s->sketch_put_sql) - m,
+			      ") ON CONFLICT (key, window_start_ms, window_ms) DO UPDATE SET "
+			      "kind = excluded.kind, blob = excluded.blob, distinct_estimate = "
+			      "excluded.distinct_estimate");
+	for (unsigned i = 0; i < s->pct.n; i++)
+		m += (size_t)snprintf(s->sketch_put_sql + m, sizeof(s->sketch_put_sql) - m,
+				      ", %s = excluded.%s", s->pct.col[i], s->pct.col[i]);
+	return run(s, "create tally_sketches", sql, 0, NULL, NULL);
+}
+
 /* Settings, schema and (for COPY) the staging table of a new connection. A
  * concurrent first CREATE TABLE from another sink may collide (23505): retry. */
 static int session_setup(struct sink_pg *s)
@@ -357,6 +410,8 @@ static int session_setup(struct sink_pg *s)
 		 s->timeout_ms, 2 * s->timeout_ms, schema_sql,
 		 s->method == PG_COPY ? stage_sql : "");
 	e = run(s, "create schema", sql, 0, NULL, NULL);
+	if (e == 0)
+		e = sketch_schema(s);
 	if (e == -EINVAL)
 		e = -EAGAIN;
 	if (e == 0 && s->method == PG_PIPELINE) {
@@ -626,6 +681,95 @@ static int claim_batch(struct sink_pg *s, const struct tally_batch *b)
 	return e;
 }
 
+/* One command with text parameters, the ones marked in bin[] binary (a blob). */
+static int run_bin(struct sink_pg *s, const char *what, const char *sql, int n,
+		   const char *const *vals, const int *lens, const int *bin, int binary_result,
+		   PGresult **out)
+{
+	arm(s);
+	if (!PQsendQueryParams(s->conn, sql, n, NULL, vals, lens, bin, binary_result))
+		return conn_fail(s, -ECONNRESET, what);
+	return collect(s, what, out);
+}
+
+/* Row i's stored sketch, locked, merged with the batch's blob into s->sk. */
+static int merge_stored(struct sink_pg *s, const struct tally_batch *b, uint32_t i,
+			const char *const *v)
+{
+	const struct tally_batch_row *r = &b->rows[i];
+	PGresult *res;
+	int e = run_bin(s, "read sketch", sketch_get_sql, 3, v, NULL, NULL, 1, &res);
+
+	s->sk->kind = TALLY_SK_NONE;
+	if (e == 0 && PQntuples(res) == 1)
+		e = tally_sketch_merge_blob(s->sk, (const uint8_t *)PQgetvalue(res, 0, 0),
+					    (size_t)PQgetlength(res, 0, 0));
+	PQclear(res);
+	if (e == 0)
+		e = tally_sketch_merge_blob(s->sk, tally_batch_blob(b, r), r->blob_len);
+	if (e == -EBADMSG || e == -EINVAL) {
+		snprintf(s->base.err, sizeof(s->base.err), "postgres %.60s: tally_sketches row "
+			 "of \"%.*s\" at %.20s: the stored or the new sketch is not one this "
+			 "tallyd reads (%s)", s->where, r->key_len < 60 ? r->key_len : 60,
+			 tally_batch_key(b, r), v[1],
+			 e == -EINVAL ? "kinds differ" : "corrupt");
+		e = -EPROTO;
+	}
+	return e;
+}
+
+/* The merged sketch back, with its percentiles or distinct estimate. */
+static int put_sketch(struct sink_pg *s, const char *const *t)
+{
+	bool dds = s->sk->kind == TALLY_SK_DDS;
+	const char *v[6 + TALLY_PCTL_MAX] = {t[0], t[1], t[2], dds ? "ddsketch" : "hll",
+					      (const char *)s->blob, NULL};
+	int lens[6 + TALLY_PCTL_MAX] = {0}, bin[6 + TALLY_PCTL_MAX] = {0};
+	char num[1 + TALLY_PCTL_MAX][32];
+
+	lens[4] = (int)tally_sketch_encode(s->sk, s->blob);
+	bin[4] = 1;
+	if (!dds) {
+		snprintf(num[0], sizeof(num[0]), "%.17g", tally_hll_estimate(s->sk));
+		v[5] = num[0];
+	}
+	for (unsigned i = 0; i < s->pct.n; i++) {
+		snprintf(num[1 + i], sizeof(num[1 + i]), "%.17g",
+			 dds ? tally_dds_quantile(s->sk, s->pct.q[i]) : 0.0);
+		v[6 + i] = dds ? num[1 + i] : NULL;
+	}
+	return run_bin(s, "upsert sketch", s->sketch_put_sql, 6 + (int)s->pct.n, v, lens, bin, 0,
+		       NULL);
+}
+
+/* Row i's tally_sketches row: read (locked), merge, write back. */
+static int sketch_row(struct sink_pg *s, const struct tally_batch *b, uint32_t i)
+{
+	const struct tally_batch_row *r = &b->rows[i];
+	char key[256], win[24], wms[24];
+	const char *v[3] = {key, win, wms};
+	int e;
+
+	memcpy(key, tally_batch_key(b, r), r->key_len);
+	key[r->key_len] = '\0';
+	snprintf(win, sizeof(win), "%lld", (long long)r->win_start);
+	snprintf(wms, sizeof(wms), "%lld", (long long)b->window_ms);
+	e = merge_stored(s, b, i, v);
+	return e == 0 ? put_sketch(s, v) : e;
+}
+
+/* Every row with a blob, in the batch's transaction: one round trip each way
+ * per sketch row (the merge needs the stored sketch). */
+static int write_sketches(struct sink_pg *s, const struct tally_batch *b)
+{
+	int e = 0;
+
+	for (uint32_t i = 0; e == 0 && i < b->nrows; i++)
+		if (b->rows[i].blob_len != 0)
+			e = sketch_row(s, b, i);
+	return e;
+}
+
 /* End the transaction without losing the error that made us end it. */
 static void rollback(struct sink_pg *s)
 {
@@ -666,6 +810,8 @@ static int apply_batch(struct sink_pg *s, const struct tally_batch *b, bool repl
 		r = delete_window(s, win_start, b->window_ms);
 	if (r == TALLY_SINK_APPLIED)
 		r = s->method == PG_COPY ? write_copy(s, b) : write_pipeline(s, b);
+	if (r == 0)
+		r = write_sketches(s, b);
 	if (r == 0)
 		r = run(s, "commit", "COMMIT", 0, NULL, NULL);
 	if (r == 0)
@@ -735,6 +881,33 @@ static int pg_dgrams_since(struct tally_sink *base, const char *only, const char
 	return 0;
 }
 
+static int pg_load_gauges(struct tally_sink *base, int64_t window_ms, struct tally_gauges *g)
+{
+	struct sink_pg *s = (struct sink_pg *)base;
+	char w[24];
+	const char *v = w;
+	PGresult *res;
+	int e = pg_connect(s), rc = 0;
+
+	snprintf(w, sizeof(w), "%lld", (long long)window_ms);
+	if (e == 0)
+		e = run(s, "read gauges", gauges_sql, 1, &v, &res);
+	if (e != 0) {
+		if (tally_sink_transient(e))
+			drop(s);
+		return e;
+	}
+	for (int i = 0; rc == 0 && i < PQntuples(res); i++) {
+		const uint8_t *k = (const uint8_t *)PQgetvalue(res, i, 0);
+		int n = PQgetlength(res, i, 0);
+
+		if (!PQgetisnull(res, i, 1) && n > 0 && n <= 255 && tally_gauge_key(k, (uint8_t)n))
+			rc = tally_gauges_set(g, k, (uint8_t)n, strtod(PQgetvalue(res, i, 1), NULL));
+	}
+	PQclear(res);
+	return rc;
+}
+
 static void pg_close(struct tally_sink *base)
 {
 	struct sink_pg *s = (struct sink_pg *)base;
@@ -746,6 +919,8 @@ static void pg_close(struct tally_sink *base)
 		memset(s->conninfo, 0, strlen(s->conninfo));
 	free(s->password);
 	free(s->conninfo);
+	free(s->sk);
+	free(s->blob);
 	free(s);
 }
 
@@ -755,6 +930,7 @@ static const struct tally_sink_ops pg_ops = {
 	.last_seq = pg_last_seq,
 	.close = pg_close,
 	.dgrams_since = pg_dgrams_since,
+	.load_gauges = pg_load_gauges,
 };
 
 static const char *opt(const PQconninfoOption *o, const char *name, const char *def)
@@ -798,11 +974,16 @@ struct tally_sink *tally_sink_pg_open(const char *conninfo, unsigned timeout_ms,
 		return NULL;
 	}
 	s = calloc(1, sizeof(*s));
-	if (s == NULL || (s->conninfo = strdup(conninfo)) == NULL) {
+	if (s == NULL || (s->conninfo = strdup(conninfo)) == NULL ||
+	    (s->sk = malloc(sizeof(*s->sk))) == NULL ||
+	    (s->blob = malloc(TALLY_SKETCH_BLOB_MAX)) == NULL) {
 		snprintf(err, errlen, "postgres: out of memory");
+		if (s != NULL)
+			free(s->conninfo), free(s->sk);
 		free(s);
 		return NULL;
 	}
+	tally_pctl_parse(TALLY_PCTL_DEFAULT, &s->pct, err, errlen);
 	s->base.ops = &pg_ops;
 	s->base.name = "postgres";
 	s->timeout_ms = timeout_ms;
@@ -828,6 +1009,12 @@ int tally_sink_pg_set_method(struct tally_sink *base, const char *method)
 	return 0;
 }
 
+int tally_sink_pg_set_percentiles(struct tally_sink *base, const char *list, char *err,
+				  size_t errlen)
+{
+	return tally_pctl_parse(list, &((struct sink_pg *)base)->pct, err, errlen);
+}
+
 static struct tally_sink *pg_open_cfg(const struct tally_config *c, char *err, size_t errlen)
 {
 	struct tally_sink *s = tally_sink_pg_open(c->pg_conninfo, (unsigned)c->sink_timeout_ms,
@@ -835,6 +1022,10 @@ static struct tally_sink *pg_open_cfg(const struct tally_config *c, char *err, s
 
 	if (s != NULL && tally_sink_pg_set_method(s, c->pg_method) != 0) {
 		snprintf(err, errlen, "pg_method: \"%s\" is not copy or pipeline", c->pg_method);
+		s->ops->close(s);
+		return NULL;
+	}
+	if (s != NULL && tally_sink_pg_set_percentiles(s, c->statsd_percentiles, err, errlen) != 0) {
 		s->ops->close(s);
 		return NULL;
 	}

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "gauge.h"
 #include "redis_common.h"
 #include "sink.h"
 
@@ -130,6 +131,21 @@ static int64_t redis_last_seq(struct tally_sink *base, const char *appliance)
 	return tally_redis_get_seq(&s->node, key, n, s->base.err, sizeof(s->base.err));
 }
 
+static int redis_load_gauges(struct tally_sink *base, int64_t window_ms, struct tally_gauges *g)
+{
+	struct sink_redis *s = (struct sink_redis *)base;
+	struct tally_gauges newest;
+	int e = ensure_connected(s);
+
+	if (e < 0)
+		return e;
+	tally_gauges_init(&newest);
+	e = tally_redis_load_gauges(&s->node, s->prefix, window_ms, g, &newest, s->base.err,
+				    sizeof(s->base.err));
+	tally_gauges_free(&newest);
+	return e;
+}
+
 static void redis_close(struct tally_sink *base)
 {
 	struct sink_redis *s = (struct sink_redis *)base;
@@ -147,6 +163,7 @@ static const struct tally_sink_ops redis_ops = {
 	.write = redis_write,
 	.last_seq = redis_last_seq,
 	.close = redis_close,
+	.load_gauges = redis_load_gauges,
 };
 
 struct tally_sink *tally_sink_redis_open(const char *addr, const char *password,
@@ -170,6 +187,7 @@ struct tally_sink *tally_sink_redis_open(const char *addr, const char *password,
 	snprintf(s->prefix, sizeof(s->prefix), "%s", prefix);
 	s->timeout_ms = timeout_ms;
 	s->job = (struct tally_redis_job){.prefix = s->prefix, .sha = s->sha, .with_seq = true};
+	tally_pctl_parse(TALLY_PCTL_DEFAULT, &s->job.pct, err, errlen);
 	/* Connect now: a wrong address or password should stop tallyd at start. */
 	if (ensure_connected(s) < 0) {
 		snprintf(err, errlen, "%s", s->base.err);
@@ -181,8 +199,15 @@ struct tally_sink *tally_sink_redis_open(const char *addr, const char *password,
 
 static struct tally_sink *redis_open_cfg(const struct tally_config *c, char *err, size_t errlen)
 {
-	return tally_sink_redis_open(c->redis_addr, c->redis_password, c->redis_prefix,
+	struct tally_sink *s = tally_sink_redis_open(c->redis_addr, c->redis_password, c->redis_prefix,
 				     c->sink_timeout_ms, err, errlen);
+
+	if (s != NULL &&
+	    tally_pctl_parse(c->statsd_percentiles, &((struct sink_redis *)s)->job.pct, err, errlen) != 0) {
+		s->ops->close(s);
+		return NULL;
+	}
+	return s;
 }
 
 static struct tally_sink_type redis_type = {

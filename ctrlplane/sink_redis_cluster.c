@@ -38,6 +38,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "gauge.h"
 #include "redis_common.h"
 #include "sink.h"
 
@@ -638,6 +639,25 @@ static int64_t cluster_last_seq(struct tally_sink *base, const char *appliance)
 	return tally_redis_seq_reply(&s->nodes[node], r, key, kl, s->base.err, sizeof(s->base.err));
 }
 
+/* Every master's gauge rows (a key's windows may sit in different slots). */
+static int cluster_load_gauges(struct tally_sink *base, int64_t window_ms, struct tally_gauges *g)
+{
+	struct sink_cluster *s = (struct sink_cluster *)base;
+	struct tally_gauges newest;
+	int e;
+
+	s->deadline = mono_ms() + s->timeout_ms;
+	if ((e = refresh(s)) < 0)
+		return e;
+	tally_gauges_init(&newest);
+	for (int i = 0; e == 0 && i < s->nnodes; i++)
+		if ((e = node_connect(s, &s->nodes[i])) == 0)
+			e = tally_redis_load_gauges(&s->nodes[i], s->prefix, window_ms, g, &newest,
+						    s->base.err, sizeof(s->base.err));
+	tally_gauges_free(&newest);
+	return e;
+}
+
 static void cluster_close(struct tally_sink *base)
 {
 	struct sink_cluster *s = (struct sink_cluster *)base;
@@ -661,6 +681,7 @@ static const struct tally_sink_ops cluster_ops = {
 	.write = cluster_write,
 	.last_seq = cluster_last_seq,
 	.close = cluster_close,
+	.load_gauges = cluster_load_gauges,
 };
 
 static int parse_seeds(struct sink_cluster *s, const char *nodes, char *err, size_t errlen)
@@ -703,6 +724,7 @@ struct tally_sink *tally_sink_redis_cluster_open(const char *nodes, const char *
 	s->timeout_ms = timeout_ms;
 	memset(s->owner, 0xff, sizeof(s->owner));
 	s->job = (struct tally_redis_job){.prefix = s->prefix, .sha = s->sha, .tags = s->tags};
+	tally_pctl_parse(TALLY_PCTL_DEFAULT, &s->job.pct, err, errlen);
 	s->deadline = mono_ms() + timeout_ms;
 	if (parse_seeds(s, nodes, err, errlen) < 0 || tally_redis_slot_tags(s->tags) < 0 ||
 	    refresh(s) < 0) {
@@ -716,8 +738,15 @@ struct tally_sink *tally_sink_redis_cluster_open(const char *nodes, const char *
 
 static struct tally_sink *cluster_open_cfg(const struct tally_config *c, char *err, size_t errlen)
 {
-	return tally_sink_redis_cluster_open(c->redis_cluster_nodes, c->redis_password,
+	struct tally_sink *s = tally_sink_redis_cluster_open(c->redis_cluster_nodes, c->redis_password,
 					     c->redis_prefix, c->sink_timeout_ms, err, errlen);
+
+	if (s != NULL &&
+	    tally_pctl_parse(c->statsd_percentiles, &((struct sink_cluster *)s)->job.pct, err, errlen) != 0) {
+		s->ops->close(s);
+		return NULL;
+	}
+	return s;
 }
 
 static struct tally_sink_type cluster_type = {

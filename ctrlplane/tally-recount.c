@@ -31,6 +31,12 @@
  * millisecond as a worker's burst would. The table is written as a batch when
  * it is 7/8 full and at the end; the sink adds rows of the same (key, window)
  * as it does for tallyd's flushes.
+ *
+ * StatsD timers and sets keep their sketches (sketch_rows slabs, as a worker
+ * table) and gauges their value across windows (gauge.h) exactly as the
+ * flusher does, with one difference: the gauge state starts empty at T1, so a
+ * relative gauge line before the key's first absolute line in the range counts
+ * from 0 (the live appliance's value at T1 is not in the archive).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -46,6 +52,7 @@
 #include "config.h"
 #include "counters.h"
 #include "dedup.h"
+#include "gauge.h"
 #include "mem.h"
 #include "rules.h"
 #include "sink.h"
@@ -72,6 +79,7 @@ struct recount {
 	uint64_t batch_ms, last_tick, sweep;
 	struct tally_sink *sink;
 	struct tally_batch b;
+	struct tally_gauges gauges; /* StatsD gauges' values across windows, as the flusher's */
 	uint64_t seq, batches, rows;
 	int err;
 	char archive[TALLY_CFG_STR_MAX], appliance[TALLY_APPLIANCE_MAX], rules_file[1024];
@@ -99,6 +107,10 @@ static int write_table(struct recount *rc)
 	if (rc->tab->nrows == 0)
 		return 0;
 	tally_batch_clear(&rc->b);
+	if (tally_gauges_resolve(&rc->gauges, rc->tab) != 0) {
+		fprintf(stderr, "tally-recount: out of memory for the gauge state\n");
+		return -ENOMEM;
+	}
 	if (tally_batch_add_wtab(&rc->b, rc->tab) < 0) {
 		fprintf(stderr, "tally-recount: out of memory for a batch of %u rows\n",
 			rc->tab->nrows);
@@ -340,7 +352,9 @@ static int setup_state(struct recount *rc)
 	rc->evb.ev = calloc(EVENTS, sizeof(*rc->evb.ev));
 	rc->evb.arena = malloc(ARENA);
 	rc->pbuf = malloc(PBUF);
-	rc->tab = tally_wtab_create((uint32_t)rc->cfg.table_rows);
+	rc->tab = tally_wtab_create_ext((uint32_t)rc->cfg.table_rows, (uint32_t)rc->cfg.sketch_rows,
+					TALLY_NODE_ANY);
+	tally_gauges_init(&rc->gauges);
 	rc->dedup = tally_dedup_create(rc->cfg.dedup_capacity, rc->cfg.dedup_horizon_ms);
 	if (rc->evb.ev == NULL || rc->evb.arena == NULL || rc->pbuf == NULL || rc->tab == NULL ||
 	    rc->dedup == NULL)
@@ -549,6 +563,7 @@ static void cleanup(struct recount *rc)
 	if (rc->sink != NULL)
 		rc->sink->ops->close(rc->sink);
 	tally_batch_free(&rc->b);
+	tally_gauges_free(&rc->gauges);
 	tally_wtab_destroy(rc->tab);
 	tally_dedup_destroy(rc->dedup);
 	if (rc->rules != NULL)

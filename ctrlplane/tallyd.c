@@ -545,6 +545,37 @@ static int setup_reporting(struct tally_daemon *d, char *err, size_t errlen)
 	return tally_metrics_start(d, err, errlen);
 }
 
+/*
+ * The gauge state from the sink, read through each lane's own short-lived
+ * connection before the writer takes the lanes (every PostgreSQL shard holds
+ * its own keys' gauges: the union is the state). A lane that is down or
+ * cannot say leaves its keys empty (relative lines then count from 0 until an
+ * absolute line sets them), and the log says so.
+ */
+static void restore_gauges(struct tally_daemon *d)
+{
+	tally_gauges_init(&d->fl.gauges);
+	for (unsigned i = 0; i < d->wr.nlanes; i++) {
+		struct tally_lane *l = &d->wr.lanes[i];
+		char err[256] = "";
+		struct tally_sink *s = l->open(l->open_arg, err, sizeof(err));
+		int r = -EOPNOTSUPP;
+
+		if (s != NULL && s->ops->load_gauges != NULL)
+			r = s->ops->load_gauges(s, (int64_t)d->cfg.window_ms, &d->fl.gauges);
+		if (r == 0)
+			fprintf(stderr, "tallyd: gauge state: %zu gauges known after sink %s\n",
+				d->fl.gauges.n, l->name);
+		else
+			fprintf(stderr, "tallyd: gauge state: not restored from sink %s (%s); its "
+				"relative gauge lines count from 0 until an absolute line sets them\n",
+				l->name, s == NULL ? err : r == -EOPNOTSUPP ?
+				"the sink cannot read gauges back" : s->err);
+		if (s != NULL)
+			s->ops->close(s);
+	}
+}
+
 static int setup(struct tally_daemon *d, char *err, size_t errlen)
 {
 	uint64_t merge_rows;
@@ -569,10 +600,13 @@ static int setup(struct tally_daemon *d, char *err, size_t errlen)
 		return -ENOMEM;
 	}
 	tally_dedup_set_writers(d->sh.dedup, d->nworkers);
+	d->sh.sketch_rows = (uint32_t)d->cfg.sketch_rows;
+	d->fl.merge_sketch_rows = (uint32_t)(d->cfg.sketch_rows * d->nworkers);
 	r = tally_writer_from_config(&d->wr, &d->cfg, d->spool_dir, sizeof(d->spool_dir), err,
 				     errlen);
 	if (r < 0)
 		return r;
+	restore_gauges(d);
 	d->wr.acks_done = acks_done;
 	d->wr.acks_arg = d;
 	/* committed acks promise what survives a crash: so must dedup (README) */

@@ -139,7 +139,7 @@ static inline int tally_ap_event_window(const struct tally_params *p, uint64_t n
 
 /* What a batch did, summed in registers and added to the counters once. */
 struct tally_apply_sums {
-	uint64_t accepted, dups, inserted, evicted, gave_up, rows, full;
+	uint64_t accepted, dups, inserted, evicted, gave_up, rows, full, sk_missed;
 };
 
 /* Time checks, window and hashes of one event; false if it is dropped. */
@@ -169,6 +169,8 @@ static inline void tally_ap_prefetch_event(const struct tally_applier *a,
 					   const struct tally_event *e)
 {
 	tally_prefetch(&a->cur->cell[e->cell]);
+	if (e->kind == TALLY_EV_SKETCH || e->kind == TALLY_EV_SET)
+		tally_wtab_prefetch_aux(a->cur, e->cell);
 	if (e->event_id)
 		tally_dedup_prefetch(a->dedup, e->dd);
 }
@@ -189,8 +191,16 @@ static inline void tally_ap_apply_one(struct tally_applier *a, const struct tall
 		s->evicted += r == TALLY_DEDUP_NEW_EVICT;
 		s->gave_up += r == TALLY_DEDUP_NEW_GAVE_UP;
 	}
-	r = tally_wtab_add_at(a->cur, e->hash, e->cell, e->key, e->key_len, e->win_start,
-			      e->value);
+	if (tally_likely(e->kind == TALLY_EV_PLAIN)) {
+		r = tally_wtab_add_at(a->cur, e->hash, e->cell, e->key, e->key_len, e->win_start,
+				      e->value);
+	} else {
+		bool missed = false;
+
+		r = tally_wtab_add_kind(a->cur, e->hash, e->cell, e->key, e->key_len,
+					e->win_start, e, &missed);
+		s->sk_missed += missed;
+	}
 	if (tally_unlikely(r < 0)) {
 		/* Not applied, so not remembered: a resend must count. */
 		if (e->event_id)
@@ -214,6 +224,7 @@ static inline void tally_ap_add_sums(struct tally_applier *a,
 	c[TALLY_C_DEDUP_CAS_GAVE_UP] += s->gave_up;
 	c[TALLY_C_WINDOW_ROWS] += s->rows;
 	c[TALLY_C_DROP_TABLE_FULL] += s->full;
+	c[TALLY_C_STATSD_SKETCH_FULL] += s->sk_missed;
 }
 
 /* Pass 1: drop by time, find windows, hash; keep survivors in place and
@@ -255,9 +266,13 @@ static inline bool tally_apply_events(struct tally_applier *a, const struct tall
 	for (uint32_t i = 0; i < n; i++) {
 		if (i + TALLY_PREFETCH < n)
 			tally_ap_prefetch_event(a, &ev[i + TALLY_PREFETCH]);
-		if (i + TALLY_PREFETCH_KEY < n) /* its cell has arrived by now */
-			tally_wtab_prefetch_key(a->cur, ev[i + TALLY_PREFETCH_KEY].cell,
-						ev[i + TALLY_PREFETCH_KEY].key_len);
+		if (i + TALLY_PREFETCH_KEY < n) { /* its cell and aux word have arrived by now */
+			const struct tally_event *k = &ev[i + TALLY_PREFETCH_KEY];
+
+			tally_wtab_prefetch_key(a->cur, k->cell, k->key_len);
+			if (k->kind == TALLY_EV_SKETCH || k->kind == TALLY_EV_SET)
+				tally_wtab_prefetch_sketch(a->cur, k->cell, k);
+		}
 		tally_ap_apply_one(a, &ev[i], v, &s);
 	}
 	tally_ap_add_sums(a, &s);

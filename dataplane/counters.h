@@ -71,8 +71,8 @@
 	_(STATSD_BAD_NAME, "statsd_bad_name", "StatsD line without name or ':'") \
 	_(STATSD_BAD_VALUE, "statsd_bad_value", "StatsD value is not a finite decimal number") \
 	_(STATSD_BAD_TYPE, "statsd_bad_type", "StatsD type is not c, g, ms, h or d") \
-	_(STATSD_SET, "statsd_set", "StatsD set (|s): not supported yet") \
-	_(STATSD_REL_GAUGE, "statsd_rel_gauge", "StatsD relative gauge (+/-): not supported yet") \
+	_(STATSD_BAD_SET, "statsd_bad_set", "StatsD set (|s) line with an empty member") \
+	_(STATSD_BAD_REL_GAUGE, "statsd_bad_rel_gauge", "StatsD relative gauge: the text after + or - is not a finite decimal number") \
 	_(STATSD_BAD_RATE, "statsd_bad_rate", "StatsD sample rate not in (0, 1]") \
 	_(STATSD_BAD_TS, "statsd_bad_ts", "StatsD |T timestamp is not unix seconds") \
 	_(STATSD_BAD_FIELD, "statsd_bad_field", "StatsD line has an unknown or repeated field") \
@@ -86,6 +86,7 @@
 	_(DROP_FUTURE, "drop_future", "event further in the future than the allowed skew") \
 	_(DROP_DUPLICATE, "drop_duplicate", "event id seen within the dedup horizon") \
 	_(DROP_TABLE_FULL, "drop_table_full", "window table full and no spare table") \
+	_(STATSD_SKETCH_FULL, "statsd_sketch_full", "StatsD values counted in their row but missing from its sketch or HyperLogLog: the table's sketch pool (sketch_rows) was used up") \
 	_(DEDUP_INSERTED, "dedup_inserted", "event ids remembered") \
 	_(DEDUP_EVICTED, "dedup_evicted", "live ids evicted early because their bucket was full") \
 	_(DEDUP_CAS_GAVE_UP, "dedup_cas_gave_up", "ids counted as new after 8 lost compare-and-swaps, not remembered (contention)") \

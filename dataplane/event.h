@@ -12,13 +12,29 @@
 
 #include "dedup.h"
 
+/*
+ * What an event's row keeps besides count, sum, min, max and last: nothing
+ * (TLY1, StatsD c), a quantile sketch (ms, h, d), a HyperLogLog (s), or gauge
+ * state (g: an absolute value, or a change relative to the gauge's value).
+ */
+enum tally_ev_kind {
+	TALLY_EV_PLAIN = 0,
+	TALLY_EV_SKETCH = 1,
+	TALLY_EV_SET = 2,
+	TALLY_EV_GAUGE = 3,
+	TALLY_EV_GAUGE_REL = 4,
+};
+
 /* The parsers fill key, key_len, event_id, time_ms and value; the worker's
  * prepare stage turns time_ms into the window start in
  * place and adds what the apply stage needs, so an event stays one cache line. */
 struct tally_event {
 	const uint8_t *key;
 	uint64_t event_id; /* 0: never deduplicated (all StatsD lines) */
-	double value;      /* v: TLY1 value, StatsD value/rate (c) or value */
+	union {
+		double value;    /* v: TLY1 value, StatsD value/rate (c) or value */
+		uint64_t member; /* TALLY_EV_SET: hash of the member (the row's v is 1) */
+	};
 	union {
 		uint64_t time_ms;  /* event time; 0: arrival time */
 		int64_t win_start; /* after prepare */
@@ -28,6 +44,7 @@ struct tally_event {
 	uint32_t cell;              /* after prepare: the table cell its row starts at */
 	uint8_t key_len;            /* 1..255 */
 	uint8_t statsd;             /* 1: a StatsD canonical key (rules match its name) */
+	uint8_t kind;               /* enum tally_ev_kind: what the row keeps besides its sums */
 } __attribute__((aligned(64)));
 _Static_assert(sizeof(struct tally_event) == 64, "an event is one cache line");
 

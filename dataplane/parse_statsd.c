@@ -6,10 +6,12 @@
  * as whole strings, exact repeats removed), written into the evbuf's arena.
  *
  * Check order per line: UTF-8 and NUL; name (non-empty, before the first ':',
- * no '|'); type (s: set; otherwise c g ms h d); value; then the fields after the
- * type in any order, each at most once: @rate, #tags, T<unix seconds>,
- * c:<container> (ignored); relative gauges last. Empty tags between commas are
- * ignored. At most TALLY_STATSD_MAX_TAGS tags per line.
+ * no '|'); type (c g ms h d s); value (a number; for s any non-empty text,
+ * kept as its 64-bit hash; for g a leading + or - makes it a relative change);
+ * then the fields after the type in any order, each at most once: @rate,
+ * #tags, T<unix seconds>, c:<container> (ignored). Empty tags between commas
+ * are ignored. At most TALLY_STATSD_MAX_TAGS tags per line. Each event carries
+ * its row kind (event.h): what the row keeps besides its sums.
  *
  * Design: a worker has ~150 cycles a line for parsing, so each byte is
  * classified once, by SIMD compares, and nothing calls into libc on the common
@@ -54,6 +56,9 @@
 #if defined(__SSSE3__)
 #include <tmmintrin.h>
 #endif
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 
 #include "counters.h"
 #include "parse_statsd.h"
@@ -519,7 +524,9 @@ struct line {
 	uint32_t name_n, type_n, ntags;
 	unsigned has;
 	bool counter;
+	uint8_t kind; /* enum tally_ev_kind */
 	double v, rate;
+	uint64_t member; /* a set's member, hashed */
 	uint64_t time_ms;
 };
 
@@ -588,21 +595,56 @@ static inline int parse_field(const uint8_t *p, const uint8_t *f, uint32_t n, st
 	return TALLY_C_STATSD_BAD_FIELD;
 }
 
-/* c g ms h d; s is a set. */
-static inline int parse_type(const uint8_t *t, uint32_t n)
+/* c g ms h d s: the row kind, or a reason. */
+static inline int parse_type(const uint8_t *t, uint32_t n, uint8_t *kind)
 {
-	if (n == 1 && (t[0] == 'c' || t[0] == 'g' || t[0] == 'h' || t[0] == 'd'))
+	if (n == 1) {
+		switch (t[0]) {
+		case 'c': *kind = TALLY_EV_PLAIN; return TALLY_OK;
+		case 'g': *kind = TALLY_EV_GAUGE; return TALLY_OK;
+		case 'h': case 'd': *kind = TALLY_EV_SKETCH; return TALLY_OK;
+		case 's': *kind = TALLY_EV_SET; return TALLY_OK;
+		}
+	}
+	if (n == 2 && t[0] == 'm' && t[1] == 's') {
+		*kind = TALLY_EV_SKETCH;
 		return TALLY_OK;
-	if (n == 2 && t[0] == 'm' && t[1] == 's')
+	}
+	return TALLY_C_STATSD_BAD_TYPE;
+}
+
+/*
+ * The value text s[0..n) of a line of kind l->kind. A set's member is any
+ * non-empty text, kept as its hash; a gauge's leading sign makes it a change.
+ */
+static inline int parse_value(const uint8_t *s, uint32_t n, struct line *l)
+{
+	double x;
+
+	if (l->kind == TALLY_EV_SET) {
+		if (n == 0)
+			return TALLY_C_STATSD_BAD_SET;
+		l->member = XXH3_64bits(s, n);
+		l->v = 1;
 		return TALLY_OK;
-	return n == 1 && t[0] == 's' ? TALLY_C_STATSD_SET : TALLY_C_STATSD_BAD_TYPE;
+	}
+	if (l->kind == TALLY_EV_GAUGE && n > 0 && (s[0] == '+' || s[0] == '-')) {
+		l->kind = TALLY_EV_GAUGE_REL;
+		if (!to_double(s + 1, n - 1, false, &x))
+			return TALLY_C_STATSD_BAD_REL_GAUGE;
+		l->v = s[0] == '-' ? -x : x;
+		return TALLY_OK;
+	}
+	if (!to_double(s, n, true, &x))
+		return TALLY_C_STATSD_BAD_VALUE;
+	l->v = x;
+	return TALLY_OK;
 }
 
 /* name:value|type; *q and *c are left at the type's end. */
 static inline int parse_head(struct scan *sc, struct line *l, const uint8_t **q, uint8_t *c)
 {
 	const uint8_t *colon = name_end(sc->p, sc->end, l->s), *v;
-	double x;
 	int r;
 
 	if (colon == l->s || colon == sc->end || *colon != ':')
@@ -614,16 +656,10 @@ static inline int parse_head(struct scan *sc, struct line *l, const uint8_t **q,
 	l->name_n = (uint32_t)(colon - l->s);
 	l->type = v + 1;
 	l->type_n = (uint32_t)(part_end(*q, *c) - l->type);
-	if ((r = parse_type(l->type, l->type_n)) != TALLY_OK)
+	if ((r = parse_type(l->type, l->type_n, &l->kind)) != TALLY_OK)
 		return r;
 	l->counter = l->type[0] == 'c';
-	if (l->type_n == 1 && l->type[0] == 'g' && v > colon + 1 &&
-	    (colon[1] == '+' || colon[1] == '-'))
-		return TALLY_C_STATSD_REL_GAUGE; /* judged after the fields */
-	if (!to_double(colon + 1, (uint32_t)(v - colon - 1), true, &x))
-		return TALLY_C_STATSD_BAD_VALUE;
-	l->v = x;
-	return TALLY_OK;
+	return parse_value(colon + 1, (uint32_t)(v - colon - 1), l);
 }
 
 /* The |fields from *q (the '|' after the type) to the line's end. */
@@ -661,7 +697,7 @@ static inline int parse_line(struct scan *sc, struct line *l, struct tag *tags,
 	uint8_t c = '|'; /* not yet at the line's end */
 	int r = parse_head(sc, l, &q, &c);
 
-	if (r == TALLY_OK || r == TALLY_C_STATSD_REL_GAUGE) {
+	if (r == TALLY_OK) {
 		int fr = parse_fields(sc, l, tags, &q, &c);
 
 		if (fr != TALLY_OK)
@@ -796,7 +832,11 @@ static inline void add_event(struct sink *o, const struct line *l, uint32_t klen
 	e->statsd = 1;
 	e->event_id = 0;
 	e->time_ms = l->time_ms;
-	e->value = v;
+	e->kind = l->kind;
+	if (l->kind == TALLY_EV_SET)
+		e->member = l->member;
+	else
+		e->value = v;
 	o->used += klen;
 }
 

@@ -162,6 +162,7 @@ static int walk_events(const uint8_t *p, uint32_t len, uint16_t count,
 		ev[i].value = (double)(int64_t)tally_le64(q + TALLY_TLY1_EOFF_VALUE);
 		ev[i].key_len = klen;
 		ev[i].statsd = 0;
+		ev[i].kind = TALLY_EV_PLAIN;
 		ev[i].key = q + TALLY_TLY1_EOFF_KEY;
 		off += TALLY_TLY1_EVT_FIXED + klen;
 	}

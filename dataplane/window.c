@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Per-worker window table (layout in window.h): creation, the cold half of an
- * insert, merging for the flusher, and reset. Rows are listed in creation order,
- * which is also the order the flusher and sinks read them.
+ * insert, rows of the kinds that keep a sketch or gauge state, merging for the
+ * flusher, and reset. Rows are listed in creation order, which is also the
+ * order the flusher and sinks read them.
  */
 #include <errno.h>
 #include <string.h>
@@ -36,9 +37,14 @@ struct tally_wtab *tally_wtab_create(uint32_t max_rows)
 
 struct tally_wtab *tally_wtab_create_node(uint32_t max_rows, int node)
 {
+	return tally_wtab_create_ext(max_rows, 0, node);
+}
+
+struct tally_wtab *tally_wtab_create_ext(uint32_t max_rows, uint32_t nslabs, int node)
+{
 	struct tally_wtab *t;
 
-	if (max_rows == 0 || max_rows > INT32_MAX) {
+	if (max_rows == 0 || max_rows > INT32_MAX || nslabs > TALLY_AUX_SLAB - 1) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -54,9 +60,15 @@ struct tally_wtab *tally_wtab_create_node(uint32_t max_rows, int node)
 	t->cell = tally_mem_map_node(t->ncells * sizeof(struct tally_row), node);
 	t->used = tally_mem_map_node((size_t)max_rows * sizeof(uint32_t), node);
 	t->arena = tally_mem_map_node(t->arena_cap, node);
+	t->aux = tally_mem_map_node(t->ncells * sizeof(uint32_t), node);
+	t->nslabs = nslabs;
+	t->slab = nslabs ? tally_mem_map_node((size_t)nslabs * sizeof(struct tally_sketch), node)
+			 : NULL;
 	t->bytes = t->ncells * sizeof(struct tally_row) + (size_t)max_rows * sizeof(uint32_t) +
-		   t->arena_cap;
-	if (t->cell == NULL || t->used == NULL || t->arena == NULL) {
+		   t->arena_cap + t->ncells * sizeof(uint32_t) +
+		   (size_t)nslabs * sizeof(struct tally_sketch);
+	if (t->cell == NULL || t->used == NULL || t->arena == NULL || t->aux == NULL ||
+	    (nslabs != 0 && t->slab == NULL)) {
 		tally_wtab_destroy(t);
 		errno = ENOMEM;
 		return NULL;
@@ -71,15 +83,24 @@ void tally_wtab_destroy(struct tally_wtab *t)
 	tally_mem_unmap(t->cell, t->ncells * sizeof(struct tally_row));
 	tally_mem_unmap(t->used, (size_t)t->max_rows * sizeof(uint32_t));
 	tally_mem_unmap(t->arena, t->arena_cap);
+	tally_mem_unmap(t->aux, t->ncells * sizeof(uint32_t));
+	if (t->slab != NULL)
+		tally_mem_unmap(t->slab, (size_t)t->nslabs * sizeof(struct tally_sketch));
 	tally_mem_unmap(t, sizeof(*t));
 }
 
 /* One write per used cell: far cheaper than clearing the whole table when it
- * was mostly empty, and done by the flusher, off the hot path. */
+ * was mostly empty, and done by the flusher, off the hot path; so is zeroing
+ * the used slabs, which then need no clearing when a row takes one. */
 void tally_wtab_reset(struct tally_wtab *t)
 {
-	for (uint32_t i = 0; i < t->nrows; i++)
+	for (uint32_t i = 0; i < t->nrows; i++) {
 		t->cell[t->used[i]].key_len = 0;
+		t->aux[t->used[i]] = 0;
+	}
+	if (t->slabs_used != 0)
+		memset(t->slab, 0, (size_t)t->slabs_used * sizeof(struct tally_sketch));
+	t->slabs_used = 0;
 	t->nrows = 0;
 	t->arena_used = 0;
 }
@@ -109,34 +130,157 @@ struct tally_row *tally_wtab_insert(struct tally_wtab *t, uint64_t c, uint64_t h
 	return r;
 }
 
-int tally_wtab_merge_row(struct tally_wtab *t, const uint8_t *key, uint8_t key_len,
-			 const struct tally_row *in)
+/* Count, sum, min, max and last of a row, by one value v. */
+static inline void row_add(struct tally_row *r, bool created, double v)
 {
-	uint64_t h = tally_row_hash(tally_key_hash(key, key_len), in->win_start);
+	if (created) {
+		r->count = 1;
+		r->sum = r->min = r->max = r->last = v;
+		return;
+	}
+	r->count++;
+	r->sum += v;
+	r->min = v < r->min ? v : r->min;
+	r->max = v > r->max ? v : r->max;
+	r->last = v;
+}
+
+/*
+ * The sketch of the row in cell c, of the given kind; a zeroed slab from the
+ * pool if it has none; NULL when the pool is used up.
+ */
+static struct tally_sketch *slab_for(struct tally_wtab *t, uint64_t c, uint8_t kind)
+{
+	struct tally_sketch *s;
+	uint32_t n = t->aux[c] & TALLY_AUX_SLAB;
+
+	if (n != 0)
+		return &t->slab[n - 1];
+	if (t->slabs_used == t->nslabs)
+		return NULL;
+	s = &t->slab[t->slabs_used++];
+	t->aux[c] |= t->slabs_used;
+	s->kind = kind;
+	if (kind == TALLY_SK_DDS) /* the rest is zero already: empty stores need lo > hi */
+		s->dds.pos.lo = s->dds.neg.lo = 1;
+	return s;
+}
+
+/*
+ * A gauge: an absolute line sets it; a relative line moves it. A row that has
+ * seen only relative lines holds offsets from the gauge's value before them,
+ * which the flusher knows (TALLY_AUX_REL); once an absolute line came, the row
+ * holds values.
+ */
+static void gauge_add(struct tally_wtab *t, struct tally_row *r, uint64_t c, bool created,
+		      const struct tally_event *e)
+{
+	if (e->kind == TALLY_EV_GAUGE) {
+		row_add(r, created, e->value);
+		t->aux[c] = (t->aux[c] & ~TALLY_AUX_REL) | TALLY_AUX_GAUGE;
+		return;
+	}
+	row_add(r, created, created ? e->value : r->last + e->value);
+	if (created)
+		t->aux[c] = TALLY_AUX_GAUGE | TALLY_AUX_REL;
+}
+
+int tally_wtab_add_kind(struct tally_wtab *t, uint64_t h, uint64_t c, const uint8_t *key,
+			uint8_t key_len, int64_t win_start, const struct tally_event *e,
+			bool *missed)
+{
 	bool created;
-	struct tally_row *r = tally_wtab_find(t, h, tally_wtab_slot(t, h), key, key_len,
-					      in->win_start, &created);
+	struct tally_row *r = tally_wtab_find(t, h, c, key, key_len, win_start, &created);
+	struct tally_sketch *s;
 
 	if (r == NULL)
 		return -ENOSPC;
-	if (created) {
+	c = tally_wtab_cell(t, r);
+	switch (e->kind) {
+	case TALLY_EV_SKETCH:
+		row_add(r, created, e->value);
+		if ((s = slab_for(t, c, TALLY_SK_DDS)) != NULL)
+			tally_dds_add(s, e->value);
+		*missed = s == NULL;
+		break;
+	case TALLY_EV_SET:
+		row_add(r, created, 1);
+		if ((s = slab_for(t, c, TALLY_SK_HLL)) != NULL)
+			tally_hll_add(s, e->member);
+		*missed = s == NULL;
+		break;
+	case TALLY_EV_GAUGE:
+	case TALLY_EV_GAUGE_REL:
+		gauge_add(t, r, c, created, e);
+		break;
+	default:
+		row_add(r, created, e->value);
+	}
+	return created;
+}
+
+/* src's sketch into the row in cell c (a slab was checked to be free). */
+static void merge_sketch(struct tally_wtab *t, uint64_t c, const struct tally_sketch *in)
+{
+	struct tally_sketch *s = slab_for(t, c, in->kind);
+
+	if (s != NULL)
+		tally_sketch_merge(s, in);
+}
+
+/* The row of (key, in->win_start) in t with in's sums folded in; NULL when full. */
+static struct tally_row *fold_row(struct tally_wtab *t, const uint8_t *key, uint8_t key_len,
+				  const struct tally_row *in, bool *created)
+{
+	uint64_t h = tally_row_hash(tally_key_hash(key, key_len), in->win_start);
+	struct tally_row *r = tally_wtab_find(t, h, tally_wtab_slot(t, h), key, key_len,
+					      in->win_start, created);
+
+	if (r == NULL)
+		return NULL;
+	if (*created) {
 		r->count = in->count;
 		r->sum = in->sum;
 		r->min = in->min;
 		r->max = in->max;
 		r->last = in->last;
-		return 1;
+		return r;
 	}
 	r->count += in->count;
 	r->sum += in->sum;
 	r->min = in->min < r->min ? in->min : r->min;
 	r->max = in->max > r->max ? in->max : r->max;
 	r->last = in->last;
-	return 0;
+	return r;
 }
 
+int tally_wtab_merge_row(struct tally_wtab *t, const uint8_t *key, uint8_t key_len,
+			 const struct tally_row *in)
+{
+	bool created;
+
+	return fold_row(t, key, key_len, in, &created) == NULL ? -ENOSPC : created;
+}
+
+/*
+ * A table without a slab pool (the live view's) keeps no sketches: the row's
+ * sums still fold in. One with a pool refuses the row before anything changes
+ * when a slab is needed and none is left, so the caller can retry it.
+ */
 int tally_wtab_merge(struct tally_wtab *t, const struct tally_wtab *src,
 		     const struct tally_row *in)
 {
-	return tally_wtab_merge_row(t, tally_wtab_key(src, in), in->key_len, in);
+	const struct tally_sketch *sk = tally_wtab_sketch(src, tally_wtab_cell(src, in));
+	bool created;
+	struct tally_row *r;
+
+	if (sk != NULL && t->nslabs != 0 && t->slabs_used == t->nslabs)
+		return -ENOSPC;
+	r = fold_row(t, tally_wtab_key(src, in), in->key_len, in, &created);
+	if (r == NULL)
+		return -ENOSPC;
+	t->aux[tally_wtab_cell(t, r)] |= src->aux[tally_wtab_cell(src, in)] & TALLY_AUX_GAUGE;
+	if (sk != NULL && t->nslabs != 0)
+		merge_sketch(t, tally_wtab_cell(t, r), sk);
+	return created;
 }

@@ -15,6 +15,15 @@
  * stay short. A list of used cells, in creation order, is what the flusher and
  * sinks walk. Memory is mapped and pre-faulted once (mem.c) and never grows: a
  * full table says so (-ENOSPC) and the caller counts it.
+ *
+ * Rows that keep more than sums (event.h's kinds: a quantile sketch for ms, h
+ * and d, a HyperLogLog for s, gauge state for g) keep it beside the row, not in
+ * it, so the 64-byte rows of counters stay as they are: a per-cell aux word
+ * (flags and a slab number) and a pool of fixed-size sketch slabs, allocated
+ * with the table and zeroed by reset, off the hot path. A row takes a slab on
+ * its first sketch value; when the pool is used up the row still counts every
+ * value exactly (count, sum, min, max, last) and the caller counts the value
+ * its sketch missed; the table asks to be sealed at 7/8 of the pool.
  */
 #ifndef TALLY_WINDOW_H
 #define TALLY_WINDOW_H
@@ -28,7 +37,9 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "event.h"
 #include "mem.h"
+#include "sketch.h"
 
 #define TALLY_ROW_KEY_INLINE 15 /* longer keys live in the arena */
 
@@ -42,8 +53,16 @@ struct tally_row {
 } __attribute__((aligned(64)));
 _Static_assert(sizeof(struct tally_row) == 64, "a row is one cache line");
 
+/* A cell's aux word: gauge flags and its slab's number + 1 (0: none). */
+#define TALLY_AUX_SLAB 0x3fffffffu
+#define TALLY_AUX_GAUGE 0x40000000u /* a StatsD gauge row: its last is the gauge's value */
+#define TALLY_AUX_REL 0x80000000u   /* only relative lines so far: values are offsets */
+
 struct tally_wtab {
 	struct tally_row *cell;
+	uint32_t *aux;             /* per cell: TALLY_AUX_* */
+	struct tally_sketch *slab; /* the sketch pool */
+	uint32_t nslabs, slabs_used;
 	uint32_t *used; /* cell numbers of the rows, in creation order */
 	uint64_t ncells;
 	uint32_t nrows, max_rows;
@@ -80,6 +99,8 @@ static inline uint64_t tally_row_hash(uint64_t key_hash, int64_t win_start)
 struct tally_wtab *tally_wtab_create(uint32_t max_rows);
 /* The same, its pages on NUMA node `node` (the owning worker's; TALLY_NODE_ANY = any). */
 struct tally_wtab *tally_wtab_create_node(uint32_t max_rows, int node);
+/* The same with a pool of nslabs sketch slabs (the others have none). */
+struct tally_wtab *tally_wtab_create_ext(uint32_t max_rows, uint32_t nslabs, int node);
 void tally_wtab_destroy(struct tally_wtab *t);
 void tally_wtab_reset(struct tally_wtab *t);
 size_t tally_wtab_bytes(const struct tally_wtab *t);
@@ -237,12 +258,76 @@ static inline int tally_wtab_add(struct tally_wtab *t, uint64_t h, const uint8_t
 	return tally_wtab_add_at(t, h, tally_wtab_slot(t, h), key, key_len, win_start, v);
 }
 
+/*
+ * Add an event of a kind other than TALLY_EV_PLAIN (event.h) to the row of row
+ * hash h, first cell c: the row's sums as tally_wtab_add_at (a set adds v = 1,
+ * a relative gauge the gauge's offset after it), and the sketch or gauge state
+ * beside it. Returns as tally_wtab_add_at; *missed is set when the value is
+ * counted but its sketch could not take it (the slab pool is used up).
+ */
+int tally_wtab_add_kind(struct tally_wtab *t, uint64_t h, uint64_t c, const uint8_t *key,
+			uint8_t key_len, int64_t win_start, const struct tally_event *e,
+			bool *missed);
+
+/*
+ * The lines a sketch event's add will touch, from its row's first cell c: the
+ * aux word (call a few events ahead), then, once that has arrived, the slab's
+ * header and the bin or register the value goes to (bins are circular, so the
+ * bin's address needs no header read first).
+ */
+static inline void tally_wtab_prefetch_aux(const struct tally_wtab *t, uint64_t c)
+{
+	tally_prefetch(&t->aux[c]);
+}
+
+static inline void tally_wtab_prefetch_sketch(const struct tally_wtab *t, uint64_t c,
+					      const struct tally_event *e)
+{
+	uint32_t n = t->aux[c] & TALLY_AUX_SLAB;
+	const struct tally_sketch *s;
+	const struct tally_dds_store *st;
+	double a;
+
+	if (n == 0)
+		return;
+	s = &t->slab[n - 1];
+	if (e->kind == TALLY_EV_SET) {
+		tally_prefetch(&s->reg[e->member >> (64 - TALLY_HLL_P)]);
+		return;
+	}
+	st = e->value > 0 ? &s->dds.pos : &s->dds.neg;
+	a = e->value > 0 ? e->value : -e->value;
+	tally_prefetch(st);
+	if (a >= TALLY_DDS_MIN_VALUE)
+		tally_prefetch(&st->bins[(uint32_t)tally_dds_index(a) % TALLY_DDS_BINS]);
+}
+
+/* The sketch of the row in cell c, or NULL. */
+static inline const struct tally_sketch *tally_wtab_sketch(const struct tally_wtab *t, uint64_t c)
+{
+	uint32_t s = t->aux[c] & TALLY_AUX_SLAB;
+
+	return s != 0 ? &t->slab[s - 1] : NULL;
+}
+
+/* The cell of a row of t. */
+static inline uint64_t tally_wtab_cell(const struct tally_wtab *t, const struct tally_row *r)
+{
+	return (uint64_t)(r - t->cell);
+}
+
 /* Fold in the aggregates of `in` (its key fields unused) as the row of
  * (key, in->win_start): counts and sums add, min/max combine, last from in.
  * 1 created, 0 updated, -ENOSPC full. */
 int tally_wtab_merge_row(struct tally_wtab *t, const uint8_t *key, uint8_t key_len,
 			 const struct tally_row *in);
-/* Fold a row of another table in: counts and sums add, min/max combine, last from r. */
+
+/*
+ * Fold a row of another table in: counts and sums add, min/max combine, last
+ * from r, sketches merge. -ENOSPC (nothing changed) when the row or, for a row
+ * with a sketch, a slab is not to be had; t without a slab pool keeps the
+ * sums only.
+ */
 int tally_wtab_merge(struct tally_wtab *t, const struct tally_wtab *src,
 		     const struct tally_row *r);
 
@@ -256,7 +341,8 @@ static inline const struct tally_row *tally_wtab_row(const struct tally_wtab *t,
 /* At least 7/8 of the rows or of the long-key arena used: time to seal. */
 static inline bool tally_wtab_near_full(const struct tally_wtab *t)
 {
-	return t->nrows >= t->max_rows / 8 * 7 || t->arena_used >= t->arena_cap / 8 * 7;
+	return t->nrows >= t->max_rows / 8 * 7 || t->arena_used >= t->arena_cap / 8 * 7 ||
+	       (t->nslabs != 0 && t->slabs_used >= t->nslabs - t->nslabs / 8);
 }
 
 #endif

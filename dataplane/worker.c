@@ -61,7 +61,9 @@ int tally_worker_init_node(struct tally_worker *w, unsigned id, struct tally_sha
 	ck_ring_init(&w->spare, TALLY_RING_SIZE);
 	ck_ring_init(&w->exc, TALLY_EXC_RING);
 	for (unsigned i = 0; i < TALLY_TABLES_PER_WORKER; i++) {
-		w->tables[i] = tally_wtab_create_node(table_rows, node);
+		w->tables[i] = tally_wtab_create_ext(table_rows, sh->sketch_rows ? sh->sketch_rows
+									 : TALLY_SKETCH_ROWS_DEFAULT,
+						     node);
 		if (w->tables[i] == NULL)
 			return -errno;
 		if (i > 0)

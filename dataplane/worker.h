@@ -50,7 +50,11 @@ struct tally_shared {
 	/* ck_pr: id of the drain in force (tallyctl drain); 0 = none. Next to
 	 * stop: the loop's one extra load is of a line it reads anyway. */
 	uint32_t drain;
+	uint32_t sketch_rows;       /* sketch slabs a table: 0 = TALLY_SKETCH_ROWS_DEFAULT */
 };
+
+/* Rows a table can give a sketch (16 KiB each): tallyd's sketch_rows default. */
+#define TALLY_SKETCH_ROWS_DEFAULT 256
 
 struct tally_worker {
 	struct tally_counters ctr; /* single writer: this worker */

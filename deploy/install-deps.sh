@@ -32,6 +32,8 @@ packages=(
   redis-server redis-tools
   # metrics tests: a real Prometheus (and promtool), the status page in headless Chromium
   prometheus chromium
+  # real StatsD clients test: a loopback capture, the Python client, npm for hot-shots
+  tcpdump python3-aiodogstatsd nodejs npm
   # benchmark driver (perf/bench.py): callgrind's counts per event, results.svg
   valgrind python3-matplotlib
 )

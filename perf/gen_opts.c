@@ -73,7 +73,32 @@ void gen_opts_defaults(struct gen_opts *o)
 	clock_gettime(CLOCK_REALTIME, &now);
 	*o = (struct gen_opts){.proto = GEN_TLY1, .keys = 1000, .per_dgram = 1, .flows = 16,
 			       .mtu = 1500, .zipf_s = 1.1, .window_ms = 10000, .seed = 1,
-			       .sender_id = 0x7a11, .time_ms = (uint64_t)now.tv_sec * 1000};
+			       .sender_id = 0x7a11, .time_ms = (uint64_t)now.tv_sec * 1000,
+			       .stypes = {0, 1, 2, 3, 4}, .nstypes = 5};
+}
+
+/* "c,c,ms,s": key k takes the (k mod n)-th type of the list. */
+static int stypes(struct gen_opts *o, const char *a)
+{
+	char buf[128], *save = NULL, *t;
+	uint8_t n = 0;
+
+	if (strlen(a) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, a);
+	for (t = strtok_r(buf, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
+		uint8_t i = 0;
+
+		while (i < 6 && strcmp(t, gen_statsd_types[i]) != 0)
+			i++;
+		if (i == 6 || n == GEN_STYPES_MAX)
+			return -EINVAL;
+		o->stypes[n++] = i;
+	}
+	if (n == 0)
+		return -EINVAL;
+	o->nstypes = n;
+	return 0;
 }
 
 /* "ID:HEX32", ID 1..255, as tallyd's mac_keys entries. */
@@ -118,6 +143,7 @@ int gen_opt_set(struct gen_opts *o, int code, const char *a)
 	case GEN_O_SEED: return gen_num_u64(a, UINT64_MAX, &o->seed);
 	case GEN_O_SENDER: return gen_num_u64(a, UINT64_MAX, &o->sender_id);
 	case GEN_O_ACK_REQ: o->ack_req = true; return 0;
+	case GEN_O_STYPES: return stypes(o, a);
 	case GEN_O_MAC_KEY: return mac_key(a, o);
 	case GEN_O_PLAIN: o->statsd_plain = true; return 0;
 	}
@@ -218,6 +244,9 @@ void gen_opts_usage(FILE *out)
 	"  --time-ms T             base event time, ms (now, rounded down to a second)\n"
 	"  --time-span-ms S        spread event times over [T, T+S) by position (0)\n"
 	"  --dst-port P            UDP port (7000 for tly1, 8125 for statsd)\n"
+	"  --statsd-types LIST     StatsD: key k has the (k mod n)-th type of LIST, from\n"
+	"                          c g ms h d s (c,g,ms,h,d); e.g. c,c,c,c,g,g,ms,ms,ms,s\n"
+	"                          is 40%% counters, 30%% timers, 10%% sets\n"
 	"  --flows N               UDP source ports, for RSS (16)\n"
 	"  --ipv6-share F          fraction of IPv6 frames (0)\n"
 	"  --vlan-share F          fraction of frames with an 802.1Q tag (0)\n"

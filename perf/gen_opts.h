@@ -19,7 +19,7 @@ enum gen_opt_code {
 	GEN_O_PROTO = 256, GEN_O_KEYS, GEN_O_DIST, GEN_O_ZIPF_S, GEN_O_PER_DGRAM,
 	GEN_O_KEY_LEN, GEN_O_DUP, GEN_O_BAD, GEN_O_WINDOW, GEN_O_TIME, GEN_O_SPAN,
 	GEN_O_DST_PORT, GEN_O_FLOWS, GEN_O_IPV6, GEN_O_VLAN, GEN_O_MTU, GEN_O_POOL,
-	GEN_O_SEED, GEN_O_SENDER, GEN_O_ACK_REQ, GEN_O_MAC_KEY, GEN_O_PLAIN,
+	GEN_O_SEED, GEN_O_SENDER, GEN_O_ACK_REQ, GEN_O_MAC_KEY, GEN_O_PLAIN, GEN_O_STYPES,
 	GEN_O_END /* tools number their own options from here */
 };
 
@@ -35,7 +35,8 @@ enum gen_opt_code {
 	{"vlan-share", 1, 0, GEN_O_VLAN}, {"mtu", 1, 0, GEN_O_MTU}, \
 	{"pool", 1, 0, GEN_O_POOL}, {"seed", 1, 0, GEN_O_SEED}, \
 	{"sender-id", 1, 0, GEN_O_SENDER}, {"ack-req", 0, 0, GEN_O_ACK_REQ}, \
-	{"mac-key", 1, 0, GEN_O_MAC_KEY}, {"statsd-plain", 0, 0, GEN_O_PLAIN}
+	{"mac-key", 1, 0, GEN_O_MAC_KEY}, {"statsd-plain", 0, 0, GEN_O_PLAIN}, \
+	{"statsd-types", 1, 0, GEN_O_STYPES}
 
 /* Defaults: TLY1, 1000 keys uniform, 1 event per datagram, now as base time. */
 void gen_opts_defaults(struct gen_opts *o);

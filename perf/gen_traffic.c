@@ -41,9 +41,9 @@ static const struct {
 } statsd_bad[] = {
 	{"metric.%06u:1|x\n", TALLY_C_STATSD_BAD_TYPE},
 	{"metric.%06u:abc|c\n", TALLY_C_STATSD_BAD_VALUE},
-	{"metric.%06u:1|s\n", TALLY_C_STATSD_SET},
+	{"metric.%06u:|s\n", TALLY_C_STATSD_BAD_SET},
 	{"metric.%06u:1|c|@2\n", TALLY_C_STATSD_BAD_RATE},
-	{"metric.%06u:+5|g\n", TALLY_C_STATSD_REL_GAUGE},
+	{"metric.%06u:+x|g\n", TALLY_C_STATSD_BAD_REL_GAUGE},
 	{":%u|c\n", TALLY_C_STATSD_BAD_NAME},
 	{"metric.%06u:1|c|#a|#b\n", TALLY_C_STATSD_BAD_FIELD},
 };
@@ -321,13 +321,18 @@ static uint32_t tly1_malformed(struct gen_pool *p, uint8_t *q)
 
 /* ---- StatsD payloads ---- */
 
-static const char *const types[5] = {"c", "g", "ms", "h", "d"};
+const char *const gen_statsd_types[6] = {"c", "g", "ms", "h", "d", "s"};
+
+static const char *stype(const struct gen_opts *o, uint32_t k)
+{
+	return gen_statsd_types[o->stypes[k % o->nstypes]];
+}
 
 /* Canonical key of name index k: what tallyd must store. */
-static uint32_t statsd_key(char *dst, uint32_t k)
+static uint32_t statsd_key(const struct gen_opts *o, char *dst, uint32_t k)
 {
 	return (uint32_t)sprintf(dst, "metric.%06u|%s|#env:prod,host:h%02u,region:r%u", k,
-				 types[k % 5], k % 32, k % 4);
+				 stype(o, k), k % 32, k % 4);
 }
 
 /* "|#" and the three tags in a random order, sometimes with an exact repeat. */
@@ -351,7 +356,8 @@ static uint32_t statsd_good(struct gen_pool *p, char *q, uint32_t k, uint64_t t,
 	char f[3][64];
 	const char *order[3];
 	unsigned value = (unsigned)(rnd(p) % 100) + 1, r = (unsigned)(rnd(p) % 3), nf = 2;
-	bool counter = k % 5 == 0;
+	const char *type = stype(&p->o, k);
+	bool counter = type[0] == 'c', set = type[0] == 's';
 
 	if (p->o.statsd_plain) {
 		*v = (int32_t)value;
@@ -373,8 +379,9 @@ static uint32_t statsd_good(struct gen_pool *p, char *q, uint32_t k, uint64_t t,
 		order[i] = order[j];
 		order[j] = x;
 	}
-	*v = (int32_t)(counter ? value * div[r] : value);
-	return (uint32_t)sprintf(q, "metric.%06u:%u|%s%s%s%s\n", k, value, types[k % 5],
+	/* a set's member is text (a user id); its row counts lines, v = 1 */
+	*v = (int32_t)(counter ? value * div[r] : set ? 1 : value);
+	return (uint32_t)sprintf(q, "metric.%06u:%s%u|%s%s%s%s\n", k, set ? "u" : "", value, type,
 				 order[0], order[1], nf > 2 ? order[2] : "");
 }
 
@@ -621,7 +628,7 @@ static void expect_key(struct expect *x, uint32_t k, const uint32_t *idx, uint64
 	if (x->out != NULL && nt > 0 && p->o.proto == GEN_TLY1)
 		tly1_key(&p->o, key, k);
 	else if (x->out != NULL && nt > 0)
-		statsd_key(key, k);
+		statsd_key(&p->o, key, k);
 	for (uint32_t i = 0; i < nt; i++) {
 		struct win_agg *w = &x->w[x->touched[i]];
 		const struct agg *mm = x->cycles ? &w->pool : &w->prefix;

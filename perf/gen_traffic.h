@@ -25,6 +25,10 @@ enum gen_proto { GEN_TLY1, GEN_STATSD };
 /* The pool holds at most this many events (ids and lookups stay 32-bit). */
 #define GEN_POOL_EVENTS_MAX (1u << 30)
 
+#define GEN_STYPES_MAX 20
+/* c g ms h d s: what --statsd-types names, by index */
+extern const char *const gen_statsd_types[6];
+
 struct gen_opts {
 	enum gen_proto proto;
 	uint32_t keys, per_dgram, pool, flows, key_len, mtu;
@@ -38,6 +42,8 @@ struct gen_opts {
 	 * |T or rate), for comparisons with other servers; no expected totals */
 	bool statsd_plain;
 	uint16_t dst_port;
+	/* StatsD: key k has type gen_statsd_types[stypes[k % nstypes]] */
+	uint8_t stypes[GEN_STYPES_MAX], nstypes;
 };
 
 struct gen_frame {

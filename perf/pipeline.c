@@ -58,7 +58,7 @@ struct bench {
 	struct gen_opts o;
 	double seconds;
 	uint64_t max_datagrams; /* --datagrams: a fixed input (callgrind), not a time */
-	uint64_t dedup_capacity, table_rows;
+	uint64_t dedup_capacity, table_rows, sketch_rows;
 	unsigned burst;
 	const char *json;
 	const char *archive;
@@ -73,14 +73,14 @@ struct bench {
 };
 
 enum { O_SECONDS = GEN_O_END, O_DEDUP, O_ROWS, O_BURST, O_JSON, O_ACKS, O_ARCHIVE, O_DGRAMS,
-       O_POOL_OPS };
+       O_POOL_OPS, O_SKETCH };
 
 static const struct option long_opts[] = {
 	GEN_TRAFFIC_LONG_OPTS,
 	{"seconds", 1, 0, O_SECONDS}, {"dedup-capacity", 1, 0, O_DEDUP},
 	{"table-rows", 1, 0, O_ROWS}, {"burst", 1, 0, O_BURST}, {"json", 1, 0, O_JSON}, {"acks", 0, 0, O_ACKS},
 	{"archive", 1, 0, O_ARCHIVE}, {"datagrams", 1, 0, O_DGRAMS},
-	{"pool-ops", 1, 0, O_POOL_OPS},
+	{"pool-ops", 1, 0, O_POOL_OPS}, {"sketch-rows", 1, 0, O_SKETCH},
 	{"help", 0, 0, 'h'}, {0, 0, 0, 0}};
 
 static void usage(FILE *out)
@@ -94,6 +94,7 @@ static void usage(FILE *out)
 	"                          takes: a fixed input for callgrind/cachegrind\n"
 	"  --dedup-capacity N      dedup horizon in ids, as tallyd's dedup_capacity (50000000)\n"
 	"  --table-rows N          rows per window table, as tallyd's table_rows (1048576)\n"
+	"  --sketch-rows N         sketch slabs per table, as tallyd's sketch_rows (256)\n"
 	"  --burst N               frames per burst handed to the worker (32)\n"
 	"  --archive DIR           hand datagrams to an archiver thread writing DIR\n"
 	"  --pool-ops NAME         mempool driver of the mbufs (ring_mp_mc, ring_mt_rts...)\n"
@@ -112,6 +113,7 @@ static int parse_opts(int argc, char **argv, struct bench *b)
 	b->seconds = 5;
 	b->dedup_capacity = 50000000;
 	b->table_rows = 1 << 20;
+	b->sketch_rows = 256;
 	b->burst = 32;
 	while ((c = getopt_long(argc, argv, "h", long_opts, &li)) != -1) {
 		int r = -EINVAL;
@@ -137,6 +139,7 @@ static int parse_opts(int argc, char **argv, struct bench *b)
 		case O_ARCHIVE: b->archive = optarg; r = 0; break;
 		case O_POOL_OPS: b->pool_ops = optarg; r = 0; break;
 		case O_ACKS: b->acks = true; r = 0; break;
+		case O_SKETCH: r = gen_num_u64(optarg, 1 << 20, &b->sketch_rows); break;
 		default: r = gen_opt_set(&b->o, c, optarg);
 		}
 		if (r != 0) {
@@ -257,6 +260,7 @@ static int rig_setup(struct rig *g, const struct bench *b)
 		fprintf(stderr, "tally-pipeline: cannot allocate the dedup table or mbufs\n");
 		return -ENOMEM;
 	}
+	g->sh.sketch_rows = (uint32_t)b->sketch_rows;
 	if (tally_worker_init(&g->w, 0, &g->sh, (uint32_t)b->table_rows) != 0)
 		return -ENOMEM;
 	if (b->acks && ack_port(g) != 0)
@@ -267,7 +271,7 @@ static int rig_setup(struct rig *g, const struct bench *b)
 /* What the flusher would do, untimed: a nearly full table is emptied. */
 static void drain_table(struct bench *b, struct tally_worker *w)
 {
-	if (tally_wtab_rows(w->cur) >= tally_wtab_capacity(w->cur) / 8 * 7) {
+	if (tally_wtab_near_full(w->cur)) {
 		tally_wtab_reset(w->cur);
 		b->resets++;
 	}
@@ -405,6 +409,32 @@ static long huge_mb(void)
 	return kb < 0 ? -1 : kb / 1024;
 }
 
+/*
+ * What rows cost in the table that is current at the end: table bytes per row
+ * of capacity (rows, aux, arena), and the sketch rows' blobs as batches and the
+ * spool carry them.
+ */
+static void report_rows(const struct tally_worker *w)
+{
+	static uint8_t blob[TALLY_SKETCH_BLOB_MAX];
+	const struct tally_wtab *t = w->cur;
+	uint64_t n = 0, bytes = 0;
+
+	for (uint32_t i = 0; i < tally_wtab_rows(t); i++) {
+		const struct tally_sketch *s = tally_wtab_sketch(t, t->used[i]);
+
+		if (s != NULL)
+			n++, bytes += tally_sketch_encode(s, blob);
+	}
+	printf("table_bytes_per_row %.1f\nsketch_slab_bytes %zu\nrows_at_end %u\n"
+	       "sketch_rows_at_end %llu\nsketch_blob_bytes_per_row %.1f\nstatsd_sketch_full %llu\n",
+	       (double)(tally_wtab_bytes(t) - (size_t)t->nslabs * sizeof(struct tally_sketch)) /
+		       tally_wtab_capacity(t),
+	       sizeof(struct tally_sketch), tally_wtab_rows(t), (unsigned long long)n,
+	       n ? (double)bytes / (double)n : 0.0,
+	       (unsigned long long)w->ctr.v[TALLY_C_STATSD_SKETCH_FULL]);
+}
+
 static void report(struct bench *b, const uint64_t *c, int bad)
 {
 	double secs = (double)b->cycles / (double)rte_get_tsc_hz();
@@ -470,6 +500,7 @@ int main(int argc, char **argv)
 	}
 	bad = check(&b, p, g.w.ctr.v);
 	report(&b, g.w.ctr.v, bad);
+	report_rows(&g.w);
 	if (b.archive)
 		report_archive(&g, g.w.ctr.v);
 	tally_worker_fini(&g.w);

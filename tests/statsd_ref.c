@@ -3,7 +3,11 @@
  * Test-only: the StatsD parser exactly as it was at commit 4c3c939 (before the
  * fast parser), the behavioural reference for test_statsd_diff.c. Only the entry
  * point is renamed (ref_statsd_parse); nothing else may change here, or the
- * differential test stops proving anything.
+ * differential test stops proving anything. The one later change: sets and
+ * relative gauges became events (issue 17), marked "sets and relative gauges"
+ * below, written as plainly as the rest: a set's member is any non-empty
+ * value text (kept as its XXH3 hash, the row's v is 1); a gauge value with a
+ * leading sign is a change, the number after the sign (bad: its own reason).
  *
  * StatsD / DogStatsD line parser. Each line is judged alone: a bad line adds one
  * to its reason's counter and the next line is read; a good line becomes one
@@ -26,6 +30,9 @@
 #include "statsd_ref.h"
 #include "parse_tly1.h"
 #include "wire.h"
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 
 #define TALLY_STATSD_MAX_TAGS 64
 #define NUM_MAX 400 /* longest number text accepted (DBL_MAX has 309 digits) */
@@ -174,7 +181,7 @@ static struct span next_part(const uint8_t *p, uint32_t n, uint32_t *i)
 static int parse_type(struct span t)
 {
 	if (span_is(t, "s"))
-		return TALLY_C_STATSD_SET;
+		return TALLY_OK; /* sets and relative gauges */
 	if (span_is(t, "c") || span_is(t, "g") || span_is(t, "ms") || span_is(t, "h") ||
 	    span_is(t, "d"))
 		return TALLY_OK;
@@ -201,9 +208,18 @@ static int parse_line(const uint8_t *p, uint32_t n, struct line *l, double *v)
 	if (r != TALLY_OK)
 		return r;
 	bool gauge = span_is(l->type, "g");
-	if (gauge && l->value.n && (l->value.p[0] == '+' || l->value.p[0] == '-'))
-		r = TALLY_C_STATSD_REL_GAUGE; /* judged after the fields, below */
-	else if (!to_double(l->value, true, v))
+	/* sets and relative gauges */
+	if (span_is(l->type, "s")) {
+		if (l->value.n == 0)
+			return TALLY_C_STATSD_BAD_SET;
+		*v = 1;
+	} else if (gauge && l->value.n && (l->value.p[0] == '+' || l->value.p[0] == '-')) {
+		struct span d = {l->value.p + 1, l->value.n - 1};
+
+		if (!to_double(d, false, v))
+			return TALLY_C_STATSD_BAD_REL_GAUGE;
+		*v = l->value.p[0] == '-' ? -*v : *v;
+	} else if (!to_double(l->value, true, v))
 		return TALLY_C_STATSD_BAD_VALUE;
 	while (i <= n) {
 		int fr = parse_field(next_part(p, n, &i), l);
@@ -291,6 +307,17 @@ static void one_line(const uint8_t *p, uint32_t n, struct tally_evbuf *out, uint
 	e->event_id = 0;
 	e->time_ms = l.time_ms;
 	e->value = span_is(l.type, "c") ? v / l.rate : v;
+	/* sets and relative gauges: the row kind */
+	e->statsd = 1;
+	if (span_is(l.type, "s")) {
+		e->kind = TALLY_EV_SET;
+		e->member = XXH3_64bits(l.value.p, l.value.n);
+	} else if (span_is(l.type, "g")) {
+		e->kind = l.value.p[0] == '+' || l.value.p[0] == '-' ? TALLY_EV_GAUGE_REL
+								     : TALLY_EV_GAUGE;
+	} else {
+		e->kind = span_is(l.type, "c") ? TALLY_EV_PLAIN : TALLY_EV_SKETCH;
+	}
 	out->arena_used += klen;
 	counters[TALLY_C_STATSD_LINES]++;
 }

@@ -62,6 +62,12 @@ static void test_bad_values(void **st)
 	expect_err("sink", "mysql", "sink");
 	expect_err("appliance_id", "a b", "appliance_id");
 	expect_err("appliance_id", "", "appliance_id");
+	expect_err("statsd_percentiles", "50,abc", "\"abc\" in \"50,abc\" is not a percentile");
+	expect_err("statsd_percentiles", "50,50", "\"50\"");
+	expect_err("statsd_percentiles", "0", "not a percentile");
+	expect_err("statsd_percentiles", "99.99999", "not a percentile");
+	expect_err("statsd_percentiles", "", "not a percentile");
+	expect_err("sketch_rows", "0", "below the minimum 1");
 	expect_err("mac_keys", "1:00", "mac_keys");
 	expect_err("mac_keys", "0:000102030405060708090a0b0c0d0e0f", "mac_keys");
 	expect_err("mac_keys", "1:000102030405060708090a0b0c0d0e0g", "mac_keys");

@@ -6,9 +6,12 @@
  * and window sizes apart, last_seq, clear errors that name the endpoint and
  * never the password, every call bounded (a server that never answers, a
  * SIGSTOPped server), and, when a standby is given (TALLY_PG_FAILOVER_*),
- * failover through a multi-host conninfo with exact totals.
+ * failover through a multi-host conninfo with exact totals; sketch rows merged
+ * in tally_sketches (the stored blob is the sketch of every value of both
+ * batches, percentiles and distinct estimate recomputed from it).
  */
 #include <dirent.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -26,6 +29,7 @@
 #include <libpq-fe.h>
 
 #include "sink.h"
+#include "sketch.h"
 
 static const char *conninfo, *password;
 static PGconn *ref; /* the test's own connection, to read what the sink wrote */
@@ -130,6 +134,85 @@ static void upsert_arithmetic(const char *method)
 	assert_string_equal(row(k, 0, 1000), "6 11.25 0 9 7");
 	assert_int_equal(s->ops->last_seq(s, a), 2);
 	tally_batch_free(&b);
+	s->ops->close(s);
+}
+
+/* A member's hash: splitmix64's finalizer, so the bits are uniform. */
+static uint64_t mix(uint64_t z)
+{
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+/* A blob for a row: a sketch of values lo..hi (timer) or members lo..hi (set). */
+static void add_sketch(struct tally_batch *b, struct tally_sketch *all, bool set, int lo, int hi)
+{
+	static uint8_t blob[TALLY_SKETCH_BLOB_MAX];
+	struct tally_sketch *s = malloc(sizeof(*s));
+
+	tally_sketch_init(s, set ? TALLY_SK_HLL : TALLY_SK_DDS);
+	for (int i = lo; i <= hi; i++) {
+		if (set) {
+			tally_hll_add(s, mix((uint64_t)i));
+			tally_hll_add(all, mix((uint64_t)i));
+		} else {
+			tally_dds_add(s, i);
+			tally_dds_add(all, i);
+		}
+	}
+	assert_int_equal(tally_batch_set_blob(b, blob, (uint32_t)tally_sketch_encode(s, blob)), 0);
+	free(s);
+}
+
+static void sketches(void **st)
+{
+	static uint8_t want[TALLY_SKETCH_BLOB_MAX];
+	struct tally_sink *s = open_sink(conninfo, 5000, "copy");
+	struct tally_sketch *t = malloc(sizeof(*t)), *u = malloc(sizeof(*u));
+	struct tally_batch b;
+	char a[80], kt[40], ks[40];
+	const char *v[1] = {kt};
+	PGresult *r;
+	size_t n;
+
+	(void)st;
+	tally_sketch_init(t, TALLY_SK_DDS);
+	tally_sketch_init(u, TALLY_SK_HLL);
+	snprintf(a, sizeof(a), "%s-sketch", app);
+	snprintf(kt, sizeof(kt), "lat-%d|ms", getpid());
+	snprintf(ks, sizeof(ks), "users-%d|s", getpid());
+	for (uint64_t seq = 1; seq <= 2; seq++) {
+		batch(&b, a, seq, 1000);
+		add(&b, kt, 0, 500, 1, 1, 1, 1);
+		add_sketch(&b, t, false, (int)seq * 500 - 499, (int)seq * 500);
+		add(&b, ks, 0, 3000, 3000, 1, 1, 1);
+		add_sketch(&b, u, true, (int)seq * 1000, (int)seq * 1000 + 2999);
+		assert_int_equal(s->ops->write(s, &b), TALLY_SINK_APPLIED);
+		tally_batch_free(&b);
+	}
+	r = PQexecParams(ref, "SELECT blob FROM tally_sketches WHERE key = $1", 1, NULL,
+			 v, NULL, NULL, 1);
+	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+	assert_int_equal(PQntuples(r), 1);
+	n = tally_sketch_encode(t, want);
+	assert_int_equal(PQgetlength(r, 0, 0), n);
+	assert_memory_equal(PQgetvalue(r, 0, 0), want, n);
+	PQclear(r);
+	r = PQexecParams(ref, "SELECT p50::text, p99::text FROM tally_sketches WHERE key = $1",
+			 1, NULL, v, NULL, NULL, 0);
+	assert_true(fabs(atof(PQgetvalue(r, 0, 0)) - 500) <= 0.01 * 500);
+	assert_true(fabs(atof(PQgetvalue(r, 0, 1)) - 990) <= 0.01 * 990);
+	PQclear(r);
+	v[0] = ks;
+	r = PQexecParams(ref, "SELECT distinct_estimate::text, p50 IS NULL FROM tally_sketches "
+			 "WHERE key = $1", 1, NULL, v, NULL, NULL, 0);
+	assert_int_equal(PQntuples(r), 1);
+	/* members 1000..3999 and 2000..4999: 4000 distinct */
+	assert_true(fabs(atof(PQgetvalue(r, 0, 0)) - 4000) <= 3 * 0.0081 * 4000);
+	assert_string_equal(PQgetvalue(r, 0, 1), "t");
+	PQclear(r);
+	free(t), free(u);
 	s->ops->close(s);
 }
 
@@ -413,6 +496,7 @@ int main(void)
 		cmocka_unit_test(upsert_copy),
 		cmocka_unit_test(upsert_pipeline),
 		cmocka_unit_test(replay_once),
+		cmocka_unit_test(sketches),
 		cmocka_unit_test(bad_data_permanent),
 		cmocka_unit_test(refused),
 		cmocka_unit_test(silent_server),

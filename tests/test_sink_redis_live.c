@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -24,9 +25,11 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
 #include <hiredis/hiredis.h>
 
 #include "sink.h"
+#include "sketch.h"
 
 static const char *env(const char *n)
 {
@@ -115,6 +118,124 @@ static void test_upsert_once(void **st)
 	assert_int_equal(s->ops->last_seq(s, "a"), 3);
 	assert_int_equal(s->ops->last_seq(s, "b"), 2);
 	tally_batch_free(&b);
+	s->ops->close(s);
+}
+
+static void write_new(struct tally_sink *s, const struct tally_batch *b);
+static void write_replay(struct tally_sink *s, const struct tally_batch *b);
+
+/* HMGET of key's fields on the server at addr, following a cluster's MOVED. */
+static redisReply *hmget(const char *addr, const char *key, const char *const *fields, int n)
+{
+	const char *argv[16] = {"HMGET", key};
+	char host[64];
+	int port;
+
+	for (int i = 0; i < n; i++)
+		argv[2 + i] = fields[i];
+	sscanf(addr, "%63[^:]:%d", host, &port);
+	for (int hop = 0; hop < 3; hop++) {
+		redisContext *c = redisConnect(host, port);
+		redisReply *r = redisCommandArgv(c, 2 + n, argv, NULL);
+
+		redisFree(c);
+		assert_non_null(r);
+		if (r->type != REDIS_REPLY_ERROR || strncmp(r->str, "MOVED", 5) != 0)
+			return r;
+		sscanf(strrchr(r->str, ' ') + 1, "%63[^:]:%d", host, &port);
+		freeReplyObject(r);
+	}
+	fail_msg("%s: too many redirects", key);
+	return NULL;
+}
+
+/*
+ * Sketch rows merged in the server: 10 flushes of a timer (values over 9
+ * decades, negatives and zeros: both stores collapse) and of a set (100,000
+ * members) must leave in the row's hash the percentiles tally_dds_quantile
+ * reads from the C merge of every flush's sketch, to the last digit, and the
+ * distinct count Redis's PFCOUNT gives, which must be the C estimate (rounded)
+ * and within 3 standard errors of the truth. Replays change nothing.
+ */
+static void sketch_rounds(struct tally_sink *s, const char *addr, const char *prefix)
+{
+	static uint8_t blob[TALLY_SKETCH_BLOB_MAX];
+	static const char *const pf[] = {"p50", "p90", "p95", "p99", "p999", "count"};
+	static const double q[] = {0.5, 0.9, 0.95, 0.99, 0.999};
+	struct tally_sketch *all = malloc(sizeof(*all)), *one = malloc(sizeof(*one));
+	struct tally_sketch *set = malloc(sizeof(*set)), *sone = malloc(sizeof(*sone));
+	struct tally_batch b = {0};
+	char key[128], want[64];
+	uint64_t x = 88172645463325252ULL;
+	redisReply *r;
+
+	tally_sketch_init(all, TALLY_SK_DDS);
+	tally_sketch_init(set, TALLY_SK_HLL);
+	for (uint64_t seq = 1; seq <= 10; seq++) {
+		tally_sketch_init(one, TALLY_SK_DDS);
+		tally_sketch_init(sone, TALLY_SK_HLL);
+		for (int i = 0; i < 2000; i++) {
+			double v = (double)(i % 7 == 0 ? 0 : i % 5 == 0 ? -1 : 1) *
+				   pow(10, (double)((seq * 2000 + (uint64_t)i) % 900) / 100 - 3);
+
+			tally_dds_add(one, v), tally_dds_add(all, v);
+		}
+		for (int i = 0; i < 10000; i++) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17; /* xorshift64: the member hashes */
+			tally_hll_add(sone, x), tally_hll_add(set, x);
+		}
+		batch(&b, "sk", seq, 1000);
+		add(&b, "lat|ms", 0, 2000, 1, 1, 1, 1);
+		assert_int_equal(tally_batch_set_blob(&b, blob, (uint32_t)tally_sketch_encode(one, blob)), 0);
+		add(&b, "users|s", 0, 10000, 10000, 1, 1, 1);
+		assert_int_equal(tally_batch_set_blob(&b, blob, (uint32_t)tally_sketch_encode(sone, blob)), 0);
+		write_new(s, &b);
+		write_replay(s, &b);
+	}
+	snprintf(key, sizeof(key), "%sc:1000:0:lat|ms", prefix);
+	r = hmget(addr, key, pf, 6);
+	assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+	assert_string_equal(r->element[5]->str, "20000");
+	for (int i = 0; i < 5; i++) {
+		snprintf(want, sizeof(want), "%.17g", tally_dds_quantile(all, q[i]));
+		assert_non_null(r->element[i]->str);
+		assert_string_equal(r->element[i]->str, want);
+	}
+	freeReplyObject(r);
+	snprintf(key, sizeof(key), "%sc:1000:0:users|s", prefix);
+	r = hmget(addr, key, (const char *const[]){"distinct", "count"}, 2);
+	assert_non_null(r->element[0]->str);
+	print_message("distinct: redis %s, C %.1f, true 100000\n", r->element[0]->str,
+		      tally_hll_estimate(set));
+	assert_true(fabs(atof(r->element[0]->str) - tally_hll_estimate(set)) <= 1);
+	assert_true(fabs(atof(r->element[0]->str) - 100000) <= 3 * 0.0081 * 100000);
+	assert_string_equal(r->element[1]->str, "100000");
+	freeReplyObject(r);
+	free(all), free(one), free(set), free(sone);
+	tally_batch_free(&b);
+}
+
+static void test_sketch_merged(void **st)
+{
+	struct tally_sink *s = open_plain();
+
+	(void)st;
+	sketch_rounds(s, env("TALLY_REDIS_ADDR"), "t:");
+	s->ops->close(s);
+}
+
+static void test_cluster_sketch(void **st)
+{
+	char err[256], seed[80];
+	struct tally_sink *s = tally_sink_redis_cluster_open(env("TALLY_REDIS_CLUSTER_SEEDS"), "",
+							     "sk:", 1000, err, sizeof(err));
+
+	(void)st;
+	if (s == NULL)
+		fail_msg("%s", err);
+	snprintf(seed, sizeof(seed), "%.*s", (int)strcspn(env("TALLY_REDIS_CLUSTER_SEEDS"), ","),
+		 env("TALLY_REDIS_CLUSTER_SEEDS"));
+	sketch_rounds(s, seed, "sk:");
 	s->ops->close(s);
 }
 
@@ -357,10 +478,11 @@ int main(void)
 {
 	const struct CMUnitTest plain[] = {
 		cmocka_unit_test(test_upsert_once),    cmocka_unit_test(test_chunks),
+		cmocka_unit_test(test_sketch_merged),
 		cmocka_unit_test(test_stopped_server), cmocka_unit_test(test_wrong_password),
 	};
 	const struct CMUnitTest cluster[] = {
-		cmocka_unit_test(test_cluster_failover),
+		cmocka_unit_test(test_cluster_sketch), cmocka_unit_test(test_cluster_failover),
 	};
 
 	if (getenv("TALLY_REDIS_CLUSTER_SEEDS") != NULL)

@@ -111,6 +111,28 @@ static void test_fields(void **st)
 	expect_bad("m:1|c|", TALLY_C_STATSD_BAD_FIELD);
 }
 
+/* Each line's row kind; a set keeps its member's hash, a relative gauge its signed change. */
+static void test_kinds(void **st)
+{
+	(void)st;
+	assert_int_equal(parse("c:1|c\ng:2|g\nt:3|ms\nh:4|h\nd:5|d\ns:user-42|s|@0.5|#a:1\n"
+			       "s:user-42|s\nr:+1.5|g\nr:-2|g|@0.1\nr:-0|g"), 10);
+	assert_int_equal(evs[0].kind, TALLY_EV_PLAIN);
+	assert_int_equal(evs[1].kind, TALLY_EV_GAUGE);
+	for (int i = 2; i <= 4; i++)
+		assert_int_equal(evs[i].kind, TALLY_EV_SKETCH);
+	assert_int_equal(evs[5].kind, TALLY_EV_SET);
+	assert_int_equal(evs[6].kind, TALLY_EV_SET);
+	assert_true(evs[5].member == evs[6].member && evs[5].member != 0);
+	assert_memory_equal(evs[5].key, "s|s|#a:1", 8);
+	expect_key(7, "r|g", 1.5);
+	expect_key(8, "r|g", -2);
+	for (int i = 7; i <= 9; i++)
+		assert_int_equal(evs[i].kind, TALLY_EV_GAUGE_REL);
+	assert_int_equal(parse("s:a|s\ns:b|s"), 2);
+	assert_true(evs[0].member != evs[1].member);
+}
+
 static void test_bad_lines(void **st)
 {
 	(void)st;
@@ -120,9 +142,11 @@ static void test_bad_lines(void **st)
 	expect_bad("m:1", TALLY_C_STATSD_BAD_TYPE);
 	expect_bad("m:1|x", TALLY_C_STATSD_BAD_TYPE);
 	expect_bad("m:1|", TALLY_C_STATSD_BAD_TYPE);
-	expect_bad("m:u|s", TALLY_C_STATSD_SET);
-	expect_bad("m:+1|g", TALLY_C_STATSD_REL_GAUGE);
-	expect_bad("m:-1|g", TALLY_C_STATSD_REL_GAUGE);
+	expect_bad("m:|s", TALLY_C_STATSD_BAD_SET);
+	expect_bad("m:+|g", TALLY_C_STATSD_BAD_REL_GAUGE);
+	expect_bad("m:-x|g", TALLY_C_STATSD_BAD_REL_GAUGE);
+	expect_bad("m:+-1|g", TALLY_C_STATSD_BAD_REL_GAUGE);
+	expect_bad("m:++1|g", TALLY_C_STATSD_BAD_REL_GAUGE);
 	expect_bad("m:+1|c", TALLY_C_STATSD_BAD_VALUE);
 	expect_bad("m:0x10|c", TALLY_C_STATSD_BAD_VALUE);
 	expect_bad("m:inf|c", TALLY_C_STATSD_BAD_VALUE);
@@ -159,12 +183,12 @@ static void test_key_too_long(void **st)
 static void test_mixed_datagram(void **st)
 {
 	(void)st;
-	assert_int_equal(parse("good:1|c\r\nbad:x|c\n\n\r\nalso.good:2|ms|#t:1\nm:1|s\nlast:3|g"), 3);
+	assert_int_equal(parse("good:1|c\r\nbad:x|c\n\n\r\nalso.good:2|ms|#t:1\nm:|s\nlast:3|g"), 3);
 	expect_key(0, "good|c", 1);
 	expect_key(1, "also.good|ms|#t:1", 2);
 	expect_key(2, "last|g", 3);
 	assert_int_equal(ctr[TALLY_C_STATSD_BAD_VALUE], 1);
-	assert_int_equal(ctr[TALLY_C_STATSD_SET], 1);
+	assert_int_equal(ctr[TALLY_C_STATSD_BAD_SET], 1);
 	assert_int_equal(parse("\n\n\r\n"), 0); /* empty lines count as nothing */
 	for (unsigned i = 0; i < TALLY_C_MAX; i++)
 		assert_int_equal(ctr[i], 0);
@@ -336,7 +360,7 @@ static void test_field_order(void **st)
 	expect_bad("m:1|c|@2|x", TALLY_C_STATSD_BAD_RATE);
 	expect_bad("m:1|c|x|@2", TALLY_C_STATSD_BAD_FIELD);
 	expect_bad("m:+1|g|x", TALLY_C_STATSD_BAD_FIELD);
-	expect_bad("m:+1|g|@0.5", TALLY_C_STATSD_REL_GAUGE);
+	expect_bad("m:+x|g|y", TALLY_C_STATSD_BAD_REL_GAUGE); /* the value is judged first */
 	expect_bad("m:+1|g|@5", TALLY_C_STATSD_BAD_RATE);
 	expect_bad("m:1|c|T1|#a|T2", TALLY_C_STATSD_BAD_FIELD);
 	expect_bad("m:1|c|c:x|c:y", TALLY_C_STATSD_BAD_FIELD);
@@ -352,6 +376,7 @@ int main(void)
 		cmocka_unit_test(test_scaled_value_finite), cmocka_unit_test(test_ts_zero),
 		cmocka_unit_test(test_rates), cmocka_unit_test(test_tags),
 		cmocka_unit_test(test_fields), cmocka_unit_test(test_bad_lines),
+		cmocka_unit_test(test_kinds),
 		cmocka_unit_test(test_nul), cmocka_unit_test(test_key_too_long),
 		cmocka_unit_test(test_mixed_datagram), cmocka_unit_test(test_enospc),
 		cmocka_unit_test(test_block_edges), cmocka_unit_test(test_short_datagrams),

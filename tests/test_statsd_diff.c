@@ -216,6 +216,12 @@ static void gen_value(struct buf *d)
 		putf(d, "-%u", below(1000));
 	else if (k < 50)
 		putf(d, "+%u", below(1000)); /* relative gauge, or a bad value */
+	else if (k < 56) {
+		/* a bad relative gauge, an empty set member, or set members */
+		static const char *const odd[] = {"", "", "+", "-x", "+1e", "-.5", "+-1", "u:42"};
+
+		puts_(d, PICK(odd));
+	}
 	else if (k < 65)
 		gen_decimal(d, true);
 	else if (k < 75)
@@ -379,8 +385,8 @@ static void gen_fields(struct buf *d)
 
 static void gen_type(struct buf *d)
 {
-	static const char *const good[] = {"c", "c", "c", "g", "g", "ms", "ms", "h", "d"};
-	static const char *const bad[] = {"s", "s", "", "x", "cc", "m", "msx", "C", "G", "S",
+	static const char *const good[] = {"c", "c", "c", "g", "g", "ms", "ms", "h", "d", "s", "s"};
+	static const char *const bad[] = {"", "x", "cc", "m", "msx", "C", "G", "S",
 					  "mss", "ms ", " c", "\xc3\xa9", "g\r"};
 
 	puts_(d, pct(88) ? PICK(good) : PICK(bad));
@@ -406,7 +412,7 @@ static void gen_structured(struct buf *d)
 /* A line most likely good: the shapes real clients send, fields in any order. */
 static void gen_clean(struct buf *d)
 {
-	static const char *const types[] = {"c", "g", "ms", "h", "d"};
+	static const char *const types[] = {"c", "g", "ms", "h", "d", "s"};
 	static const char *const rates[] = {"1", "0.5", "0.25", "0.1", "0.01"};
 	unsigned f[3] = {0, 1, 2}, n = below(4);
 
@@ -559,7 +565,7 @@ static void compare(const struct side *a, const struct side *b, const uint8_t *p
 		       memcmp(&x->value, &y->value, sizeof(x->value)) == 0 &&
 		       x->time_ms == y->time_ms && x->event_id == y->event_id &&
 		       x->hash == y->hash && memcmp(&x->dd, &y->dd, sizeof(x->dd)) == 0 &&
-		       x->cell == y->cell;
+		       x->cell == y->cell && x->kind == y->kind && x->statsd == y->statsd;
 		if (!same)
 			fprintf(stderr, "event %u: key %.*s / %.*s value %a / %a time %llu / %llu\n",
 				i, x->key_len, x->key, y->key_len, y->key, x->value, y->value,

@@ -585,6 +585,37 @@ static void test_near_full(void **st)
 	tally_wtab_destroy(t);
 }
 
+/* The live view's table has no slab pool: sketch rows fold in by their sums,
+ * never refused (a refusal would reset the view), and keep no sketch. */
+static void test_merge_sketch_into_plain(void **st)
+{
+	struct tally_wtab *src = tally_wtab_create_ext(64, 4, TALLY_NODE_ANY);
+	struct tally_wtab *view = tally_wtab_create(64);
+	const uint8_t key[] = "lat|ms";
+	struct tally_event e = {.kind = TALLY_EV_SKETCH};
+	uint64_t h = tally_row_hash(tally_key_hash(key, 6), 0);
+	bool missed = false;
+
+	(void)st;
+	assert_non_null(src);
+	assert_non_null(view);
+	for (int i = 1; i <= 10; i++) {
+		e.value = i;
+		assert_true(tally_wtab_add_kind(src, h, tally_wtab_slot(src, h), key, 6, 0, &e,
+						&missed) >= 0);
+		assert_false(missed);
+	}
+	assert_non_null(tally_wtab_sketch(src, tally_wtab_cell(src, tally_wtab_row(src, 0))));
+	for (int round = 0; round < 2; round++)
+		assert_int_equal(tally_wtab_merge(view, src, tally_wtab_row(src, 0)), round == 0);
+	assert_int_equal(tally_wtab_rows(view), 1);
+	assert_int_equal(tally_wtab_row(view, 0)->count, 20);
+	assert_true(tally_wtab_row(view, 0)->sum == 110);
+	assert_null(tally_wtab_sketch(view, tally_wtab_cell(view, tally_wtab_row(view, 0))));
+	tally_wtab_destroy(src);
+	tally_wtab_destroy(view);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -594,6 +625,7 @@ int main(void)
 		cmocka_unit_test(test_merge_against_reference),
 		cmocka_unit_test(test_rows_full_changes_nothing),
 		cmocka_unit_test(test_arena_full_changes_nothing), cmocka_unit_test(test_near_full),
+		cmocka_unit_test(test_merge_sketch_into_plain),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

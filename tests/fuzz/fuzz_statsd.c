@@ -2,7 +2,8 @@
 /*
  * libFuzzer target for the StatsD parser: every line is either one event or one
  * count under a bad-line reason, keys stay within 255 bytes and the arena, and
- * the canonical key of a good line parses again to itself.
+ * the canonical key of a good line parses again to itself; each event's row
+ * kind fits its key's type (s: a set, ms h d: a sketch, g: a gauge).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -13,6 +14,23 @@
 #include "parse_tly1.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The kind a canonical key's type calls for (a g may also be relative). */
+static uint8_t kind_of_key(const uint8_t *k, uint32_t n)
+{
+	const uint8_t *bar = memchr(k, '|', n), *t = bar + 1;
+	uint32_t tn = 0;
+
+	while (t + tn < k + n && t[tn] != '|')
+		tn++;
+	if (tn == 1 && t[0] == 's')
+		return TALLY_EV_SET;
+	if (tn == 1 && t[0] == 'g')
+		return TALLY_EV_GAUGE; /* relative is folded in by the caller */
+	if (tn == 1 && t[0] == 'c')
+		return TALLY_EV_PLAIN;
+	return TALLY_EV_SKETCH;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -36,7 +54,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (uint32_t i = 0; i < out.n; i++)
 		if (ev[i].key_len == 0 || ev[i].key < arena ||
 		    ev[i].key + ev[i].key_len > arena + out.arena_used ||
-		    !tally_utf8_valid(ev[i].key, ev[i].key_len) || ev[i].event_id != 0)
+		    !tally_utf8_valid(ev[i].key, ev[i].key_len) || ev[i].event_id != 0 ||
+		    (ev[i].kind == TALLY_EV_GAUGE_REL ? TALLY_EV_GAUGE : ev[i].kind) !=
+			    kind_of_key(ev[i].key, ev[i].key_len))
 			abort();
 	return 0;
 }
