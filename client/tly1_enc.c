@@ -11,6 +11,7 @@
 #include <sodium.h>
 
 #include "tly1_enc.h"
+#include "utf8.h"
 
 void tally_cl_dgram_init(struct tally_cl_dgram *d, uint8_t *buf, uint32_t cap,
 			 uint8_t key_id, uint64_t sender_id, uint64_t batch_seq)
@@ -56,30 +57,6 @@ uint32_t tally_cl_dgram_seal(struct tally_cl_dgram *d, const uint8_t key[16])
 	return d->len;
 }
 
-/* Length of the UTF-8 sequence at s (RFC 3629: no overlongs, no surrogates,
- * nothing above U+10FFFF), 0 if it is not one. The dataplane's rule, restated
- * here so the library does not link the dataplane. */
-static size_t utf8_seq(const uint8_t *s, size_t left)
-{
-	uint8_t c = s[0];
-	uint32_t n, min, cp;
-
-	if (c >= 0xc2 && c <= 0xdf) { n = 2; min = 0x80; cp = c & 0x1f; }
-	else if (c >= 0xe0 && c <= 0xef) { n = 3; min = 0x800; cp = c & 0x0f; }
-	else if (c >= 0xf0 && c <= 0xf4) { n = 4; min = 0x10000; cp = c & 0x07; }
-	else return 0;
-	if (left < n)
-		return 0;
-	for (uint32_t i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
-}
-
 bool tally_cl_key_valid(const uint8_t *k, size_t len)
 {
 	if (len == 0 || len > TALLY_KEY_MAX)
@@ -91,7 +68,7 @@ bool tally_cl_key_valid(const uint8_t *k, size_t len)
 			i++;
 			continue;
 		}
-		size_t n = utf8_seq(k + i, len - i);
+		size_t n = tally_utf8_seq(k + i, (uint32_t)(len - i));
 		if (n == 0)
 			return false;
 		i += n;

@@ -19,28 +19,7 @@
 
 #include "counters.h"
 #include "parse_tly1.h"
-
-/* Strict UTF-8 (RFC 3629): no overlongs, no surrogates, nothing above U+10FFFF. */
-static uint32_t utf8_seq(const uint8_t *s, uint32_t left)
-{
-	uint8_t c = s[0];
-	uint32_t n, min, cp;
-
-	if (c >= 0xc2 && c <= 0xdf) { n = 2; min = 0x80; cp = c & 0x1f; }
-	else if (c >= 0xe0 && c <= 0xef) { n = 3; min = 0x800; cp = c & 0x0f; }
-	else if (c >= 0xf0 && c <= 0xf4) { n = 4; min = 0x10000; cp = c & 0x07; }
-	else return 0;
-	if (left < n)
-		return 0;
-	for (uint32_t i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
-}
+#include "utf8.h"
 
 /* Some byte of w has its high bit set or is zero. */
 static inline bool word_not_plain(uint64_t w)
@@ -79,7 +58,7 @@ static bool utf8_valid_from(const uint8_t *s, uint32_t i, uint32_t len)
 			i++;
 			continue;
 		}
-		uint32_t n = utf8_seq(s + i, len - i);
+		uint32_t n = tally_utf8_seq(s + i, len - i);
 		if (n == 0)
 			return false;
 		i += n;
