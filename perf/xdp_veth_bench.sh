@@ -16,8 +16,8 @@
 # alternating, RUNS times each (3); each run prints lines/s sent, received and
 # aggregated, and the end the median and range. Tally's figures are its
 # counters (statsd_lines, events_accepted); statsd's its management console's
-# (statsd.metrics_received, less statsd.bad_lines_seen). brubeck, the C server
-# the issue names, is neither a Debian nor an npm package (perf/RESULTS.md).
+# (statsd.metrics_received, less statsd.bad_lines_seen). With BRUBECK=PATH, a
+# brubeck built outside this tree runs too (brubeck_run).
 # Limits, said where the figures are printed: a veth has no NIC, no DMA and
 # one RX queue; the sender's af_packet writes are the ceiling; on a 2-core VM
 # sender, tallyd's worker and its control lcore share the cores.
@@ -94,6 +94,49 @@ print(v("metrics_received"), v("metrics_received") - v("bad_lines_seen"))'
   echo "$sent"
 }
 
+# brubeck (github.com/github/brubeck: C, kernel UDP, recvmmsg on SO_REUSEPORT
+# sockets) is neither a Debian nor an npm package: build it outside this tree
+# and give its binary in BRUBECK. Its own count of the metrics it took (and of
+# bad lines) goes to its carbon backend every second: a small listener sums it.
+brubeck_run() { # prints "received aggregated", then "sent"
+  local conf=$work/brubeck.json
+  cat > "$conf" <<JSON
+{ "sharding": false, "server_name": "bench", "dumpfile": "$work/brubeck.dump",
+  "capacity": 20, "expire": 3600, "http": "127.0.0.1:8180",
+  "backends": [ { "type": "carbon", "address": "127.0.0.1", "port": 2003, "frequency": 1 } ],
+  "samplers": [ { "type": "statsd", "address": "192.0.2.1", "port": 8125, "workers": 2,
+                  "multisock": true, "multimsg": 8 } ] }
+JSON
+  ip netns exec "$A" python3 -c '
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 2003)); s.listen(1); c, _ = s.accept(); buf = b""
+while True:
+    d = c.recv(65536)
+    if not d:
+        break
+    buf += d
+m = e = 0
+for line in buf.decode(errors="replace").splitlines():
+    f = line.split()
+    if len(f) == 3 and f[0].endswith("bench.metrics"): m += int(float(f[1]))
+    if len(f) == 3 and f[0].endswith("bench.errors"): e += int(float(f[1]))
+open(sys.argv[1], "w").write("%d %d" % (m + e, m))' "$work/brubeck.count" &
+  local l=$!
+  pids+=("$l")
+  sleep 0.3
+  ip netns exec "$A" "$BRUBECK" --config "$conf" > "$work/brubeck.log" 2>&1 &
+  local t=$!
+  pids+=("$t")
+  for _ in $(seq 100); do ip netns exec "$A" ss -lun | grep -q '192.0.2.1:8125' && break; sleep 0.1; done
+  local sent; sent=$(gen "$@")
+  sleep 3 # the socket buffers drained and two flushes to the listener
+  kill "$t"; wait "$t" 2>/dev/null || true
+  wait "$l" 2>/dev/null || true
+  cat "$work/brubeck.count"; echo
+  echo "$sent"
+}
+
 summary() { # who file: median and range of each column (sent received aggregated)
   python3 - "$1" "$2" <<'PY'
 import statistics, sys
@@ -112,7 +155,7 @@ if [ "$mode" = statsd ]; then
   ip -n "$A" addr add 192.0.2.1/24 dev xa
   echo "veth, $secs s per run, sender tally-gen over net_af_packet, StatsD counters, $lines lines a datagram, $(nproc) CPUs, node $(node --version)"
   g=(--proto statsd --statsd-plain --events-per-dgram "$lines")
-  : > "$work/tally.txt"; : > "$work/statsd.txt"
+  : > "$work/tally.txt"; : > "$work/statsd.txt"; : > "$work/brubeck.txt"
   for i in $(seq "$runs"); do
     read -r sent recv agg < <(tallyd_run "" statsd_lines,events_accepted "${g[@]}")
     echo "run $i tally (AF_XDP):      sent $(rate $((sent * lines)))/s, received $(rate "$recv")/s, aggregated $(rate "$agg")/s lines"
@@ -120,9 +163,14 @@ if [ "$mode" = statsd ]; then
     { read -r recv agg; read -r sent; } < <(statsd_run "${g[@]}")
     echo "run $i statsd (kernel UDP): sent $(rate $((sent * lines)))/s, received $(rate "$recv")/s, aggregated $(rate "$agg")/s lines"
     echo "$(rate $((sent * lines))) $(rate "$recv") $(rate "$agg")" >> "$work/statsd.txt"
+    [ -n "${BRUBECK:-}" ] || continue
+    { read -r recv agg; read -r sent; } < <(brubeck_run "${g[@]}")
+    echo "run $i brubeck (kernel UDP): sent $(rate $((sent * lines)))/s, received $(rate "$recv")/s, aggregated $(rate "$agg")/s lines"
+    echo "$(rate $((sent * lines))) $(rate "$recv") $(rate "$agg")" >> "$work/brubeck.txt"
   done
   summary tally "$work/tally.txt"
   summary statsd "$work/statsd.txt"
+  [ -z "${BRUBECK:-}" ] || summary brubeck "$work/brubeck.txt"
   exit 0
 fi
 echo "veth, $secs s per run, sender tally-gen over net_af_packet, $(nproc) CPUs"
