@@ -84,8 +84,9 @@ static void insert_batch(struct worker *w, const uint64_t *id, unsigned n)
 	}
 }
 
-/* Events the other worker handed over: ours to decide. */
-static void drain(struct worker *w)
+/* Events the other worker handed over: ours to decide (up to a batch);
+ * returns how many. */
+static unsigned drain(struct worker *w)
 {
 	uint64_t id[BATCH];
 	struct evrec e;
@@ -94,6 +95,7 @@ static void drain(struct worker *w)
 	while (w->in != NULL && n < BATCH && ck_ring_dequeue_spsc_evrec(w->in, w->in_buf, &e))
 		id[n++] = e.id;
 	insert_batch(w, id, n);
+	return n;
 }
 
 static void pin(int cpu)
@@ -139,7 +141,10 @@ static void *run(void *arg)
 	ck_pr_store_int(w->done, 1);
 	while (!ck_pr_load_int(w->others_done))
 		drain(w);
-	drain(w);
+	/* the other is done handing over: all that is left in the ring, not just
+	 * one batch (a loaded machine can leave thousands: a false alarm before) */
+	while (drain(w) > 0)
+		;
 	w->cycles = __rdtsc() - t0;
 	return NULL;
 }
