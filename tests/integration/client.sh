@@ -16,16 +16,7 @@ command -v nft > /dev/null || fail "needs nft (deploy/install-deps.sh installs n
 send=$build/client/tally-send
 n_events=${CLIENT_EVENTS:-1000000}
 A=tally-ca-$$ P=tally-cp-$$
-on_exit+=("ip netns del $A" "ip netns del $P")
-ip netns add "$A"
-ip netns add "$P"
-ip link add xa netns "$A" type veth peer name xp netns "$P"
-ip -n "$A" addr add 10.78.0.1/24 dev xa
-ip -n "$P" addr add 10.78.0.2/24 dev xp
-ip -n "$A" link set xa up; ip -n "$A" link set lo up
-ip -n "$P" link set xp up; ip -n "$P" link set lo up
-# The sender's kernel finishes UDP checksums itself, as a NIC would (README).
-ip netns exec "$P" ethtool -K xp tx off > /dev/null
+veth_pair "$A" "$P" 10.78.0
 inA() { ip netns exec "$A" "$@"; }
 inP() { ip netns exec "$P" "$@"; }
 export LSAN_OPTIONS=suppressions=$src/tests/lsan.supp

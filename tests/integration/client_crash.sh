@@ -14,15 +14,7 @@ send=$build/client/tally-send
 kills=${CLIENT_CRASH_KILLS:-20}
 n_events=${CLIENT_CRASH_EVENTS:-200000}
 A=tally-ka-$$ P=tally-kp-$$
-on_exit+=("ip netns del $A" "ip netns del $P")
-ip netns add "$A"
-ip netns add "$P"
-ip link add xa netns "$A" type veth peer name xp netns "$P"
-ip -n "$A" addr add 10.77.0.1/24 dev xa
-ip -n "$P" addr add 10.77.0.2/24 dev xp
-ip -n "$A" link set xa up; ip -n "$A" link set lo up
-ip -n "$P" link set xp up; ip -n "$P" link set lo up
-ip netns exec "$P" ethtool -K xp tx off > /dev/null # checksums in software (README)
+veth_pair "$A" "$P" 10.77.0
 inA() { ip netns exec "$A" "$@"; }
 
 python3 "$src/tests/integration/client_gen.py" "$n_events" "$work/in.txt" "$work/expect.tsv" \

@@ -47,3 +47,18 @@ expect_counter() {
 
 # gen_summary FILE NAME: a value from tally-gen's printed summary
 gen_summary() { awk -v n="$2" '$1 == n { print $2; exit }' "$1"; }
+
+# veth_pair A P NET: namespaces A (tallyd's, NET.1 on xa) and P (the producer's,
+# NET.2 on xp) joined by a veth pair, removed on exit; the producer's kernel
+# finishes UDP checksums itself, as a NIC would (README)
+veth_pair() {
+  on_exit+=("ip netns del $1" "ip netns del $2")
+  ip netns add "$1"
+  ip netns add "$2"
+  ip link add xa netns "$1" type veth peer name xp netns "$2"
+  ip -n "$1" addr add "$3.1/24" dev xa
+  ip -n "$2" addr add "$3.2/24" dev xp
+  ip -n "$1" link set xa up; ip -n "$1" link set lo up
+  ip -n "$2" link set xp up; ip -n "$2" link set lo up
+  ip netns exec "$2" ethtool -K xp tx off > /dev/null
+}
