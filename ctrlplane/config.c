@@ -81,6 +81,10 @@ const struct tally_cfg_key tally_cfg_keys[] = {
 	U64(sketch_rows, "256", 1, 1048576, false, "rows of a worker table that can keep a "
 	    "sketch (ms, h, d) or HyperLogLog (s): 16 KiB each, allocated at start; beyond them "
 	    "values still count exactly and statsd_sketch_full counts what the sketches missed"),
+	U64(sketch_values, "4194304", 0, 268435456, false, "sketch values (ms, h, d, s lines) a "
+	    "worker table holds, 8 bytes each, for the flusher to fold into the sketches after the "
+	    "seal, off the worker core; a table is sealed early at 7/8 of them; 0: each worker "
+	    "folds its values itself (a timer line then costs about 2.5 counter lines)"),
 	STR(sink, "sqlite", false, "where batches go: sqlite, postgres, redis, redis-cluster",
 	    check_sink),
 	U64(sink_timeout_ms, "5000", 100, 600000, false, "bound on every sink connect and call; "

@@ -40,6 +40,7 @@ struct tally_config {
 	char sqlite_path[TALLY_CFG_STR_MAX];
 	char statsd_percentiles[TALLY_CFG_STR_MAX];
 	uint64_t sketch_rows;
+	uint64_t sketch_values;
 	uint64_t sqlite_cache_mb;
 	char pg_conninfo[TALLY_CFG_STR_MAX * 4];
 	char pg_shards[TALLY_CFG_STR_MAX * 16];

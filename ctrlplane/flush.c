@@ -131,6 +131,7 @@ static void take_table(struct tally_flusher *f, struct tally_worker *w, struct t
 	bool alone = f->merge == NULL;
 	int r = 0;
 
+	f->ctr.v[TALLY_C_STATSD_SKETCH_FULL] += tally_wtab_settle(t);
 	resolve_gauges(f, t);
 	if (alone)
 		r = tally_batch_add_wtab(&f->out, t);

@@ -109,32 +109,69 @@ static inline void tally_dgram_statsd(uint64_t *c, struct tally_evbuf *evb,
 }
 
 /*
- * Event time -> window, or the drop reason. The window of the previous event is
- * cached because a burst's events almost always share one: it saves a 64-bit
- * division per event.
+ * Event time -> window, or the drop reason. The limits are worked out once per
+ * batch, and the window of the previous event is cached because a batch's
+ * events almost always share one: an event inside both (the usual case) costs
+ * one subtraction and one compare, no division and no test of the limits.
  */
 struct tally_win_cache {
 	int64_t start, end;
+	uint64_t t_lo, t_hi;      /* accepted times: t_lo <= t <= t_hi */
+	uint64_t fast_lo, fast_n; /* accepted and in [start, end): t - fast_lo < fast_n */
 };
+
+/*
+ * The batch's limits, the same tests as per event: t > INT64_MAX - window_ms or
+ * (future_ms and t > now_ms + future_ms) is future; lateness_ms and
+ * t + lateness_ms < now_ms is late (no wrap: both limits are at most
+ * UINT64_MAX / 4 and an accepted t < 2^63).
+ */
+static inline void tally_ap_win_init(const struct tally_params *p, uint64_t now_ms,
+				     struct tally_win_cache *wc)
+{
+	uint64_t hi = (uint64_t)INT64_MAX - (uint64_t)p->window_ms;
+
+	if (p->future_ms && now_ms + p->future_ms < hi)
+		hi = now_ms + p->future_ms;
+	wc->t_hi = hi;
+	wc->t_lo = p->lateness_ms && now_ms > p->lateness_ms ? now_ms - p->lateness_ms : 0;
+	wc->start = INT64_MAX;
+	wc->end = INT64_MIN;
+	wc->fast_lo = 1;
+	wc->fast_n = 0; /* nothing is fast until the first window is known */
+}
+
+static inline int tally_ap_event_window_slow(const struct tally_params *p,
+					     struct tally_win_cache *wc, uint64_t t,
+					     struct tally_event *e)
+{
+	uint64_t lo, hi;
+
+	if (t > wc->t_hi)
+		return TALLY_C_DROP_FUTURE;
+	if (t < wc->t_lo)
+		return TALLY_C_DROP_LATE;
+	/* t >= 0 and w > 0: the start is always representable. */
+	tally_window_start((int64_t)t, p->window_ms, &wc->start);
+	wc->end = wc->start + p->window_ms;
+	lo = (uint64_t)wc->start > wc->t_lo ? (uint64_t)wc->start : wc->t_lo;
+	hi = (uint64_t)wc->end - 1 < wc->t_hi ? (uint64_t)wc->end - 1 : wc->t_hi;
+	wc->fast_lo = lo;
+	wc->fast_n = hi - lo + 1; /* lo <= t <= hi: never empty */
+	e->win_start = wc->start;
+	return TALLY_OK;
+}
 
 static inline int tally_ap_event_window(const struct tally_params *p, uint64_t now_ms,
 					struct tally_win_cache *wc, struct tally_event *e)
 {
 	uint64_t t = e->time_ms ? e->time_ms : now_ms;
 
-	if (tally_unlikely(t > (uint64_t)INT64_MAX - (uint64_t)p->window_ms))
-		return TALLY_C_DROP_FUTURE;
-	if (p->future_ms && t > now_ms + p->future_ms)
-		return TALLY_C_DROP_FUTURE;
-	if (p->lateness_ms && t + p->lateness_ms < now_ms)
-		return TALLY_C_DROP_LATE;
-	if (tally_unlikely((int64_t)t < wc->start || (int64_t)t >= wc->end)) {
-		/* t >= 0 and w > 0: the start is always representable. */
-		tally_window_start((int64_t)t, p->window_ms, &wc->start);
-		wc->end = wc->start + p->window_ms;
+	if (tally_likely(t - wc->fast_lo < wc->fast_n)) {
+		e->win_start = wc->start;
+		return TALLY_OK;
 	}
-	e->win_start = wc->start;
-	return TALLY_OK;
+	return tally_ap_event_window_slow(p, wc, t, e);
 }
 
 /* What a batch did, summed in registers and added to the counters once. */
@@ -169,7 +206,8 @@ static inline void tally_ap_prefetch_event(const struct tally_applier *a,
 					   const struct tally_event *e)
 {
 	tally_prefetch(&a->cur->cell[e->cell]);
-	if (e->kind == TALLY_EV_SKETCH || e->kind == TALLY_EV_SET)
+	/* deferred sketch values touch no aux word or slab here */
+	if ((e->kind == TALLY_EV_SKETCH || e->kind == TALLY_EV_SET) && a->cur->pend == NULL)
 		tally_wtab_prefetch_aux(a->cur, e->cell);
 	if (e->event_id)
 		tally_dedup_prefetch(a->dedup, e->dd);
@@ -188,8 +226,10 @@ static inline void tally_ap_apply_one(struct tally_applier *a, const struct tall
 			return;
 		}
 		s->inserted++;
-		s->evicted += r == TALLY_DEDUP_NEW_EVICT;
-		s->gave_up += r == TALLY_DEDUP_NEW_GAVE_UP;
+		if (tally_unlikely(r != TALLY_DEDUP_NEW)) {
+			s->evicted += r == TALLY_DEDUP_NEW_EVICT;
+			s->gave_up += r == TALLY_DEDUP_NEW_GAVE_UP;
+		}
 	}
 	if (tally_likely(e->kind == TALLY_EV_PLAIN)) {
 		r = tally_wtab_add_at(a->cur, e->hash, e->cell, e->key, e->key_len, e->win_start,
@@ -230,23 +270,29 @@ static inline void tally_ap_add_sums(struct tally_applier *a,
 /* Pass 1: drop by time, find windows, hash; keep survivors in place and
  * prefetch the first TALLY_PREFETCH of them. */
 static inline uint32_t tally_ap_prepare_events(struct tally_applier *a,
-					       const struct tally_params *p, uint64_t now_ms)
+					       const struct tally_params *p, uint64_t now_ms,
+					       bool *plain)
 {
 	struct tally_event *ev = a->evb->ev;
-	struct tally_win_cache wc = {INT64_MAX, INT64_MIN};
-	uint32_t k = 0;
+	struct tally_win_cache wc;
+	uint32_t k = 0, odd = 0;
 
+	tally_ap_win_init(p, now_ms, &wc);
 	if (tally_unlikely(p->rules != NULL))
 		tally_rcache_begin(a->rc, p->rules);
-	for (uint32_t i = 0; i < a->evb->n; i++) {
+	for (uint32_t i = 0, n = a->evb->n; i < n; i++) {
 		if (!tally_ap_prepare_one(a, p, now_ms, &wc, &ev[i]))
 			continue;
+		/* a key of 16..255 bytes has a bit of 0xf0; a plain event's kind is 0 */
+		_Static_assert(TALLY_ROW_KEY_INLINE == 15 && TALLY_EV_PLAIN == 0, "odd test");
+		odd |= (ev[i].key_len & 0xf0u) | ev[i].kind;
 		if (k != i)
 			ev[k] = ev[i];
 		if (k < TALLY_PREFETCH)
 			tally_ap_prefetch_event(a, &ev[k]);
 		k++;
 	}
+	*plain = !odd;
 	return k;
 }
 
@@ -260,17 +306,20 @@ static inline bool tally_apply_events(struct tally_applier *a, const struct tall
 	struct tally_dedup_view v = tally_dedup_view(a->dedup);
 	struct tally_apply_sums s = {0};
 	uint32_t n;
+	bool plain;
 
 	a->ctr[TALLY_C_EVENTS_IN] += a->evb->n;
-	n = tally_ap_prepare_events(a, p, now_ms);
+	n = tally_ap_prepare_events(a, p, now_ms, &plain);
 	for (uint32_t i = 0; i < n; i++) {
 		if (i + TALLY_PREFETCH < n)
 			tally_ap_prefetch_event(a, &ev[i + TALLY_PREFETCH]);
-		if (i + TALLY_PREFETCH_KEY < n) { /* its cell and aux word have arrived by now */
+		/* plain: no long key nor sketch in the batch (every TLY1 batch of short keys) */
+		if (!plain && i + TALLY_PREFETCH_KEY < n) { /* its cell and aux word have arrived by now */
 			const struct tally_event *k = &ev[i + TALLY_PREFETCH_KEY];
 
 			tally_wtab_prefetch_key(a->cur, k->cell, k->key_len);
-			if (k->kind == TALLY_EV_SKETCH || k->kind == TALLY_EV_SET)
+			if ((k->kind == TALLY_EV_SKETCH || k->kind == TALLY_EV_SET) &&
+			    a->cur->pend == NULL)
 				tally_wtab_prefetch_sketch(a->cur, k->cell, k);
 		}
 		tally_ap_apply_one(a, &ev[i], v, &s);

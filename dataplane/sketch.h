@@ -91,12 +91,21 @@ static inline void tally_dds_add(struct tally_sketch *s, double v)
 		tally_dds_store_add(v > 0 ? &s->dds.pos : &s->dds.neg, tally_dds_index(a), 1);
 }
 
+/* A member's hash: its register (the top TALLY_HLL_P bits) and rank. */
+static inline uint32_t tally_hll_reg(uint64_t h) { return (uint32_t)(h >> (64 - TALLY_HLL_P)); }
+
+static inline uint8_t tally_hll_rho(uint64_t h)
+{
+	uint64_t w = h << TALLY_HLL_P;
+
+	return w == 0 ? 64 - TALLY_HLL_P + 1 : (uint8_t)(__builtin_clzll(w) + 1);
+}
+
 /* One member, by its 64-bit hash, into a HyperLogLog. */
 static inline void tally_hll_add(struct tally_sketch *s, uint64_t h)
 {
-	uint32_t i = (uint32_t)(h >> (64 - TALLY_HLL_P));
-	uint64_t w = h << TALLY_HLL_P;
-	uint8_t rho = w == 0 ? 64 - TALLY_HLL_P + 1 : (uint8_t)(__builtin_clzll(w) + 1);
+	uint32_t i = tally_hll_reg(h);
+	uint8_t rho = tally_hll_rho(h);
 
 	if (rho > s->reg[i])
 		s->reg[i] = rho;

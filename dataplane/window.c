@@ -86,6 +86,8 @@ void tally_wtab_destroy(struct tally_wtab *t)
 	tally_mem_unmap(t->aux, t->ncells * sizeof(uint32_t));
 	if (t->slab != NULL)
 		tally_mem_unmap(t->slab, (size_t)t->nslabs * sizeof(struct tally_sketch));
+	if (t->pend != NULL)
+		tally_mem_unmap(t->pend, (size_t)t->pend_cap * sizeof(*t->pend));
 	tally_mem_unmap(t, sizeof(*t));
 }
 
@@ -101,6 +103,8 @@ void tally_wtab_reset(struct tally_wtab *t)
 	if (t->slabs_used != 0)
 		memset(t->slab, 0, (size_t)t->slabs_used * sizeof(struct tally_sketch));
 	t->slabs_used = 0;
+	t->sk_rows = 0;
+	t->npend = 0;
 	t->nrows = 0;
 	t->arena_used = 0;
 }
@@ -185,13 +189,67 @@ static void gauge_add(struct tally_wtab *t, struct tally_row *r, uint64_t c, boo
 		t->aux[c] = TALLY_AUX_GAUGE | TALLY_AUX_REL;
 }
 
+/* A timer value as a deferred op: its store and bin. */
+static inline uint32_t dds_op(double v)
+{
+	double a = v < 0 ? -v : v;
+
+	if (a < TALLY_DDS_MIN_VALUE)
+		return TALLY_SKOP_ZERO;
+	return (v > 0 ? TALLY_SKOP_POS : TALLY_SKOP_NEG) |
+	       (uint32_t)(tally_dds_index(a) + TALLY_SKOP_BIAS);
+}
+
+/* A set member's hash as a deferred op: its register and rank. */
+static inline uint32_t hll_op(uint64_t h)
+{
+	return TALLY_SKOP_HLL | (uint32_t)tally_hll_rho(h) << TALLY_HLL_P | tally_hll_reg(h);
+}
+
+/* A quantile op's bin index. */
+static inline int32_t op_index(uint32_t op)
+{
+	return (int32_t)(op & ~(TALLY_SKOP_STORE | TALLY_SKOP_HLL)) - TALLY_SKOP_BIAS;
+}
+
+/* op into the sketch of the row in cell c; false when no slab is left. */
+static bool apply_op(struct tally_wtab *t, uint32_t c, uint32_t op)
+{
+	struct tally_sketch *s = slab_for(t, c, op & TALLY_SKOP_HLL ? TALLY_SK_HLL : TALLY_SK_DDS);
+
+	if (s == NULL)
+		return false;
+	if (op & TALLY_SKOP_HLL) {
+		uint8_t rho = (uint8_t)(op >> TALLY_HLL_P & 0x7f);
+		uint32_t i = op & (TALLY_HLL_M - 1);
+
+		s->reg[i] = rho > s->reg[i] ? rho : s->reg[i];
+	} else if ((op & TALLY_SKOP_STORE) == TALLY_SKOP_ZERO) {
+		s->dds.zero++;
+	} else {
+		tally_dds_store_add(op & TALLY_SKOP_POS ? &s->dds.pos : &s->dds.neg, op_index(op), 1);
+	}
+	return true;
+}
+
+/* A sketch value of the row in cell c: deferred while the list has room.
+ * False when it went to the slabs and none was left. */
+static inline bool sketch_value(struct tally_wtab *t, uint64_t c, bool created, uint32_t op)
+{
+	t->sk_rows += created;
+	if (t->npend < t->pend_cap) {
+		t->pend[t->npend++] = (struct tally_skval){(uint32_t)c, op};
+		return true;
+	}
+	return apply_op(t, (uint32_t)c, op);
+}
+
 int tally_wtab_add_kind(struct tally_wtab *t, uint64_t h, uint64_t c, const uint8_t *key,
 			uint8_t key_len, int64_t win_start, const struct tally_event *e,
 			bool *missed)
 {
 	bool created;
 	struct tally_row *r = tally_wtab_find(t, h, c, key, key_len, win_start, &created);
-	struct tally_sketch *s;
 
 	if (r == NULL)
 		return -ENOSPC;
@@ -199,15 +257,11 @@ int tally_wtab_add_kind(struct tally_wtab *t, uint64_t h, uint64_t c, const uint
 	switch (e->kind) {
 	case TALLY_EV_SKETCH:
 		row_add(r, created, e->value);
-		if ((s = slab_for(t, c, TALLY_SK_DDS)) != NULL)
-			tally_dds_add(s, e->value);
-		*missed = s == NULL;
+		*missed = !sketch_value(t, c, created, dds_op(e->value));
 		break;
 	case TALLY_EV_SET:
 		row_add(r, created, 1);
-		if ((s = slab_for(t, c, TALLY_SK_HLL)) != NULL)
-			tally_hll_add(s, e->member);
-		*missed = s == NULL;
+		*missed = !sketch_value(t, c, created, hll_op(e->member));
 		break;
 	case TALLY_EV_GAUGE:
 	case TALLY_EV_GAUGE_REL:
@@ -217,6 +271,53 @@ int tally_wtab_add_kind(struct tally_wtab *t, uint64_t h, uint64_t c, const uint
 		row_add(r, created, e->value);
 	}
 	return created;
+}
+
+int tally_wtab_defer_sketches(struct tally_wtab *t, uint32_t cap, int node)
+{
+	if (cap == 0)
+		return 0;
+	t->pend = tally_mem_map_node((size_t)cap * sizeof(*t->pend), node);
+	if (t->pend == NULL)
+		return -ENOMEM;
+	t->pend_cap = cap;
+	t->bytes += (size_t)cap * sizeof(*t->pend);
+	return 0;
+}
+
+/* Values ahead whose aux word, then slab line, are prefetched while settling. */
+#define SETTLE_AHEAD_AUX 16
+#define SETTLE_AHEAD_SLAB 8
+
+static void settle_prefetch_slab(struct tally_wtab *t, struct tally_skval v)
+{
+	uint32_t n = t->aux[v.cell] & TALLY_AUX_SLAB;
+	struct tally_sketch *s;
+
+	if (n == 0 || (v.op & (TALLY_SKOP_HLL | TALLY_SKOP_STORE)) == 0)
+		return;
+	s = &t->slab[n - 1];
+	if (v.op & TALLY_SKOP_HLL)
+		tally_prefetch(&s->reg[v.op & (TALLY_HLL_M - 1)]);
+	else
+		tally_prefetch(tally_dds_slot(v.op & TALLY_SKOP_POS ? &s->dds.pos : &s->dds.neg,
+					      op_index(v.op)));
+}
+
+uint64_t tally_wtab_settle(struct tally_wtab *t)
+{
+	uint64_t missed = 0;
+	uint32_t n = t->npend;
+
+	for (uint32_t i = 0; i < n; i++) {
+		if (i + SETTLE_AHEAD_AUX < n)
+			tally_prefetch(&t->aux[t->pend[i + SETTLE_AHEAD_AUX].cell]);
+		if (i + SETTLE_AHEAD_SLAB < n)
+			settle_prefetch_slab(t, t->pend[i + SETTLE_AHEAD_SLAB]);
+		missed += !apply_op(t, t->pend[i].cell, t->pend[i].op);
+	}
+	t->npend = 0;
+	return missed;
 }
 
 /* src's sketch into the row in cell c (a slab was checked to be free). */

@@ -24,6 +24,16 @@
  * its first sketch value; when the pool is used up the row still counts every
  * value exactly (count, sum, min, max, last) and the caller counts the value
  * its sketch missed; the table asks to be sealed at 7/8 of the pool.
+ *
+ * A worker's table defers its sketch values (tally_wtab_defer_sketches): the
+ * worker appends each as 8 bytes (cell, bin or register) to a list, and the
+ * table's reader folds the list into the slabs (tally_wtab_settle) after the
+ * seal, on the flusher's core. A timer line then costs the worker its row and
+ * one sequential store, as a counter's does, instead of the aux word, the slab
+ * header and a bin: at 10,000 timer names the slabs' bins are tens of MB, far
+ * beyond the caches, and those three misses made a timer cost 2.5 counters.
+ * The list asks for a seal at 7/8 full; a value that finds it full (the seal
+ * is in flight) goes straight to its slab, as without the list.
  */
 #ifndef TALLY_WINDOW_H
 #define TALLY_WINDOW_H
@@ -58,11 +68,29 @@ _Static_assert(sizeof(struct tally_row) == 64, "a row is one cache line");
 #define TALLY_AUX_GAUGE 0x40000000u /* a StatsD gauge row: its last is the gauge's value */
 #define TALLY_AUX_REL 0x80000000u   /* only relative lines so far: values are offsets */
 
+/*
+ * A sketch value waiting for its slab: the row's cell, and op = for a
+ * HyperLogLog TALLY_SKOP_HLL | rho << 14 | register; for a quantile sketch the
+ * store (TALLY_SKOP_ZERO, _POS or _NEG) | bin index + TALLY_SKOP_BIAS.
+ */
+struct tally_skval {
+	uint32_t cell, op;
+};
+#define TALLY_SKOP_HLL 0x80000000u
+#define TALLY_SKOP_POS 0x20000000u
+#define TALLY_SKOP_NEG 0x40000000u
+#define TALLY_SKOP_ZERO 0x00000000u
+#define TALLY_SKOP_STORE 0x60000000u
+#define TALLY_SKOP_BIAS 0x10000000 /* |bin index| < 2^16 for every finite double */
+
 struct tally_wtab {
 	struct tally_row *cell;
 	uint32_t *aux;             /* per cell: TALLY_AUX_* */
 	struct tally_sketch *slab; /* the sketch pool */
 	uint32_t nslabs, slabs_used;
+	uint32_t sk_rows;            /* rows of a sketch kind created: slabs they will take */
+	struct tally_skval *pend;    /* deferred sketch values; NULL: none deferred */
+	uint32_t npend, pend_cap;
 	uint32_t *used; /* cell numbers of the rows, in creation order */
 	uint64_t ncells;
 	uint32_t nrows, max_rows;
@@ -292,7 +320,7 @@ static inline void tally_wtab_prefetch_sketch(const struct tally_wtab *t, uint64
 		return;
 	s = &t->slab[n - 1];
 	if (e->kind == TALLY_EV_SET) {
-		tally_prefetch(&s->reg[e->member >> (64 - TALLY_HLL_P)]);
+		tally_prefetch(&s->reg[tally_hll_reg(e->member)]);
 		return;
 	}
 	st = e->value > 0 ? &s->dds.pos : &s->dds.neg;
@@ -302,7 +330,17 @@ static inline void tally_wtab_prefetch_sketch(const struct tally_wtab *t, uint64
 		tally_prefetch(&st->bins[(uint32_t)tally_dds_index(a) % TALLY_DDS_BINS]);
 }
 
-/* The sketch of the row in cell c, or NULL. */
+/*
+ * Defer t's sketch values to a list of cap entries (8 bytes each), folded in
+ * by tally_wtab_settle. 0 or -ENOMEM. A table that defers must be settled
+ * before its sketches are read or merged.
+ */
+int tally_wtab_defer_sketches(struct tally_wtab *t, uint32_t cap, int node);
+/* Fold the deferred values into the slabs (the table's reader, after the
+ * seal). Returns the values no slab could take (the pool was used up). */
+uint64_t tally_wtab_settle(struct tally_wtab *t);
+
+/* The sketch of the row in cell c, or NULL (a settled table's). */
 static inline const struct tally_sketch *tally_wtab_sketch(const struct tally_wtab *t, uint64_t c)
 {
 	uint32_t s = t->aux[c] & TALLY_AUX_SLAB;
@@ -342,7 +380,8 @@ static inline const struct tally_row *tally_wtab_row(const struct tally_wtab *t,
 static inline bool tally_wtab_near_full(const struct tally_wtab *t)
 {
 	return t->nrows >= t->max_rows / 8 * 7 || t->arena_used >= t->arena_cap / 8 * 7 ||
-	       (t->nslabs != 0 && t->slabs_used >= t->nslabs - t->nslabs / 8);
+	       (t->nslabs != 0 && t->sk_rows >= t->nslabs - t->nslabs / 8) ||
+	       (t->pend_cap != 0 && t->npend >= t->pend_cap - t->pend_cap / 8);
 }
 
 #endif

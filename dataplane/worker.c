@@ -66,6 +66,8 @@ int tally_worker_init_node(struct tally_worker *w, unsigned id, struct tally_sha
 						     node);
 		if (w->tables[i] == NULL)
 			return -errno;
+		if (tally_wtab_defer_sketches(w->tables[i], sh->sketch_values, node) != 0)
+			return -ENOMEM;
 		if (i > 0)
 			ck_ring_enqueue_spsc(&w->spare, w->spare_buf, w->tables[i]);
 	}
@@ -373,13 +375,16 @@ static bool parse_frame(struct tally_worker *w, const struct tally_params *p,
 	const uint8_t *frame = rte_pktmbuf_mtod(m, const uint8_t *);
 	int r;
 
+	enum tally_csum_state ipc = csum_state(f, RTE_MBUF_F_RX_IP_CKSUM_MASK,
+					      RTE_MBUF_F_RX_IP_CKSUM_GOOD, RTE_MBUF_F_RX_IP_CKSUM_BAD);
+	enum tally_csum_state l4c = csum_state(f, RTE_MBUF_F_RX_L4_CKSUM_MASK,
+					      RTE_MBUF_F_RX_L4_CKSUM_GOOD, RTE_MBUF_F_RX_L4_CKSUM_BAD);
+
 	w->ctr.v[TALLY_C_RX_BYTES] += m->pkt_len;
-	r = tally_pkt_parse(frame, m->data_len,
-			    csum_state(f, RTE_MBUF_F_RX_IP_CKSUM_MASK, RTE_MBUF_F_RX_IP_CKSUM_GOOD,
-				       RTE_MBUF_F_RX_IP_CKSUM_BAD),
-			    csum_state(f, RTE_MBUF_F_RX_L4_CKSUM_MASK, RTE_MBUF_F_RX_L4_CKSUM_GOOD,
-				       RTE_MBUF_F_RX_L4_CKSUM_BAD),
-			    p->ports, 2, &u);
+	/* the usual frame inline (no call), anything else named by the general path */
+	r = tally_pkt_fast_ipv4_udp(frame, m->data_len, ipc, l4c, p->ports, 2, &u)
+		    ? TALLY_OK
+		    : tally_pkt_parse_general(frame, m->data_len, ipc, l4c, p->ports, 2, &u);
 	if (unlikely(r != TALLY_OK)) {
 		if (w->exc_cap != 0 && for_kernel(r) && divert(w, m))
 			return true;

@@ -51,6 +51,7 @@ struct tally_shared {
 	 * stop: the loop's one extra load is of a line it reads anyway. */
 	uint32_t drain;
 	uint32_t sketch_rows;       /* sketch slabs a table: 0 = TALLY_SKETCH_ROWS_DEFAULT */
+	uint32_t sketch_values;     /* deferred sketch values a table (window.h); 0: none */
 };
 
 /* Rows a table can give a sketch (16 KiB each): tallyd's sketch_rows default. */

@@ -4,7 +4,9 @@
  * runs of adds against a reference table (keys of 1..255 arbitrary bytes around
  * the inline and prefix lengths, families of keys that differ in one byte or are
  * prefixes of each other, extreme windows, forced probe collisions), creation
- * order, reset and reuse, merging, the row and arena limits, and near_full.
+ * order, reset and reuse, merging, the row and arena limits, and near_full;
+ * and the apply stage's time checks (limits worked out once per batch, a cached
+ * window) against the rule per event, on random batches around every limit.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -18,6 +20,7 @@
 
 #include <cmocka.h>
 
+#include "apply.h"
 #include "window.h"
 
 #define TEST_SEED 0
@@ -616,6 +619,179 @@ static void test_merge_sketch_into_plain(void **st)
 	tally_wtab_destroy(view);
 }
 
+/* Add a timer value (or, with member != 0, a set member) to key's row. */
+static bool add_sk(struct tally_wtab *t, const char *key, double v, uint64_t member)
+{
+	struct tally_event e = {.kind = member ? TALLY_EV_SET : TALLY_EV_SKETCH};
+	uint8_t n = (uint8_t)strlen(key);
+	uint64_t h = tally_row_hash(tally_key_hash((const uint8_t *)key, n), 0);
+	bool missed = false;
+
+	if (member)
+		e.member = member;
+	else
+		e.value = v;
+	assert_true(tally_wtab_add_kind(t, h, tally_wtab_slot(t, h), (const uint8_t *)key, n, 0,
+					&e, &missed) >= 0);
+	return !missed;
+}
+
+static const struct tally_sketch *sketch_of(const struct tally_wtab *t, const char *key)
+{
+	for (uint32_t i = 0; i < tally_wtab_rows(t); i++) {
+		const struct tally_row *r = tally_wtab_row(t, i);
+
+		if (r->key_len == strlen(key) && memcmp(r->key, key, r->key_len) == 0)
+			return tally_wtab_sketch(t, tally_wtab_cell(t, r));
+	}
+	return NULL;
+}
+
+static void assert_same_sketch(const struct tally_sketch *a, const struct tally_sketch *b)
+{
+	static uint8_t x[TALLY_SKETCH_BLOB_MAX], y[TALLY_SKETCH_BLOB_MAX];
+	size_t n;
+
+	assert_non_null(a);
+	assert_non_null(b);
+	n = tally_sketch_encode(a, x);
+	assert_int_equal(n, tally_sketch_encode(b, y));
+	assert_memory_equal(x, y, n);
+}
+
+/*
+ * Deferred sketch values (a worker's table) settle into exactly the sketches
+ * a table that folds each value at once builds: values of every store (zero,
+ * positive, negative, extremes) and set members, some past the list's end
+ * (straight to the slabs), and the list asks for a seal at 7/8.
+ */
+static void test_deferred_sketches(void **st)
+{
+	struct tally_wtab *d = tally_wtab_create_ext(64, 4, TALLY_NODE_ANY);
+	struct tally_wtab *now = tally_wtab_create_ext(64, 4, TALLY_NODE_ANY);
+	const double vals[] = {0, 1e-12, -0.0, 1, 1.5, -3, 250, 1e300, -1e-300, 5e-9, 0.999};
+	uint64_t rng = 7;
+
+	(void)st;
+	assert_int_equal(tally_wtab_defer_sketches(d, 64, TALLY_NODE_ANY), 0);
+	for (int i = 0; i < 100; i++) {
+		double v = vals[i % 11] * (1 + i / 11);
+		uint64_t m = rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+
+		/* 56 timer values, then 8 members fill the list; the rest go
+		 * straight to the slabs */
+		if (i < 56 || i >= 64)
+			assert_true(add_sk(d, "t|ms", v, 0) && add_sk(now, "t|ms", v, 0));
+		if (i >= 56)
+			assert_true(add_sk(d, "u|s", 1, m | 1) && add_sk(now, "u|s", 1, m | 1));
+		if (i == 54)
+			assert_false(tally_wtab_near_full(d));
+		if (i == 55)
+			assert_true(tally_wtab_near_full(d)); /* 56 = 7/8 of 64 */
+		if (i == 63) {
+			assert_int_equal(d->npend, 64);
+			assert_null(sketch_of(d, "u|s")); /* all deferred: no slab yet */
+		}
+	}
+	assert_int_equal(tally_wtab_settle(d), 0);
+	assert_int_equal(d->npend, 0);
+	assert_same_sketch(sketch_of(d, "t|ms"), sketch_of(now, "t|ms"));
+	assert_same_sketch(sketch_of(d, "u|s"), sketch_of(now, "u|s"));
+	tally_wtab_reset(d);
+	assert_false(tally_wtab_near_full(d));
+	tally_wtab_destroy(d);
+	tally_wtab_destroy(now);
+}
+
+/* Settling with the slab pool used up: values still count in their rows, the
+ * ones no slab took are returned (statsd_sketch_full), nothing crashes. */
+static void test_deferred_pool_full(void **st)
+{
+	struct tally_wtab *d = tally_wtab_create_ext(64, 2, TALLY_NODE_ANY);
+	char key[8];
+
+	(void)st;
+	assert_int_equal(tally_wtab_defer_sketches(d, 64, TALLY_NODE_ANY), 0);
+	for (int k = 0; k < 4; k++) {
+		snprintf(key, sizeof(key), "k%d|ms", k);
+		for (int i = 0; i < 5; i++)
+			assert_true(add_sk(d, key, i + 1, 0));
+	}
+	assert_true(tally_wtab_near_full(d)); /* 4 sketch rows for 2 slabs */
+	assert_int_equal(tally_wtab_settle(d), 10);
+	assert_int_equal(tally_wtab_rows(d), 4);
+	for (uint32_t i = 0; i < 4; i++) {
+		const struct tally_sketch *s = tally_wtab_sketch(d, d->used[i]);
+
+		assert_int_equal(tally_wtab_row(d, i)->count, 5);
+		if (i < 2)
+			assert_int_equal(tally_dds_count(s), 5);
+		else
+			assert_null(s);
+	}
+	tally_wtab_destroy(d);
+}
+
+/* The rule per event, as apply.h applied it before the limits were per batch. */
+static int time_rule(const struct tally_params *p, uint64_t now, uint64_t t0, int64_t *win)
+{
+	uint64_t t = t0 ? t0 : now;
+
+	if (t > (uint64_t)INT64_MAX - (uint64_t)p->window_ms)
+		return TALLY_C_DROP_FUTURE;
+	if (p->future_ms && t > now + p->future_ms)
+		return TALLY_C_DROP_FUTURE;
+	if (p->lateness_ms && t + p->lateness_ms < now)
+		return TALLY_C_DROP_LATE;
+	assert_int_equal(tally_window_start((int64_t)t, p->window_ms, win), 0);
+	return TALLY_OK;
+}
+
+/* A time near one of the limits, a window edge, or anywhere. */
+static uint64_t edge_time(const struct tally_params *p, uint64_t now)
+{
+	int64_t d = (int64_t)below(5) - 2;
+	uint64_t w = (uint64_t)p->window_ms;
+
+	switch (below(8)) {
+	case 0: return 0;
+	case 1: return now + p->future_ms + (uint64_t)d;
+	case 2: return now - p->lateness_ms + (uint64_t)d;
+	case 3: return (uint64_t)INT64_MAX - w + (uint64_t)d;
+	case 4: return (now / w + below(3)) * w + (uint64_t)d;
+	case 5: return rnd();
+	default: return now - below(2 * p->lateness_ms + 1) + below(2 * p->future_ms + 1);
+	}
+}
+
+static void test_apply_time_limits(void **state)
+{
+	static const uint64_t limits[][2] = {{3600000, 60000}, {0, 60000}, {3600000, 0}, {0, 0},
+					     {1, 1}, {UINT64_MAX / 4, UINT64_MAX / 4}};
+	static struct tally_event ev[64];
+	(void)state;
+	for (unsigned round = 0; round < 3000; round++) {
+		struct tally_params p = {.window_ms = (int64_t)(below(3) ? 10000 : 1 + below(100000)),
+					 .lateness_ms = limits[round % 6][0],
+					 .future_ms = limits[round % 6][1]};
+		uint64_t now = below(4) ? 1800000000000ULL + below(1000000) : below(5000000);
+		struct tally_win_cache wc;
+		uint32_t n = 1 + (uint32_t)below(64);
+
+		tally_ap_win_init(&p, now, &wc);
+		for (uint32_t i = 0; i < n; i++) {
+			int64_t want_win = 0;
+			uint64_t t = edge_time(&p, now);
+			int want = time_rule(&p, now, t, &want_win);
+
+			ev[i].time_ms = t;
+			assert_int_equal(tally_ap_event_window(&p, now, &wc, &ev[i]), want);
+			if (want == TALLY_OK)
+				assert_int_equal(ev[i].win_start, want_win);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -626,6 +802,8 @@ int main(void)
 		cmocka_unit_test(test_rows_full_changes_nothing),
 		cmocka_unit_test(test_arena_full_changes_nothing), cmocka_unit_test(test_near_full),
 		cmocka_unit_test(test_merge_sketch_into_plain),
+		cmocka_unit_test(test_deferred_sketches), cmocka_unit_test(test_deferred_pool_full),
+		cmocka_unit_test(test_apply_time_limits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
