@@ -33,7 +33,6 @@
 #include <ck_pr.h>
 #if defined(__SSE4_2__)
 #include <smmintrin.h>
-#include <tmmintrin.h>
 #endif
 
 #ifndef likely
@@ -71,6 +70,9 @@ struct tally_dedup_ctl {
 	uint16_t sweep_pass_gen;  /* generation when the current sweep pass began */
 	uint16_t swept_gen;       /* generation when the last complete pass began */
 	uint64_t held_back;       /* generation advances held back for the sweeper */
+	uint64_t tick_ins;        /* ids inserted at the last tick */
+	uint64_t tick_delta[TALLY_DEDUP_GENS]; /* ids a tick, at the last advances */
+	unsigned tick_at;
 } __attribute__((aligned(64)));
 
 struct tally_dedup {
@@ -187,83 +189,77 @@ static inline struct tally_dedup_view tally_dedup_view(const struct tally_dedup 
 }
 
 /*
- * One pass over a bucket for the fast path: which slots are live, and whether
- * any holds the fingerprint and role `mine` (live or not); which ones is worked
- * out only then (duplicates are the rare case). With SSE4.2 the eight 16-bit
- * generation fields are gathered into one register and judged together (~30
- * instructions a bucket, against ~140 for a slot at a time); each 8-byte half of
- * a 16-byte load is atomic, which is all a slot needs.
+ * One pass over a bucket for the fast path: which slots are live, and which
+ * hold the high 32 bits of `mine`'s fingerprint (live or not), a near-certain
+ * sign of `mine` itself (2^-32 a slot otherwise); the exact test of those few
+ * is scalar (tally_dedup_hit), since duplicates are the rare case. With SSE4.1
+ * the bucket's four 16-byte loads are split into the slots' low and high
+ * dwords (two shufps each), so the eight generations pack into one register
+ * with one packusdw and the fingerprints compare four at a time: ~25
+ * instructions a bucket, against ~50 for gathering 16-bit generation fields
+ * with pshufb and comparing whole 64-bit slots. Each 8-byte half of a 16-byte
+ * load is atomic, which is all a slot needs, and each slot is read once.
  */
 struct tally_dedup_scan {
-	uint32_t live; /* bit i: slot i is live */
-	bool maybe;    /* some slot holds `mine` */
-#if defined(__SSE4_2__)
-	__m128i m[4];  /* slots 2k, 2k+1 hold `mine` */
-#else
-	uint32_t match;
-#endif
+	uint32_t live;  /* bit i: slot i is live */
+	uint32_t maybe; /* bit i: slot i holds mine's fingerprint's high 32 bits */
 };
 
 #if defined(__SSE4_2__)
 static inline void tally_dedup_scan(const struct tally_dedup_bucket *b, uint64_t mine,
 				    uint16_t lo, struct tally_dedup_scan *r)
 {
-	const __m128i gm = _mm_set1_epi64x(TALLY_DEDUP_GEN_MASK);
-	const __m128i me = _mm_set1_epi64x((long long)mine);
+	const __m128i hi = _mm_set1_epi32((int)(uint32_t)(mine >> 32));
 	/* volatile: each slot is read exactly once, so the fingerprint test and
-	 * the live test judge the same value (the compiler may otherwise fold one
-	 * load into pandn and reload for the shuffle, seeing two moments) */
+	 * the live test judge the same value */
 	const volatile __m128i *q = (const volatile __m128i *)b->slot;
-	__m128i v0 = q[0], v1 = q[1], v2 = q[2], v3 = q[3];
-
-	r->m[0] = _mm_cmpeq_epi64(_mm_andnot_si128(gm, v0), me);
-	r->m[1] = _mm_cmpeq_epi64(_mm_andnot_si128(gm, v1), me);
-	r->m[2] = _mm_cmpeq_epi64(_mm_andnot_si128(gm, v2), me);
-	r->m[3] = _mm_cmpeq_epi64(_mm_andnot_si128(gm, v3), me);
-	__m128i any = _mm_or_si128(_mm_or_si128(r->m[0], r->m[1]), _mm_or_si128(r->m[2], r->m[3]));
-	/* low 16 bits of slot i -> 16-bit lane i */
-	__m128i g = _mm_or_si128(
-		_mm_or_si128(_mm_shuffle_epi8(v0, _mm_setr_epi8(0, 1, 8, 9, -1, -1, -1, -1, -1, -1,
-								-1, -1, -1, -1, -1, -1)),
-			     _mm_shuffle_epi8(v1, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 8, 9, -1, -1,
-								-1, -1, -1, -1, -1, -1))),
-		_mm_or_si128(_mm_shuffle_epi8(v2, _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, 0, 1,
-								8, 9, -1, -1, -1, -1)),
-			     _mm_shuffle_epi8(v3, _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
-								-1, -1, 0, 1, 8, 9))));
+	__m128 v0 = _mm_castsi128_ps(q[0]), v1 = _mm_castsi128_ps(q[1]);
+	__m128 v2 = _mm_castsi128_ps(q[2]), v3 = _mm_castsi128_ps(q[3]);
+	/* slots 0-3 and 4-7: low dwords (role, generation) and high dwords */
+	__m128i l0 = _mm_castps_si128(_mm_shuffle_ps(v0, v1, _MM_SHUFFLE(2, 0, 2, 0)));
+	__m128i h0 = _mm_castps_si128(_mm_shuffle_ps(v0, v1, _MM_SHUFFLE(3, 1, 3, 1)));
+	__m128i l1 = _mm_castps_si128(_mm_shuffle_ps(v2, v3, _MM_SHUFFLE(2, 0, 2, 0)));
+	__m128i h1 = _mm_castps_si128(_mm_shuffle_ps(v2, v3, _MM_SHUFFLE(3, 1, 3, 1)));
+	const __m128i gm = _mm_set1_epi32(TALLY_DEDUP_GEN_MASK);
+	/* generations 0..32767 fit packusdw's unsigned saturation unchanged */
+	__m128i g = _mm_packus_epi32(_mm_and_si128(l0, gm), _mm_and_si128(l1, gm));
 	/* live: (generation - lo) <= span, unsigned 16-bit; generation 0 (empty) never is */
-	__m128i d = _mm_sub_epi16(_mm_and_si128(g, _mm_set1_epi16(TALLY_DEDUP_GEN_MASK)),
-				  _mm_set1_epi16((short)lo));
+	__m128i d = _mm_sub_epi16(g, _mm_set1_epi16((short)lo));
 	__m128i live = _mm_cmpeq_epi16(_mm_min_epu16(d, _mm_set1_epi16(TALLY_DEDUP_SPAN)), d);
 
-	r->maybe = !_mm_testz_si128(any, any);
-	r->live = (uint32_t)_mm_movemask_epi8(_mm_packs_epi16(live, _mm_setzero_si128())) & 0xff;
-}
-
-static inline uint32_t tally_dedup_match(const struct tally_dedup_scan *r)
-{
-	return (uint32_t)(_mm_movemask_pd(_mm_castsi128_pd(r->m[0])) |
-			  _mm_movemask_pd(_mm_castsi128_pd(r->m[1])) << 2 |
-			  _mm_movemask_pd(_mm_castsi128_pd(r->m[2])) << 4 |
-			  _mm_movemask_pd(_mm_castsi128_pd(r->m[3])) << 6);
+	r->maybe = (uint32_t)(_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(h0, hi))) |
+			      _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(h1, hi))) << 4);
+	r->live = (uint32_t)_mm_movemask_epi8(_mm_packs_epi16(live, live)) & 0xff;
 }
 #else
 static inline void tally_dedup_scan(const struct tally_dedup_bucket *b, uint64_t mine,
 				    uint16_t lo, struct tally_dedup_scan *r)
 {
-	r->live = r->match = 0;
+	r->live = r->maybe = 0;
 	for (unsigned i = 0; i < TALLY_DEDUP_WAYS; i++) {
 		uint64_t s = ck_pr_load_64(&b->slot[i]);
 
 		r->live |= (uint32_t)((uint16_t)((s & TALLY_DEDUP_GEN_MASK) - lo) <=
 				      TALLY_DEDUP_SPAN) << i;
-		r->match |= (uint32_t)((s & ~(uint64_t)TALLY_DEDUP_GEN_MASK) == mine) << i;
+		r->maybe |= (uint32_t)((s >> 32) == (mine >> 32)) << i;
 	}
-	r->maybe = r->match != 0;
 }
-
-static inline uint32_t tally_dedup_match(const struct tally_dedup_scan *r) { return r->match; }
 #endif
+
+/* Does one of the `maybe` slots hold `mine`, live? Each read once and judged
+ * whole: a duplicate is decided from one value of its slot, as the scan's. */
+static inline bool tally_dedup_hit(const struct tally_dedup_bucket *b, uint64_t mine,
+				   uint16_t lo, uint32_t maybe)
+{
+	for (; maybe != 0; maybe &= maybe - 1) {
+		uint64_t s = ck_pr_load_64(&b->slot[__builtin_ctz(maybe)]);
+
+		if ((s & ~(uint64_t)TALLY_DEDUP_GEN_MASK) == mine &&
+		    (uint16_t)((s & TALLY_DEDUP_GEN_MASK) - lo) <= TALLY_DEDUP_SPAN)
+			return true;
+	}
+	return false;
+}
 
 /* The cold half: the window wraps, both buckets full, a CAS lost. Exact, slow. */
 enum tally_dedup_result tally_dedup_insert_slow(struct tally_dedup *d, uint64_t h,
@@ -293,9 +289,11 @@ static inline enum tally_dedup_result tally_dedup_insert(struct tally_dedup *d,
 	la = sa.live;
 	lb = sb.live;
 	if (unlikely(sa.maybe | sb.maybe)) {
-		if ((tally_dedup_match(&sa) & la) | (tally_dedup_match(&sb) & lb))
+		if (tally_dedup_hit(a, fp, v.lo, sa.maybe) ||
+		    tally_dedup_hit(b, fp | TALLY_DEDUP_ROLE_B, v.lo, sb.maybe))
 			return TALLY_DEDUP_DUP;
-		return tally_dedup_insert_slow(d, h, v.gen); /* its expired slot: the exact path */
+		/* its expired slot, or another id's high bits: the exact path */
+		return tally_dedup_insert_slow(d, h, v.gen);
 	}
 	fa = ~la & 0xff;
 	fb = ~lb & 0xff;

@@ -6,15 +6,25 @@
  * duplicate that may later count twice). It is the measurement behind the
  * "one memory line per new event id" design note in perf/RESULTS.md.
  *
- * Model: buckets of W slots (one 64-byte line of 8-byte slots); 16 bytes per id
- * of capacity, so C ids get 2C slots; a generation ends every C/8 inserts and
- * ids of the last 9 generations are live (as dataplane/dedup.c at full rate).
+ * Model: buckets of W slots, a bucket's memory M bytes (its 64-byte line, plus
+ * for tags-30 its ids' lines elsewhere); B bytes per id of capacity, so C ids
+ * get C * B / M buckets; a generation ends every C/8 inserts and ids of the
+ * last 9 generations are live (as dataplane/dedup.c at full rate).
  *   two-choice   (today's): both buckets read for every id; the emptier takes it
  *   a-first      A takes the id while it has room, else B; A keeps an overflow
  *                mark (the generation of its last overflow) and a lookup reads B
  *                only while that mark is live. W-1 slots hold ids, one the mark.
  *   a-first-8    the same with all 8 slots for ids (the mark in spare bits)
+ *   a-first-10   the same with 6-byte slots, 10 a line and a 4-byte mark: only
+ *                40 fingerprint bits, so the table needs 2^24 buckets (1 GiB)
+ *                for a (bucket, fingerprint) pair to name one id
+ *   tags-30      the issue's "fingerprinted slots, the full id checked only on
+ *                a fingerprint hit": 30 two-byte tags and the mark in the line,
+ *                each tag's 6 remaining id bytes in the bucket's id lines
+ *                elsewhere, written when the tag is (a second line per new id)
  *
+ * "lines touched" counts every line a new id reads or writes: what the memory
+ * system moves, since a store to a line not cached reads it first.
  * Each policy is run at 16 (today's), 24 and 32 bytes per id.
  *
  *   tally-dedup-sim [--buckets N] [--rounds R] [--seed S]
@@ -27,7 +37,7 @@
 #include <string.h>
 
 #define GENS 8
-#define MAXW 8
+#define MAXW 32
 
 struct sim {
 	uint64_t nb, cap, rng;
@@ -38,6 +48,12 @@ struct sim {
 
 struct result {
 	uint64_t lookups, two_lines, evictions;
+};
+
+struct policy {
+	const char *name;
+	unsigned ways, bucket_bytes; /* bucket_bytes: its line and its id lines elsewhere */
+	bool a_first, id_elsewhere;
 };
 
 static uint64_t xr(struct sim *s)
@@ -115,12 +131,13 @@ static void insert_a_first(struct sim *s, uint64_t a, uint64_t b, uint16_t cur,
 	evict(s, a, b, cur);
 }
 
-/* bpi: bytes of table per id of capacity (8-byte slots) */
-static struct result run(uint64_t nb, unsigned ways, bool a_first, unsigned rounds,
-			 uint64_t seed, unsigned bpi)
+/* bpi: bytes of table per id of capacity */
+static struct result run(uint64_t nb, const struct policy *p, unsigned rounds, uint64_t seed,
+			 unsigned bpi)
 {
-	struct sim s = {nb, nb * MAXW * 8 / bpi, seed | 1, calloc(nb * MAXW, 2), calloc(nb, 2),
-			ways};
+	struct sim s = {nb, nb * p->bucket_bytes / bpi, seed | 1, calloc(nb * MAXW, 2),
+			calloc(nb, 2), p->ways};
+	bool a_first = p->a_first;
 	struct result r = {0};
 	uint16_t gen = 1;
 
@@ -165,16 +182,19 @@ int main(int argc, char **argv)
 		fprintf(stderr, "tally-dedup-sim: --buckets >= 2, --rounds >= 2\n");
 		return 2;
 	}
-	printf("policy        bytes/id   lines/new id   evictions per 1M inserts\n");
-	struct { const char *name; unsigned ways; bool a_first; } p[] = {
-		{"two-choice", 8, false}, {"a-first", 7, true}, {"a-first-8", 8, true}};
+	printf("policy        bytes/id   lines read/new id   lines touched/new id"
+	       "   evictions per 1M inserts\n");
+	static const struct policy p[] = {
+		{"two-choice", 8, 64, false, false}, {"a-first", 7, 64, true, false},
+		{"a-first-8", 8, 64, true, false},   {"a-first-10", 10, 64, true, false},
+		{"tags-30", 30, 64 + 30 * 6, true, true}};
 	for (unsigned bpi = 16; bpi <= 32; bpi += 8)
-	for (unsigned i = 0; i < 3; i++) {
-		struct result r = run(nb, p[i].ways, p[i].a_first, rounds, seed, bpi);
+	for (unsigned i = 0; i < sizeof(p) / sizeof(p[0]); i++) {
+		struct result r = run(nb, &p[i], rounds, seed, bpi);
+		double read = 1.0 + (double)r.two_lines / (double)r.lookups;
 
-		printf("%-13s %8u %14.3f   %12.1f\n", p[i].name, bpi,
-		       1.0 + (double)r.two_lines / (double)r.lookups,
-		       1e6 * (double)r.evictions / (double)r.lookups);
+		printf("%-13s %8u %19.3f %22.3f   %12.1f\n", p[i].name, bpi, read,
+		       read + p[i].id_elsewhere, 1e6 * (double)r.evictions / (double)r.lookups);
 	}
 	return 0;
 }

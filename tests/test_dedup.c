@@ -113,20 +113,20 @@ static void test_time_horizon(void **st)
 	tally_dedup_destroy(d);
 }
 
-/* Capacity horizon: the most recent `capacity` ids are remembered; older go. */
-static void test_capacity(void **st)
+/* Capacity horizon: the most recent `capacity` ids are remembered, older go,
+ * none is evicted early; with a tick every `step` inserts. */
+static void capacity_run(uint64_t cap, uint64_t step)
 {
-	const uint64_t cap = 1 << 19, total = 4 * cap; /* 16 bytes per id: full load */
+	const uint64_t total = 4 * cap; /* 16 bytes per id: full load */
 	struct tally_dedup *d = tally_dedup_create(cap, 3600000);
 	uint64_t inserted = 0, evicted = 0;
 
-	(void)st;
 	for (uint64_t id = 1; id <= total; id++) {
 		int r = ins(d, id);
 
 		assert_int_not_equal(r, TALLY_DEDUP_DUP);
 		evicted += r == TALLY_DEDUP_NEW_EVICT;
-		if (++inserted % 1000 == 0) /* tallyd's sweep budget, not a full pass a tick */
+		if (++inserted % step == 0) /* tallyd's sweep budget, not a full pass a tick */
 			tally_dedup_tick(d, 1, inserted, tally_dedup_sweep_rate(d, 2));
 	}
 	assert_int_equal(d->ctl.held_back, 0);
@@ -135,6 +135,22 @@ static void test_capacity(void **st)
 	assert_int_equal(ins(d, 1), TALLY_DEDUP_NEW); /* the oldest generation went */
 	assert_int_equal(evicted, 0); /* two buckets per id: no early eviction */
 	tally_dedup_destroy(d);
+}
+
+static void test_capacity(void **st)
+{
+	(void)st;
+	capacity_run(1 << 19, 1000);
+}
+
+/* Ticks far apart against the insert rate (tallyd's 2 ms tick at millions of
+ * ids a second): a quarter of a generation's ids between two. When each
+ * generation began at its tick, each held that overshoot too and ids were
+ * evicted early (112 in 1.3M); and the last `capacity` ids are all remembered. */
+static void test_capacity_coarse_ticks(void **st)
+{
+	(void)st;
+	capacity_run(1 << 18, (1 << 18) / TALLY_DEDUP_GENS / 4 - 192);
 }
 
 /* More ids than slots, all in one generation: the table fills, then every
@@ -153,6 +169,31 @@ static void test_table_full(void **st)
 	}
 	assert_true(evicted >= 50000);
 	assert_int_equal(ins(d, slots + 50000), TALLY_DEDUP_DUP);
+	tally_dedup_destroy(d);
+}
+
+/*
+ * Ids up to 90% of the slots, one generation: both of an id's buckets are full
+ * thousands of times on the way; each time a resident moves to its other
+ * bucket (a cuckoo step) instead of being evicted. None is evicted, and every
+ * id, moved or not, is still found. (Without the move: 3,106 evicted.)
+ */
+static void test_full_buckets_move(void **st)
+{
+	struct tally_dedup *d = tally_dedup_create(1024, 3600000);
+	uint64_t n = TALLY_DEDUP_MIN_BUCKETS * TALLY_DEDUP_WAYS / 10 * 9, evicted = 0;
+
+	(void)st;
+	for (uint64_t id = 1; id <= n; id++) {
+		int r = ins(d, id * 0x9e3779b97f4a7c15ULL);
+
+		assert_int_not_equal(r, TALLY_DEDUP_DUP);
+		evicted += r == TALLY_DEDUP_NEW_EVICT;
+	}
+	print_message("%llu evicted of %llu\n", (unsigned long long)evicted, (unsigned long long)n);
+	assert_int_equal(evicted, 0);
+	for (uint64_t id = 1; id <= n; id++)
+		assert_int_equal(ins(d, id * 0x9e3779b97f4a7c15ULL), TALLY_DEDUP_DUP);
 	tally_dedup_destroy(d);
 }
 
@@ -264,7 +305,7 @@ static uint16_t pick_cur(void)
  * A slot for the bucket where this id's entry would be `mine` (fingerprint and
  * role, no generation): empty, the id itself, its fingerprint with the other
  * role, a fingerprint one bit away, or another id. `full`: every slot live and
- * none of them the id, so the insert must evict.
+ * none of them the id, so the insert must move a resident or evict.
  */
 static uint64_t pick_slot(uint64_t mine, uint16_t cur, bool full)
 {
@@ -289,15 +330,64 @@ static uint64_t pick_slot(uint64_t mine, uint16_t cur, bool full)
 	}
 }
 
+/* The other bucket of a slot s found in bucket x of n, written from dedup.h's
+ * rule (B = A + 1 + the fingerprint's offset, mod n) independently. */
+static uint64_t ref_other(uint64_t n, uint64_t x, uint64_t s)
+{
+	uint64_t mix = ((s >> 16) * 0x9e3779b97f4a7c15ULL) >> 32;
+	uint64_t step = 1 + ((mix * (n - 1)) >> 32);
+
+	return s & ROLE_B ? (x + n - step) % n : (x + step) % n;
+}
+
+static bool bucket_full(const struct tally_dedup_bucket *b, uint16_t cur)
+{
+	for (unsigned j = 0; j < WAYS; j++)
+		if (!ref_live(b->slot[j], cur))
+			return false;
+	return true;
+}
+
+/*
+ * Both buckets full: the first resident (A's slots, then B's) whose other
+ * bucket is neither of the two nor full (in this test those are empty or full)
+ * moves there, to that bucket's first slot with its role flipped, and the id
+ * takes its slot. Returns that bucket, or -1 when no resident can move.
+ */
+static int64_t check_move(const struct tally_dedup *d, const uint64_t at[2],
+			  uint64_t before[2][WAYS], struct tally_dedup_bucket *const after[2],
+			  uint64_t fp, uint16_t cur, int res)
+{
+	for (unsigned k = 0; k < 2; k++)
+		for (unsigned i = 0; i < WAYS; i++) {
+			uint64_t o = ref_other(d->nbuckets, at[k], before[k][i]);
+
+			if (o == at[0] || o == at[1] || bucket_full(&d->b[o], cur))
+				continue;
+			assert_int_equal(res, TALLY_DEDUP_NEW);
+			assert_int_equal(after[k]->slot[i], fp | (k ? ROLE_B : 0) | cur);
+			assert_int_equal(d->b[o].slot[0], before[k][i] ^ ROLE_B);
+			for (unsigned j = 1; j < WAYS; j++)
+				assert_int_equal(d->b[o].slot[j], 0);
+			return (int64_t)o;
+		}
+	return -1;
+}
+
 /*
  * What dedup.h promises for one insert, from the buckets before and after: a
  * live slot holding the id means DUP and nothing changes; else exactly one slot
  * now holds the id at generation cur: the first free slot of the bucket with
- * more free slots (ties: A), or, with no free slot at all, an oldest one.
+ * more free slots (ties: A); with no free slot at all, a resident's slot once
+ * the resident moved to its other bucket (check_move), else an oldest one.
+ * Returns the bucket a resident moved to, or -1.
  */
-static void check_model(uint64_t before[2][WAYS], struct tally_dedup_bucket *const after[2],
-			uint64_t fp, uint16_t cur, int res)
+static int64_t check_model(const struct tally_dedup *d, const uint64_t at[2],
+			   uint64_t before[2][WAYS], struct tally_dedup_bucket *const after[2],
+			   uint64_t fp, uint16_t cur, int res)
 {
+	int64_t moved;
+
 	unsigned nfree[2] = {0, 0}, first[2] = {WAYS, WAYS}, changed = 0, ck = 0, ci = 0;
 	bool dup = false;
 
@@ -320,20 +410,43 @@ static void check_model(uint64_t before[2][WAYS], struct tally_dedup_bucket *con
 	if (dup) {
 		assert_int_equal(res, TALLY_DEDUP_DUP);
 		assert_int_equal(changed, 0);
-		return;
+		return -1;
 	}
 	assert_int_equal(changed, 1);
 	assert_int_equal(after[ck]->slot[ci], fp | (ck ? ROLE_B : 0) | cur);
 	if (nfree[0] + nfree[1] == 0) {
+		moved = check_move(d, at, before, after, fp, cur, res);
+		if (moved >= 0)
+			return moved;
 		assert_int_equal(res, TALLY_DEDUP_NEW_EVICT);
 		for (unsigned k = 0; k < 2; k++)
 			for (unsigned i = 0; i < WAYS; i++)
 				assert_true(ref_age(before[ck][ci], cur) >= ref_age(before[k][i], cur));
-		return;
+		return -1;
 	}
 	assert_int_equal(res, TALLY_DEDUP_NEW);
 	assert_int_equal(ck, nfree[1] > nfree[0]);
 	assert_int_equal(ci, first[ck]);
+	return -1;
+}
+
+static unsigned states_moved, states_evicted; /* what the random states exercised */
+
+/* The residents' other buckets (but the two), in both tables: full of live
+ * ids (fill), or empty again. */
+static void fill_others(struct tally_dedup *f, struct tally_dedup *x, const uint64_t at[2],
+			uint64_t before[2][WAYS], uint16_t cur, bool fill)
+{
+	for (unsigned k = 0; k < 2; k++)
+		for (unsigned i = 0; i < WAYS; i++) {
+			uint64_t o = ref_other(f->nbuckets, at[k], before[k][i]);
+
+			if (o == at[0] || o == at[1])
+				continue;
+			for (unsigned j = 0; j < WAYS; j++)
+				f->b[o].slot[j] = x->b[o].slot[j] =
+					fill ? rnd() << 16 | pick_live_gen(cur) : 0;
+		}
 }
 
 /* One random state of an id's two buckets, identical in both tables; the fast
@@ -345,7 +458,11 @@ static void one_state(struct tally_dedup *f, struct tally_dedup *x)
 	struct tally_dedup_bucket *bx[2] = {&x->b[r.a], &x->b[r.b]};
 	uint64_t fp = r.h << 16, before[2][WAYS];
 	uint16_t cur = pick_cur();
-	unsigned mode = (unsigned)below(4); /* 0, 1: random; 2: full; 3: full, the id live */
+	/* 0, 1: random; 2: full; 3: full, the id live; 4: full, and so is every
+	 * resident's other bucket (no move: an eviction) */
+	unsigned mode = (unsigned)below(5);
+	const uint64_t at[2] = {r.a, r.b};
+	int64_t moved;
 	int rf, rx;
 
 	for (unsigned k = 0; k < 2; k++)
@@ -360,16 +477,27 @@ static void one_state(struct tally_dedup *f, struct tally_dedup *x)
 		memcpy(bf[k]->slot, before[k], sizeof(before[k]));
 		memcpy(bx[k]->slot, before[k], sizeof(before[k]));
 	}
+	if (mode == 4)
+		fill_others(f, x, at, before, cur, true);
 	f->gen = x->gen = cur;
 	rf = tally_dedup_insert(f, r, tally_dedup_view(f));
 	rx = tally_dedup_insert_slow(x, r.h, cur);
 	assert_int_equal(rf, rx);
 	assert_memory_equal(bf[0]->slot, bx[0]->slot, sizeof(bf[0]->slot));
 	assert_memory_equal(bf[1]->slot, bx[1]->slot, sizeof(bf[1]->slot));
-	check_model(before, bf, fp, cur, rf);
+	moved = check_model(f, at, before, bf, fp, cur, rf);
+	states_moved += moved >= 0;
+	states_evicted += rf == TALLY_DEDUP_NEW_EVICT;
 	for (unsigned k = 0; k < 2; k++) {
 		memset(bf[k]->slot, 0, sizeof(bf[k]->slot));
 		memset(bx[k]->slot, 0, sizeof(bx[k]->slot));
+	}
+	if (mode == 4)
+		fill_others(f, x, at, before, cur, false);
+	if (moved >= 0) { /* the same move in both tables, checked at the end */
+		assert_memory_equal(f->b[moved].slot, x->b[moved].slot, sizeof(f->b[0].slot));
+		memset(f->b[moved].slot, 0, sizeof(f->b[0].slot));
+		memset(x->b[moved].slot, 0, sizeof(x->b[0].slot));
 	}
 }
 
@@ -386,6 +514,7 @@ static void test_fast_matches_exact(void **st)
 			one_state(f, x);
 	}
 	assert_memory_equal(f->b, x->b, tally_dedup_bytes(f)); /* nothing written elsewhere */
+	assert_true(states_moved > 10000 && states_evicted > 10000);
 	tally_dedup_destroy(f);
 	tally_dedup_destroy(x);
 }
@@ -701,7 +830,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_new_then_dup), cmocka_unit_test(test_time_horizon),
-		cmocka_unit_test(test_capacity), cmocka_unit_test(test_table_full),
+		cmocka_unit_test(test_capacity), cmocka_unit_test(test_capacity_coarse_ticks),
+		cmocka_unit_test(test_table_full), cmocka_unit_test(test_full_buckets_move),
 		cmocka_unit_test(test_forget), cmocka_unit_test(test_generation_wrap),
 		cmocka_unit_test(test_two_threads), cmocka_unit_test(test_fast_matches_exact),
 		cmocka_unit_test(test_fast_matches_exact_run), cmocka_unit_test(test_wrap_horizon),
