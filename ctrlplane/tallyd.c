@@ -7,6 +7,7 @@
  * accepted event before exit; a second signal stops retrying a failing sink.
  */
 #include <errno.h>
+#include <execinfo.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include <sched.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 
 #include <ck_pr.h>
@@ -59,6 +61,36 @@ static void on_hup(int sig)
 {
 	(void)sig;
 	hups++;
+}
+
+/* A crash says where, on stderr (the journal), before the default action
+ * (core dump) runs: which thread (worker, flusher, a DPDK one) and its stack. */
+static void on_fatal(int sig)
+{
+	void *pc[48];
+	char name[17] = "?", msg[96];
+	int n = backtrace(pc, 48), len;
+
+	prctl(PR_GET_NAME, name, 0, 0, 0);
+	len = snprintf(msg, sizeof(msg), "tallyd: fatal signal %d in thread %s; stack:\n", sig, name);
+	if (write(STDERR_FILENO, msg, (size_t)len) < 0) { /* nothing better to do */ }
+	backtrace_symbols_fd(pc, n, STDERR_FILENO);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void catch_fatal(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+	(void)on_fatal; /* ASan's own report is better */
+#else
+	void *pc[1];
+	static const int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
+
+	backtrace(pc, 1); /* loads libgcc now, not inside the handler */
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		signal(sigs[i], on_fatal);
+#endif
 }
 
 static uint64_t clock_ms(clockid_t id)
@@ -601,6 +633,7 @@ static int setup(struct tally_daemon *d, char *err, size_t errlen)
 	}
 	tally_dedup_set_writers(d->sh.dedup, d->nworkers);
 	d->sh.sketch_rows = (uint32_t)d->cfg.sketch_rows;
+	d->sh.sketch_values = (uint32_t)d->cfg.sketch_values;
 	d->fl.merge_sketch_rows = (uint32_t)(d->cfg.sketch_rows * d->nworkers);
 	r = tally_writer_from_config(&d->wr, &d->cfg, d->spool_dir, sizeof(d->spool_dir), err,
 				     errlen);
@@ -787,6 +820,7 @@ int main(int argc, char **argv)
 	signal(SIGTERM, on_signal);
 	signal(SIGHUP, on_hup);
 	signal(SIGPIPE, SIG_IGN); /* a tallyctl that hangs up must not kill the daemon */
+	catch_fatal();
 	d.start_ms = clock_ms(CLOCK_MONOTONIC);
 	if (setup(&d, err, sizeof(err)) < 0) {
 		tally_log(LOG_ERR, "tallyd: %s", err);
@@ -794,8 +828,7 @@ int main(int argc, char **argv)
 		ck_pr_store_int(&d.sh.stop, 1);
 		rte_eal_mp_wait_lcore();
 		tally_archiver_stop(&d.arch);
-		rte_eal_cleanup();
-		return EXIT_FAILURE;
+		return EXIT_FAILURE; /* no rte_eal_cleanup(): see the end of main */
 	}
 	tally_log(LOG_NOTICE, "tallyd: %u worker(s) on %u port(s) from %u, window %llu ms, flush every %llu ms, "
 		"sink %s (%u endpoint%s), spool %s, control %s", d.nworkers, d.nports, d.port,
@@ -812,7 +845,6 @@ int main(int argc, char **argv)
 	if (d.committed != d.committed_own)
 		tally_dgset_free(d.committed);
 	tally_dgset_free(d.committed_own);
-	tally_port_stop(d.port);
 	tally_exception_stop(&d);
 	for (unsigned p = 0; p < d.nports; p++)
 		tally_port_stop(d.ports[p]);
@@ -827,6 +859,12 @@ int main(int argc, char **argv)
 	free(d.sh.params);
 	free(d.args);
 	tally_rules_free(d.rules);
-	rte_eal_cleanup();
+	/* No rte_eal_cleanup(): DPDK 22.11's unmaps the EAL's memory while its
+	 * interrupt thread still runs (later EALs cancel the thread first). The
+	 * ports' close just unregistered memif's callbacks, which wakes that thread
+	 * to walk its sources and call pending ones, with handles and arguments in
+	 * that memory; on a loaded machine it can run after the unmap: twice
+	 * tallyd died of SIGSEGV (once seen in eal-intr-thread) after a clean
+	 * drain. The exit frees all of it, and the ports are closed already. */
 	return rc;
 }

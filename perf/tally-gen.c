@@ -45,7 +45,7 @@ struct run {
 	const char *pcap, *port, *expected, *stats_json;
 	uint16_t txq;
 	/* results */
-	uint64_t sent, tx_failed, tx_retries, alloc_retries;
+	uint64_t sent, tx_failed, tx_retries, alloc_retries, behind_skipped;
 	int64_t rows;
 	double seconds;
 };
@@ -66,7 +66,10 @@ static void usage(FILE *out)
 	"  --paced                 like a NIC: frames the port refuses (receiver ring full)\n"
 	"                          are dropped at once and counted in frames_tx_failed,\n"
 	"                          never retried, so the offered rate does not bend to the\n"
-	"                          receiver (default: retry a full ring)\n"
+	"                          receiver (default: retry a full ring); and like a wire:\n"
+	"                          a generator that fell behind its schedule (its CPU was\n"
+	"                          taken) does not catch up in one burst faster than the\n"
+	"                          rate; what it skipped is never sent (frames_behind_skipped)\n"
 	"  --pcap FILE             write a capture (no EAL) instead of sending\n"
 	"  --port DEVARGS          DPDK port to probe, e.g. net_memif0,role=client,socket=S\n"
 	"                          (default: the first port of the EAL args)\n"
@@ -423,7 +426,7 @@ static int send_frames(struct sender *s, uint16_t n)
 static void send_loop(struct sender *s)
 {
 	struct run *r = s->r;
-	uint64_t hz = rte_get_tsc_hz(), t0 = rte_rdtsc();
+	uint64_t hz = rte_get_tsc_hz(), start = rte_rdtsc(), t0 = start;
 	uint64_t end = r->duration > 0 ? t0 + (uint64_t)(r->duration * (double)hz) : UINT64_MAX;
 	uint64_t limit = r->count_set || r->duration <= 0 ? r->count : UINT64_MAX;
 
@@ -439,6 +442,15 @@ static void send_loop(struct sender *s)
 
 			if (due <= r->sent)
 				continue;
+			/* Paced, a stall of ours must not come out as a burst above the
+			 * rate: the receiver's ring would refuse what no wire sends. */
+			if (r->paced && due - r->sent > BURST) {
+				uint64_t skip = due - r->sent - BURST;
+
+				r->behind_skipped += skip;
+				t0 += (uint64_t)((double)skip / (double)r->rate * (double)hz);
+				due -= skip;
+			}
 			n = due - r->sent < n ? due - r->sent : n;
 		}
 		if (send_frames(s, (uint16_t)n) != 0) {
@@ -447,7 +459,7 @@ static void send_loop(struct sender *s)
 		}
 		r->sent += n;
 	}
-	r->seconds = (double)(rte_rdtsc() - t0) / (double)hz;
+	r->seconds = (double)(rte_rdtsc() - start) / (double)hz;
 	if (s->dead)
 		fprintf(stderr, "tally-gen: port %u took no frame for %.0f s: stopped sending (is "
 			"the receiver still running?)\n", s->pid, r->stall_timeout);
@@ -522,6 +534,7 @@ static int summary(const struct run *r, const struct gen_pool *p)
 	LINE("datagrams_sent", r->sent, true);
 	LINE("frames_tx_failed", r->tx_failed, true);
 	LINE("tx_retries", r->tx_retries, true);
+	LINE("frames_behind_skipped", r->behind_skipped, true);
 	LINE("events_sent", g.events, true);
 	LINE("events_valid_expected", g.valid, true);
 	LINE("duplicates_sent", g.dups, true);
@@ -604,7 +617,7 @@ int main(int argc, char **argv)
 			rc = report(&r, p);
 	} else {
 		rc = send_port(&r, p);
-		rte_eal_cleanup();
+		/* no rte_eal_cleanup(): as tallyd (see its main) */
 	}
 	gen_pool_free(p);
 	return rc != 0 || r.tx_failed ? 1 : 0;

@@ -188,6 +188,6 @@ int main(int argc, char **argv)
 	}
 	rte_eth_dev_stop(pid);
 	rte_eth_dev_close(pid);
-	rte_eal_cleanup();
+	/* no rte_eal_cleanup(): as tallyd (see its main) */
 	return 0;
 }
