@@ -6,11 +6,23 @@ through tally-pipeline (Tally's per-packet code without packet I/O); one long
 run at 90% of the measured rate with a paced generator (what the ring refuses
 is dropped and counted, as on a NIC) that must lose nothing; and callgrind's
 instructions and cache misses per event on a fixed input (signals that do not
-drift with this VM's fast and slow hours). Draws perf/results.svg.
+drift with this VM's fast and slow hours). Draws perf/results.svg. Then the
+two-workers step: tally-pipeline with 2 workers sharing one dedup table
+against 1 worker on the same traffic, and two independent 1-worker processes
+(no table shared: the machine's own ceiling for 2 cores), for the shapes of A
+and B; the issue's goal is 2 workers at >= 1.8x one.
 
   perf/bench.py [--scenarios A,B,C,D,D1] [--runs 3] [--seconds 10] [--loss-seconds 60]
-                [--no-loss-run] [--no-grind] [--ll SIZE,ASSOC,LINE] [--no-hugepages]
-                [--quick] [--out DIR] [--build DIR]
+                [--no-loss-run] [--no-grind | --grind-only] [--ll SIZE,ASSOC,LINE] [--no-hugepages]
+                [--quick] [--out DIR] [--build DIR] [--steps scenarios,two-workers]
+                [--two-workers-scenarios A,B] [--drift-scenarios A,B]
+
+  perf/bench.py --steps two-workers      only the two-workers step (a few minutes):
+                                         its section of RESULTS.md, the rest kept
+  perf/bench.py --steps drift            tally-pipeline for --loss-seconds (60), A and B
+                                         (--drift-scenarios), sliced every 5 s with a
+                                         speed probe of the machine: does the worker slow
+                                         over a long run, and does the machine with it?
 
 Generator on cpu 0, receiver worker on cpu 1 (tallyd's main lcore and flusher
 share cpu 0 with the generator). Memif moves packets by copy and the generator
@@ -112,11 +124,17 @@ def eal(a, prefix, lcores):
             "--log-level=*:warning", *mem]
 
 
+def rsize(a):
+    """The memif ring: the client (tally-gen) allocates it, 2^rsize slots; it is
+    all the RX queue a receiver has to absorb its own pauses with."""
+    return f",rsize={a.memif_rsize}" if a.memif_rsize else ""
+
+
 def gen_cmd(a, sc, tmp, sock, seconds, rate, expected, paced=False):
     cmd = [f"{a.build}/perf/tally-gen"] + sc["gen"] + COMMON + (["--paced"] if paced else []) + [
         "--duration", str(seconds), "--rate", str(int(rate)), "--linger", "300",
         "--stall-timeout", "60",
-        "--port", f"net_memif0,role=client,socket={sock},socket-abstract=no"]
+        "--port", f"net_memif0,role=client,socket={sock},socket-abstract=no{rsize(a)}"]
     if expected:
         cmd += ["--expected", f"{tmp}/expected.tsv"]
     return cmd + eal(a, "bgen", ["-l", "0"])
@@ -124,7 +142,7 @@ def gen_cmd(a, sc, tmp, sock, seconds, rate, expected, paced=False):
 
 def start_receiver(a, name, sc, tmp, seconds, log):
     sock, ctl = f"{tmp}/memif.sock", f"{tmp}/ctl.sock"
-    dev = f"net_memif0,role=server,socket={sock},socket-abstract=no"
+    dev = f"net_memif0,role=server,socket={sock},socket-abstract=no{rsize(a)}"
     if name == "tally":
         recv = spawn([f"{a.build}/ctrlplane/tallyd", "--port", dev, "--sqlite_path",
                       f"{tmp}/tally.db", "--ctl_socket", ctl, "--spool_dir", f"{tmp}/spool",
@@ -199,6 +217,7 @@ def metrics(res):
                 cycles_per_event=r.get("worker_cycles", 0) / events if events else 0,
                 loss=g["datagrams_sent"] - r.get("rx_packets", 0),
                 refused=g.get("frames_tx_failed", 0),
+                behind=g.get("frames_behind_skipped", 0),
                 imissed=r.get("port_imissed", 0), nombuf=r.get("port_rx_nombuf", 0),
                 table_full=r.get("drop_table_full", 0), seal_deferred=r.get("seal_deferred", 0),
                 seal_timeouts=r.get("seal_timeouts", 0),
@@ -248,7 +267,8 @@ def summarize(name, sc, tally, null, pipe, loss):
     if loss:
         lm = metrics(loss) if "error" not in loss else None
         s["loss_run"] = dict(rate_mpps=loss.get("rate", 0) / 1e6, loss=lm and lm["loss"],
-                             refused=lm and lm["refused"],
+                             refused=lm and lm["refused"], offered=lm and lm["offered_mpps"],
+                             behind=lm and lm["behind"],
                              imissed=lm and lm["imissed"], exact=lm and lm["exact"],
                              error=loss.get("error"))
     kind, goal = sc["target"]
@@ -267,7 +287,8 @@ def table(summary):
     lines = [hdr, "|" + "---|" * 15]
     for s in summary:
         lr = s.get("loss_run")
-        lrt = (f"{lr['rate_mpps']:.2f} Mpps: loss {lr['loss']:.0f} (ring refused "
+        lrt = (f"{lr['rate_mpps']:.2f} Mpps (offered {lr['offered']:.2f}: the generator "
+               f"skipped {lr['behind']:.0f} behind schedule): loss {lr['loss']:.0f} (ring refused "
                f"{lr['refused']:.0f}), exact {lr['exact']}"
                if lr and lr.get("error") is None and lr["loss"] is not None else "-")
         t = s["target"]
@@ -291,7 +312,7 @@ def setup_hugepages(a):
     return r.returncode == 0
 
 
-def grind(a, name, sc):
+def grind(a, name, sc, keep=None):
     """Instructions and cache misses per event inside the worker's burst function,
     under callgrind on a fixed input: signals that do not drift with the machine."""
     n = GRIND_DATAGRAMS[name]
@@ -314,6 +335,8 @@ def grind(a, name, sc):
         events = r.get("events", 0)
         if p.returncode != 0 or not events or "Ir" not in c:
             return dict(error=(p.stdout + p.stderr)[-500:])
+        if keep:
+            shutil.copy(out, keep)
         return dict(events=events, datagrams=n, check="check OK" in p.stdout,
                     instr=c["Ir"] / events, d1_miss=(c["D1mr"] + c["D1mw"]) / events,
                     ll_miss=(c["ILmr"] + c["DLmr"] + c["DLmw"]) / events)
@@ -400,10 +423,284 @@ def run_scenario(a, name, sc, raw):
     return s
 
 
-def write_outputs(a, summary, raw, t, gt):
+TWO_GOAL = 1.8  # issue "Line rate, round two", point 5: 2 workers at >= 1.8x one
+TWO_TITLE = "## Two workers sharing one dedup table (`perf/bench.py --steps two-workers`)"
+
+
+def pipeline_cmd(a, sc, seconds, workers, lcores, prefix, extra=()):
+    return ([f"{a.build}/perf/tally-pipeline"] + sc["gen"] + COMMON + list(extra) +
+            ["--table-rows", str(sc["rows"]), "--dedup-capacity", DEDUP_IDS,
+             "--seconds", str(seconds), "--workers", str(workers)] + eal(a, prefix, lcores))
+
+
+def pipeline_result(p):
+    r = kv(p.stdout)
+    if p.returncode != 0 or "events_per_sec" not in r:
+        return dict(error=(p.stdout + p.stderr)[-500:])
+    n = int(r.get("workers", 1))
+    names = [f"worker{i}_" for i in range(n)] if n > 1 else [""]
+    return dict(rate=r["events_per_sec"], rate_p50=r["events_per_sec_p50"],
+                cpe=[r[f"{w}cycles_per_event"] for w in names],
+                cpe_p50=[r[f"{w}cycles_per_event_p50"] for w in names],
+                preempted=r.get("worker_preempted", 0), check="check OK" in p.stdout)
+
+
+def run_two(a, sc, seconds, mode):
+    """mode 1: one worker on CPU 0; 1b: one worker on CPU 1 (the shared VM's two
+    CPUs are not always equally fast: the baseline is both); 1c: one worker on
+    CPU 0 writing dedup by CAS (the CAS's own cost); 2: two workers, one dedup
+    table; 2p: two 1-worker processes at once, one a CPU (their rates summed:
+    nothing shared but the machine)."""
+    t = seconds + 900
+    if mode != "2p":
+        n = int(mode[0])
+        lcores = "1" if mode == "1b" else f"0-{n - 1}"
+        p = subprocess.run(pipeline_cmd(a, sc, seconds, n, ["-l", lcores], "btwo",
+                                        ["--dedup-cas"] if mode == "1c" else []),
+                           capture_output=True, text=True, timeout=t)
+        return dict(pipeline_result(p), load=os.getloadavg()[0])
+    # the second process is the second worker's producer (seed 2, as --workers 2 gives it)
+    ps = [subprocess.Popen(pipeline_cmd(a, sc, seconds, 1, ["-l", str(c)], f"btwo{c}",
+                                        ["--seed", str(c + 1), "--sender-id", str(0x7a11 + c)]),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+          for c in (0, 1)]
+    rs = []
+    for p in ps:
+        out, err = p.communicate(timeout=t)
+        rs.append(pipeline_result(subprocess.CompletedProcess(p.args, p.returncode, out, err)))
+    bad = [r for r in rs if "error" in r]
+    if bad:
+        return bad[0]
+    return dict(rate=sum(r["rate"] for r in rs), rate_p50=sum(r["rate_p50"] for r in rs),
+                load=os.getloadavg()[0],
+                cpe=[r["cpe"][0] for r in rs], cpe_p50=[r["cpe_p50"][0] for r in rs],
+                preempted=sum(r["preempted"] for r in rs), check=all(r["check"] for r in rs))
+
+
+def two_workers(a, names, raw):
+    """1 worker, 2 workers and 2 processes, alternating, a.runs rounds a shape."""
+    out = []
+    for name in names:
+        sc = SCENARIOS[name]
+        print(f"== two workers, scenario {name}: {sc['desc']}", flush=True)
+        runs = {"1": [], "1b": [], "1c": [], "2": [], "2p": []}
+        for i in range(a.runs):
+            for mode, acc in runs.items():
+                r = run_two(a, sc, min(a.seconds, 5), mode)
+                acc.append(r)
+                raw.append(dict(scenario=name, run=i, receiver=f"pipeline-{mode}", **r))
+                print(f"   {mode:2} run {i}: {json.dumps(r)[:300]}", flush=True)
+        out.append(two_summary(name, sc, runs))
+    return out
+
+
+def two_summary(name, sc, runs):
+    ok = {m: [r for r in rs if "error" not in r] for m, rs in runs.items()}
+    # ratios of runs made next to each other (the machine's hour moves both), to
+    # the mean of one worker on each CPU
+    pair = lambda m, k: [b[k] / ((o[k] + o1[k]) / 2)
+                         for o, o1, b in zip(runs["1"], runs["1b"], runs[m])
+                         if "error" not in o and "error" not in o1 and "error" not in b]
+    s = dict(scenario=name, desc=sc["desc"], runs=len(ok["2"]),
+             load=med([r["load"] for rs in ok.values() for r in rs]),
+             errors=[r["error"] for rs in runs.values() for r in rs if "error" in r],
+             exact=all(r["check"] for rs in ok.values() for r in rs) and bool(ok["2"]))
+    for m in runs:
+        s[f"rate_{m}"] = med([r["rate"] / 1e6 for r in ok[m]])
+        s[f"rate_p50_{m}"] = med([r["rate_p50"] / 1e6 for r in ok[m]])
+        s[f"cpe_{m}"] = med([c for r in ok[m] for c in r["cpe"]])
+        s[f"cpe_p50_{m}"] = med([c for r in ok[m] for c in r["cpe_p50"]])
+        s[f"preempted_{m}"] = med([r["preempted"] for r in ok[m]])
+    for m in ("2", "2p"):
+        s[f"ratio_{m}"] = med(pair(m, "rate"))
+        s[f"ratio_p50_{m}"] = med(pair(m, "rate_p50"))
+    s["met"] = s["ratio_2"][0] >= TWO_GOAL
+    return s
+
+
+def two_table(summary):
+    lines = ["| scen | 1 worker on CPU 0 / on CPU 1: M events/s (cycles/event) | 2 workers, 1 dedup table: M events/s "
+             "(cycles/event a worker) | ratio | 2 processes, nothing shared: M events/s (ratio) "
+             "| from median bursts: 1 (mean of both CPUs) / 2 workers / 2 processes M events/s "
+             "(ratio 2w, 2p) | median burst's cycles/event: 1 worker CPU 0 / CPU 1 / 1 worker "
+             "CAS / 2 workers / 2 processes "
+             "| load avg | exact | goal 2 workers >= 1.8x |", "|" + "---|" * 10]
+    for s in summary:
+        goal = (f"{'met' if s['met'] else 'missed'} ({s['ratio_2'][0]:.2f}x; from median "
+                f"bursts {'met' if s['ratio_p50_2'][0] >= TWO_GOAL else 'missed'}, "
+                f"{s['ratio_p50_2'][0]:.2f}x)"
+                if s["runs"] else f"no run: {(s['errors'] or ['?'])[0][-80:]}")
+        lines.append(
+            f"| {s['scenario']} | {fmt(s['rate_1'])} ({s['cpe_1'][0]:.0f}) / {fmt(s['rate_1b'])} "
+            f"({s['cpe_1b'][0]:.0f}) | {fmt(s['rate_2'])} "
+            f"({s['cpe_2'][0]:.0f}) | {fmt(s['ratio_2'])} | {fmt(s['rate_2p'])} "
+            f"({s['ratio_2p'][0]:.2f}) | {(s['rate_p50_1'][0] + s['rate_p50_1b'][0]) / 2:.2f} / "
+            f"{s['rate_p50_2'][0]:.2f} / "
+            f"{s['rate_p50_2p'][0]:.2f} ({s['ratio_p50_2'][0]:.2f}, {s['ratio_p50_2p'][0]:.2f}) "
+            f"| {' / '.join(fmt0(s[f'cpe_p50_{m}']) for m in ('1', '1b', '1c', '2', '2p'))} "
+            f"| {fmt(s['load'])} | {s['exact']} | {goal} |")
+    return "\n".join(lines)
+
+
+def fmt0(t):
+    return f"{t[0]:.0f} [{t[1]:.0f}-{t[2]:.0f}]"
+
+
+def two_section(a, summary, stamp):
+    return (f"{TWO_TITLE}\n\nMeasured {datetime.datetime.now():%Y-%m-%d %H:%M} with "
+            f"`{' '.join(sys.argv)}` ({a.runs} rounds of 1 worker on CPU 0, on CPU 1, 1 worker CAS, 2 workers, 2 processes, "
+            f"{min(a.seconds, 5):.0f} s each, alternating; median [min-max]).\n\n"
+            f"Machine: {machine(a)}.\n\n{two_table(summary)}\n\n"
+            "tally-pipeline --workers 2 (no packet I/O; EAL -l 0-1): two workers, each with its "
+            "own frame pool (seed + i: other producers and event ids, as RSS on the 5-tuple "
+            "gives each queue its flows), window tables and counters, sharing one dedup table "
+            "written by CAS, as tallyd's workers. M events/s is the sum of the workers' own "
+            "rates over their timed bursts; ratio = 2 workers / the mean of the 1-worker runs on "
+            "CPU 0 and CPU 1 next to it (the VM's two CPUs do not always run at one speed: "
+            "a baseline on CPU 0 alone moved the ratio by up to 2x). "
+            "\"1 worker CAS\" is tally-pipeline --dedup-cas: one worker writing the dedup table "
+            "by CAS as two workers do, without a second one: the CAS's own cost. "
+            "\"2 processes\" are two independent 1-worker tally-pipelines at once, one on each "
+            "CPU: nothing of Tally's is shared, so their ratio is what this machine gives two "
+            "cores (memory, L3, its other tenants), the ceiling for the 2-worker ratio. The "
+            "\"median bursts\" rates come from each worker's median burst, which preemption by "
+            "other processes on this shared VM does not move. exact: every worker's counters "
+            "equal what its datagrams hold. load avg: the machine's 1-minute load average after "
+            "each run (2 CPUs; above 2, other processes took turns on the workers' CPUs).\n\n"
+            f"Raw runs: `perf/out/bench-{stamp}.json` (not committed).\n")
+
+
+DRIFT_TITLE = ("## Over a long run: Tally's state or the machine? "
+               "(`perf/bench.py --steps drift`)")
+
+
+def run_drift(a, sc, seconds, slice_s):
+    """One 1-worker tally-pipeline run of `seconds`, with worker 0's figures and
+    a speed probe of the machine every slice_s seconds."""
+    p = subprocess.run(pipeline_cmd(a, sc, seconds, 1, ["-l", "1"], "bdrift",
+                                    ["--slice-seconds", str(slice_s)]),
+                       capture_output=True, text=True, timeout=seconds + 900)
+    slices, r = [], kv(p.stdout)
+    for line in p.stdout.splitlines():
+        f = line.split()
+        if f and f[0] == "slice":
+            slices.append({k: float(v) for k, v in zip(f[0::2], f[1::2])})
+    if "events_per_sec" not in r or len(slices) < 4:
+        return dict(error=(p.stdout + p.stderr)[-500:], slices=slices)
+    # a counter that differs from the generator's is a finding, not a lost run
+    return dict(slices=slices, load=os.getloadavg()[0], events=r["events"],
+                check="check OK" in p.stdout,
+                differs=[l[len("check: "):] for l in p.stdout.splitlines()
+                         if l.startswith("check: ")])
+
+
+def corr(xs, ys):
+    try:
+        return statistics.correlation(xs, ys)
+    except (statistics.StatisticsError, AttributeError):
+        return float("nan")
+
+
+def drift_summary(name, runs, edge):
+    """First `edge` seconds against the last, per run, and how the worker's
+    cycles per event move with the probes across every slice of every run."""
+    ok = [r for r in runs if "error" not in r]
+    rows = []
+    for r in ok:
+        sl = r["slices"]
+        end = sl[-1]["t"]
+        first = [x for x in sl if x["t"] <= edge + 0.5 * (sl[1]["t"] - sl[0]["t"])]
+        last = [x for x in sl if x["t"] > end - edge]
+        m = lambda xs, k: statistics.median(x[k] for x in xs)
+        rows.append({k: (m(first, key), m(last, key)) for k, key in
+                     (("cpe", "cycles_per_event_p50"), ("mul", "probe_mul_cycles"),
+                      ("hop", "probe_hop_cycles"), ("llc", "probe_llc_hop_cycles"))})
+    every = [x for r in ok for x in r["slices"][1:]]  # the first holds the warm-up
+    xs = [x["cycles_per_event_p50"] for x in every]
+    return dict(scenario=name, runs=rows, exact=all(r["check"] for r in ok) and bool(ok),
+                errors=[r["error"] for r in runs if "error" in r],
+                differs=[f"run {i + 1} ({r['events']:.0f} events): {d}" for i, r in enumerate(ok)
+                         for d in r["differs"]],
+                corr_hop=corr(xs, [x["probe_hop_cycles"] for x in every]),
+                corr_mul=corr(xs, [x["probe_mul_cycles"] for x in every]),
+                corr_llc=corr(xs, [x["probe_llc_hop_cycles"] for x in every]),
+                load=med([r["load"] for r in ok]))
+
+
+def drift_section(a, summary, seconds, slice_s, edge):
+    ch = lambda f, l: f"{f:.0f} → {l:.0f} ({100 * (l / f - 1):+.0f}%)"
+    lines = [DRIFT_TITLE, "",
+             f"Measured {datetime.datetime.now():%Y-%m-%d %H:%M}: `tally-pipeline` (one worker "
+             f"on CPU 1, no I/O) for {seconds:.0f} s, {a.runs} runs a scenario, with "
+             f"`--slice-seconds {slice_s:g}`: every slice, the worker's median burst's cycles "
+             "per event, then on the same CPU a fixed chain of 2^20 dependent multiplies "
+             "(TSC cycles: the core's clock as the host gives it), a pointer chase through "
+             "256 MiB (TSC cycles a hop: the memory's latency) and one through 8 MiB (a hop "
+             "the last-level cache serves, unless another tenant has taken it). First and last "
+             f"{edge:.0f} s of each run, medians of their slices:", "",
+             "| scen | run | worker cycles/event | multiply chain, cycles | DRAM hop, cycles "
+             "| LLC hop, cycles |",
+             "|---|---|---|---|---|---|"]
+    for s in summary:
+        for i, r in enumerate(s["runs"]):
+            lines.append(f"| {s['scenario']} | {i + 1} | {ch(*r['cpe'])} | {ch(*r['mul'])} | "
+                         f"{ch(*r['hop'])} | {ch(*r['llc'])} |")
+    lines += ["", "Across every slice but each run's first (warm-up): correlation of the "
+              "worker's cycles per event with the probes, and whether every run's counters "
+              "equalled what its datagrams hold:", "",
+              "| scen | with DRAM hop | with LLC hop | with multiply chain | check | load average |",
+              "|---|---|---|---|---|---|"]
+    for s in summary:
+        lines.append(f"| {s['scenario']} | {s['corr_hop']:.2f} | {s['corr_llc']:.2f} | "
+                     f"{s['corr_mul']:.2f} | "
+                     f"{'OK' if s['exact'] else 'FAIL'} | {s['load'][0]:.1f} |")
+    for s in summary:
+        lines += [f"\n{s['scenario']}, counters against the datagrams: {d}" for d in s["differs"]]
+        lines += [f"\nErrors ({s['scenario']}): {e[-200:]}" for e in s["errors"]]
+    return "\n".join(lines) + "\n"
+
+
+def drift(a, names, raw):
+    """A long run sliced, alternating scenarios run by run."""
+    seconds, slice_s = a.loss_seconds, 5.0
+    runs = {n: [] for n in names}
+    for i in range(a.runs):
+        for name in names:
+            print(f"== drift, scenario {name}, run {i}", flush=True)
+            r = run_drift(a, SCENARIOS[name], seconds, slice_s)
+            runs[name].append(r)
+            raw.append(dict(scenario=name, run=i, receiver="pipeline-drift", **r))
+            print("   " + " ".join(f"{x['cycles_per_event_p50']:.0f}/{x['probe_hop_cycles']:.0f}"
+                                   for x in r.get("slices", [])), flush=True)
+    summary = [drift_summary(n, runs[n], 10.0) for n in names]
+    text = drift_section(a, summary, seconds, slice_s, 10.0)
+    print("\n" + text)
+    if not a.quick:
+        put_section(a.results_md, DRIFT_TITLE, text)
+    return summary
+
+
+def put_section(path, title, text):
+    """Replace the section that starts with title (up to the next "## ") or, new,
+    put it first among the "## " sections: right after the driver's table."""
+    old = open(path).read() if os.path.exists(path) else "# Benchmark results\n"
+    at = old.find(title)
+    if at < 0:
+        at = old.find("\n## ")
+        at = len(old) if at < 0 else at + 1
+        end = at
+    else:
+        end = old.find("\n## ", at + len(title))
+        end = len(old) if end < 0 else end + 1
+    with open(path, "w") as f:
+        f.write(old[:at] + text + "\n" + old[end:])
+
+
+def write_outputs(a, summary, raw, t, gt, two=None):
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     with open(f"{a.out}/bench-{stamp}.json", "w") as f:
-        json.dump(dict(machine=machine(a), args=vars(a), summary=summary, runs=raw), f,
+        json.dump(dict(machine=machine(a), args=vars(a), summary=summary, two_workers=two,
+                       runs=raw), f,
                   indent=1, default=str)
     with open(f"{a.out}/bench-{stamp}.csv", "w", newline="") as f:
         w = csv.writer(f)
@@ -414,6 +711,11 @@ def write_outputs(a, summary, raw, t, gt):
                 w.writerow([r["scenario"], r["run"], "callgrind", "", "", "", "", "", r.get("check"),
                             r.get("error")])
                 continue
+            if r.get("receiver", "").startswith("pipeline-"):  # the two-workers step
+                w.writerow([r["scenario"], r["run"], r["receiver"], "", "", r.get("rate"),
+                            "/".join(f"{c:.1f}" for c in r.get("cpe", [])), "", r.get("check"),
+                            r.get("error")])
+                continue
             if r.get("receiver") == "pipeline":
                 w.writerow([r["scenario"], r["run"], "pipeline", "", "", r.get("events_per_s"),
                             r.get("cycles_per_event"), "", r.get("check"), r.get("error")])
@@ -422,7 +724,7 @@ def write_outputs(a, summary, raw, t, gt):
             w.writerow([r["scenario"], r["run"], r["receiver"], m.get("offered_mpps"),
                         m.get("rx_mpps"), m.get("events_per_s", m.get("lines_per_s")),
                         m.get("cycles_per_event"), m.get("loss"), m.get("exact"), r.get("error")])
-    if not a.quick:
+    if not a.quick and summary:
         # the driver's part ends at the first "## " section: those (rules, XDP,
         # archive, sinks, design notes) come from other benchmarks and stay
         tail = ""
@@ -442,14 +744,35 @@ def write_outputs(a, summary, raw, t, gt):
                     "\"Tally alone\" is tally-pipeline, the same frames through the worker's code "
                     "without packet I/O; exact = SQLite totals equal the generator's expected "
                     "totals for every key and window; the 90% run uses tally-gen --paced (a "
-                    "frame the ring refuses is dropped and counted, as a NIC would), so loss "
-                    "counts every frame tallyd did not take.\n\n"
+                    "frame the ring refuses is dropped and counted, as a NIC would; a generator "
+                    "that fell behind its schedule skips ahead rather than burst above the "
+                    "rate, as a wire would), so loss counts every frame tallyd did not take; "
+                    f"the memif ring, all the RX queue "
+                    f"tallyd has to ride out its own pauses with, had "
+                    f"{2 ** (a.memif_rsize or 10)} slots.\n\n"
                     "Signals that do not drift (valgrind --tool=callgrind --cache-sim=yes, "
                     "collected inside tally_worker_burst only, on a fixed input of "
                     "tally-pipeline --datagrams N):\n\n" + gt + "\n\n"
                     + ("![results](results.svg)\n\n" if a.svg else "") +
                     f"Raw runs: `perf/out/bench-{stamp}.json` (not committed).\n" + tail)
+    if two and not a.quick:
+        put_section(a.results_md, TWO_TITLE, two_section(a, two, stamp))
     print(f"\nresults: {a.out}/bench-{stamp}.json, .csv" + ("" if a.quick else f", {a.results_md}"))
+
+
+def grind_only(a, names):
+    """The callgrind table alone: a check of a change's instructions per event
+    that takes minutes, with the very options of the full run's grind step."""
+    if not shutil.which("valgrind"):
+        die("valgrind missing (apt-get install valgrind)")
+    a.huge = False
+    summary = []
+    for name in names:
+        os.makedirs(a.out, exist_ok=True)
+        g = grind(a, name, SCENARIOS[name], keep=f"{a.out}/callgrind-{name}.out")
+        print(f"   {name} callgrind: {json.dumps(g)[:300]}", flush=True)
+        summary.append(dict(scenario=name, grind=g))
+    print("\n" + grind_table(summary, a.ll))
 
 
 def main():
@@ -459,21 +782,40 @@ def main():
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--loss-seconds", type=float, default=60)
     ap.add_argument("--no-grind", action="store_true", help="skip the callgrind table")
+    ap.add_argument("--grind-only", action="store_true",
+                    help="only the callgrind table (no memif runs), keeping each "
+                    "scenario's callgrind.out in --out for callgrind_annotate")
     ap.add_argument("--ll", default=DEFAULT_LL, help="LL cache for callgrind: size,assoc,line")
     ap.add_argument("--no-loss-run", action="store_true")
+    ap.add_argument("--memif-rsize", type=int, default=0,
+                    help="log2 of the memif ring's slots (the PMD's default: 10, 1024 slots)")
     ap.add_argument("--no-hugepages", action="store_true", help="run DPDK with --no-huge")
     ap.add_argument("--quick", action="store_true", help="10x fewer keys, 3 s, 1 run, no loss run")
     ap.add_argument("--out", default=f"{TOP}/perf/out")
     ap.add_argument("--build", default=f"{TOP}/build")
     ap.add_argument("--results-md", default=f"{TOP}/perf/RESULTS.md")
+    ap.add_argument("--steps", default="scenarios,two-workers",
+                    help="which steps to run: scenarios (memif, pipeline, loss run, callgrind), "
+                         "two-workers")
+    ap.add_argument("--two-workers-scenarios", default="A,B")
+    ap.add_argument("--drift-scenarios", default="A,B")
     a = ap.parse_args()
+    steps = a.steps.split(",")
+    if set(steps) - {"scenarios", "two-workers", "drift"}:
+        die(f"unknown step(s) in {a.steps}: choose from scenarios,two-workers,drift")
+    if "scenarios" not in steps:
+        a.no_grind = True
     for b in ("ctrlplane/tallyd", "perf/tally-gen", "perf/tally-null", "perf/tally-pipeline"):
         if not os.access(f"{a.build}/{b}", os.X_OK):
             die(f"{a.build}/{b} missing: build first (ninja -C build)")
-    names = a.scenarios.split(",")
-    unknown = [n for n in names if n not in SCENARIOS]
+    names = a.scenarios.split(",") if "scenarios" in steps else []
+    two_names = a.two_workers_scenarios.split(",") if "two-workers" in steps else []
+    drift_names = a.drift_scenarios.split(",") if "drift" in steps else []
+    unknown = [n for n in names + two_names + drift_names if n not in SCENARIOS]
     if unknown:
         die(f"unknown scenario(s) {','.join(unknown)}: choose from {','.join(SCENARIOS)}")
+    if a.grind_only:
+        return grind_only(a, names)
     if a.quick:
         a.runs, a.seconds, a.no_loss_run, a.no_grind = 1, 3, True, True
         for sc in SCENARIOS.values():
@@ -485,17 +827,21 @@ def main():
         die("valgrind missing (apt-get install valgrind), or give --no-grind")
     a.huge = setup_hugepages(a)
     os.makedirs(a.out, exist_ok=True)
-    summary, raw = [], []
+    summary, raw, two = [], [], []
     signal.signal(signal.SIGTERM, lambda *_: (kill_all(), sys.exit(1)))
     try:
         for name in names:
             summary.append(run_scenario(a, name, SCENARIOS[name], raw))
+        two = two_workers(a, two_names, raw)
+        if drift_names:
+            drift(a, drift_names, raw)
     finally:
         kill_all()
     t, gt = table(summary), grind_table(summary, a.ll)
-    print("\n" + t + "\n\n" + gt)
-    a.svg = not a.quick and plot(summary, os.path.join(os.path.dirname(a.results_md), "results.svg"))
-    write_outputs(a, summary, raw, t, gt)
+    print("\n" + (t + "\n\n" + gt if summary else "") + (two_table(two) if two else ""))
+    a.svg = bool(summary) and not a.quick and plot(
+        summary, os.path.join(os.path.dirname(a.results_md), "results.svg"))
+    write_outputs(a, summary, raw, t, gt, two)
 
 
 if __name__ == "__main__":

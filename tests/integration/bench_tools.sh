@@ -6,7 +6,12 @@
 #  - without --paced the same port is a stalled receiver: tally-gen gives up
 #    after --stall-timeout and says so;
 #  - tally-pipeline --datagrams N processes exactly N datagrams (a fixed input
-#    for callgrind), checked against the generator's counts.
+#    for callgrind), checked against the generator's counts;
+#  - tally-pipeline --workers 2 (perf/bench.py's two-workers step): two workers
+#    on one dedup table split the N datagrams, both work, and each one's
+#    counters equal what its own frames hold;
+#  - tally-pipeline --slice-seconds (the drift step) prints a slice line every
+#    slice, each with the worker's figures and the machine's speed probes.
 . "$(dirname "$0")/lib.sh"
 pipeline=$build/perf/tally-pipeline
 ring=(-l 0 "${eal_base[@]}" --file-prefix "tally-ring-$$" --vdev net_ring0)
@@ -41,4 +46,30 @@ echo "ok: without --paced a full ring is a stalled receiver: $(grep "took no fra
 cat "$work/pipe.txt"
 grep -qx "datagrams 1000" "$work/pipe.txt" || fail "tally-pipeline --datagrams 1000 did not process 1000"
 grep -qx "check OK" "$work/pipe.txt" || fail "tally-pipeline counters differ from the generator's"
+# two lcores: on CPUs 0 and 1, or both on CPU 0 on a one-CPU runner
+cpu1=$(( $(nproc) > 1 ? 1 : 0 ))
+"$pipeline" --proto tly1 --events-per-dgram 4 --keys 500 --pool 512 --dup-rate 0.05 \
+  --malformed-rate 0.02 --datagrams 4000 --workers 2 --dedup-capacity 100000 --table-rows 16384 \
+  -- --lcores "0@0,1@$cpu1" "${eal_base[@]}" --file-prefix "tally-pipe2-$$" > "$work/pipe2.txt"
+cat "$work/pipe2.txt"
+field() { awk -v k="$1" '$1 == k {print $2}' "$work/pipe2.txt"; }
+[ "$(field datagrams)" = 4000 ] || fail "tally-pipeline --workers 2 --datagrams 4000 did not process 4000"
+[ "$(field workers)" = 2 ] || fail "tally-pipeline --workers 2 did not run 2 workers"
+[ "$(field worker0_events)" -gt 0 ] && [ "$(field worker1_events)" -gt 0 ] ||
+  fail "a worker of the two processed nothing"
+[ $(( $(field worker0_events) + $(field worker1_events) )) = "$(field events)" ] ||
+  fail "the workers' events do not add up to the total"
+grep -qx "check OK" "$work/pipe2.txt" || fail "tally-pipeline --workers 2: counters differ from the generator's"
+echo "ok: two workers on one dedup table, each exact"
+
+"$pipeline" --proto tly1 --events-per-dgram 8 --keys 500 --pool 512 --seconds 1.2 \
+  --slice-seconds 0.3 --dedup-capacity 100000 --table-rows 16384 -- -l 0 "${eal_base[@]}" \
+  --file-prefix "tally-pipe3-$$" > "$work/pipe3.txt"
+grep '^slice ' "$work/pipe3.txt"
+grep -qx "check OK" "$work/pipe3.txt" || fail "tally-pipeline --slice-seconds: counters differ"
+# slice I t T events N cycles_per_event C cycles_per_event_p50 P probe_mul_cycles M probe_hop_cycles H probe_llc_hop_cycles L
+awk '$1 == "slice" { n++; if (!($6 > 0 && $8 > 0 && $10 > 0 && $12 > 100000 && $14 > 1 && $16 > 1 && $4 > last)) bad++; last = $4 }
+     END { exit !(n >= 3 && bad == 0) }' "$work/pipe3.txt" ||
+  fail "tally-pipeline --slice-seconds 0.3 over 1.2 s: not 3 well-formed slices"
+echo "ok: a sliced run reports the worker and the speed probes every slice"
 echo "PASS bench-tools"
