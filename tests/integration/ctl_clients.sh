@@ -53,10 +53,12 @@ open(out, "w").write("%d %.3f\n" % (n, worst))
 PY
 ppid=$!; pids+=("$ppid")
 
+t0=$(date +%s%N)
 "$tallyd" --window_ms 10000 --sqlite_path "$work/tally.db" --ctl_socket "$work/ctl.sock" \
   --stop_after_idle_ms 6000 --run_ms 120000 --dedup_capacity 262144 --table_rows 262144 \
   --flush_interval_ms 200 --port "net_pcap0,rx_pcap=$work/t.pcap" \
   -- -l 0-1 "${eal_test[@]}" 2> "$work/tallyd.log" || { cat "$work/tallyd.log"; fail "tallyd exited $?"; }
+ran_ms=$((($(date +%s%N) - t0) / 1000000))
 wait "$ppid" || fail "the client script failed"
 cat "$work/tallyd.log" | grep -v '^EAL\|^TELEMETRY'
 read -r probes worst < "$work/probe.txt"
@@ -66,13 +68,16 @@ python3 -c "import sys; sys.exit(0 if float('$worst') < 0.25 else 1)" ||
   fail "tallyctl status took ${worst}s with idle clients held (bound: 0.25 s)"
 "$check" "$work/expected.tsv" "$work/tally.db"
 # A missed 2 ms period now and then is the machine (a tick is late if the
-# thread ran a request for > 2 ms, or a CPU was busy); each idle client of the
-# old loop cost ~500 of them a second.
-expect_counter "$work/tallyd.log" ctl_late_ticks -le 10
+# thread ran a request for > 2 ms, or a CPU was busy: CI has counted 11 in a
+# run); each idle client of the old loop cost ~500 of them a second, i.e. every
+# period. Bound: 1% of the 2 ms periods tallyd ran.
+expect_counter "$work/tallyd.log" ctl_late_ticks -le $((ran_ms / 200))
 expect_counter "$work/tallyd.log" ctl_client_timeouts -gt 0
-# Early evictions stay rare (the old 1 s stalls evicted about half the ids)
+# Early evictions stay rare: the old 1 s stalls evicted about half the ids, and
+# generations that each began at their 2 ms tick (the overshoot piling up)
+# evicted 2-6% on a loaded machine; now none on a quiet one
 ins=$(counter "$work/tallyd.log" dedup_inserted)
-expect_counter "$work/tallyd.log" dedup_evicted -lt $((ins / 20))
+expect_counter "$work/tallyd.log" dedup_evicted -lt $((ins / 500))
 expect_counter "$work/tallyd.log" dedup_gen_held -eq 0
 expect_counter "$work/tallyd.log" drop_duplicate -eq "$(gen_summary "$work/gen.txt" duplicates_sent)"
 echo "PASS ctl-clients"
