@@ -61,6 +61,43 @@ static void spool_counters(const struct tally_daemon *d, uint64_t *out)
 }
 
 
+/* Raise *v to x (several threads read counters: ctl, metrics, the exit). */
+static void raise_to(uint64_t *v, uint64_t x)
+{
+	uint64_t cur = ck_pr_load_64(v);
+
+	while (x > cur && !ck_pr_cas_64_value(v, cur, x, &cur))
+		;
+}
+
+/* What the kernel says of a worker thread: how often it took the thread's CPU
+ * for another task, and how long the thread waited runnable meanwhile. A
+ * busy-polling worker never sleeps, so both are time the RX queue went
+ * unpolled for reasons outside Tally. */
+static void worker_sched(struct tally_worker *w, uint64_t out[TALLY_C_MAX])
+{
+	int tid = ck_pr_load_int(&w->tid);
+	unsigned long long run, wait, n;
+	char path[64], line[128];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/schedstat", tid);
+	if (tid != 0 && (f = fopen(path, "r")) != NULL) {
+		if (fscanf(f, "%llu %llu", &run, &wait) == 2)
+			raise_to(&w->sched_wait_ns, wait);
+		fclose(f);
+	}
+	snprintf(path, sizeof(path), "/proc/self/task/%d/status", tid);
+	if (tid != 0 && (f = fopen(path, "r")) != NULL) {
+		while (fgets(line, sizeof(line), f) != NULL)
+			if (sscanf(line, "nonvoluntary_ctxt_switches: %llu", &n) == 1)
+				raise_to(&w->sched_preempted, n);
+		fclose(f);
+	}
+	out[TALLY_C_WORKER_PREEMPTED] += ck_pr_load_64(&w->sched_preempted);
+	out[TALLY_C_WORKER_CPU_TAKEN_US] += ck_pr_load_64(&w->sched_wait_ns) / 1000;
+}
+
 void tally_daemon_counters(const struct tally_daemon *d, uint64_t out[TALLY_C_MAX])
 {
 	struct rte_eth_stats ps;
@@ -101,6 +138,9 @@ void tally_daemon_counters(const struct tally_daemon *d, uint64_t out[TALLY_C_MA
 	out[TALLY_C_WATCHDOG_STALLS] = d->wd.stalls;
 	out[TALLY_C_WATCHDOG_SINK_STALLS] = d->wd.sink_stalls;
 	out[TALLY_C_WATCHDOG_RX_LOST] = d->wd.rx_lost;
+	/* the cache is the workers' own, written with CAS only */
+	for (unsigned i = 0; i < d->nworkers; i++)
+		worker_sched((struct tally_worker *)&d->workers[i], out);
 }
 
 static const char *last_sink_error(const struct tally_daemon *d)

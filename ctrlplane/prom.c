@@ -109,21 +109,37 @@ static void family(struct tally_buf *b, const char *name, const char *type, cons
 	tally_buf_printf(b, "\n# TYPE %s %s\n", name, type);
 }
 
+/* A value, in seconds when the counter counts microseconds (its name ends in
+ * _us: Prometheus wants base units). */
+static void sample(struct tally_buf *b, uint64_t v, bool us)
+{
+	if (us)
+		tally_buf_printf(b, " %.6f\n", (double)v / 1e6);
+	else
+		tally_buf_printf(b, " %llu\n", (unsigned long long)v);
+}
+
 /* One counter outside tally_drops_total: its own family. */
 static void counter_family(struct tally_buf *b, const struct tally_snap *s, unsigned c)
 {
 	bool gauge = tally_counter_is_gauge(c);
+	const char *n = tally_counter_names[c];
+	size_t len = strlen(n);
+	bool us = len > 3 && strcmp(n + len - 3, "_us") == 0;
 	char name[96];
 
-	snprintf(name, sizeof(name), "tally_%s%s", tally_counter_names[c], gauge ? "" : "_total");
+	snprintf(name, sizeof(name), "tally_%.*s%s%s", (int)(us ? len - 3 : len), n,
+		 us ? "_seconds" : "", gauge ? "" : "_total");
 	family(b, name, gauge ? "gauge" : "counter", tally_counter_help[c]);
 	if (!tally_counter_per_worker(c)) {
-		tally_buf_printf(b, "%s %llu\n", name, (unsigned long long)s->v[c]);
+		tally_buf_printf(b, "%s", name);
+		sample(b, s->v[c], us);
 		return;
 	}
-	for (unsigned i = 0; i < s->nworkers; i++)
-		tally_buf_printf(b, "%s{worker=\"%u\"} %llu\n", name, s->w[i].id,
-				 (unsigned long long)s->w[i].v[c]);
+	for (unsigned i = 0; i < s->nworkers; i++) {
+		tally_buf_printf(b, "%s{worker=\"%u\"}", name, s->w[i].id);
+		sample(b, s->w[i].v[c], us);
+	}
 }
 
 static void drops_family(struct tally_buf *b, const struct tally_snap *s)

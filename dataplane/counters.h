@@ -104,6 +104,10 @@
 	_(WINDOW_ROWS, "window_rows", "(key, window) rows created in worker tables") \
 	_(TABLES_SEALED, "tables_sealed", "window tables handed to the flusher") \
 	_(SEAL_DEFERRED, "seal_deferred", "flush ticks skipped because no spare table was free") \
+	_(WORKER_POLL_GAPS_100US, "worker_poll_gaps_100us", "times a worker polled its RX queues more than 100 us after its last poll (a long burst, a seal, the OS took its CPU): the queue must hold rate x gap frames meanwhile") \
+	_(WORKER_POLL_GAPS_1MS, "worker_poll_gaps_1ms", "worker polls more than 1 ms after the last: at 1 Mpps each needs 1,000 RX descriptors (rx_desc) to lose nothing") \
+	_(WORKER_POLL_GAPS_10MS, "worker_poll_gaps_10ms", "worker polls more than 10 ms after the last: more than any rx_desc absorbs at line rate") \
+	_(WORKER_POLL_GAP_US, "worker_poll_gap_us", "time of the poll gaps over 100 us, summed, in us (seconds in Prometheus): compare worker_cpu_taken_us, how much of it the CPU ran something else") \
 	_(WORKER_CYCLES, "worker_cycles", "TSC cycles spent processing non-empty bursts") \
 	/* raw-event archive (archive_dir): never a drop from the counts */ \
 	_(ARCHIVE_RING_FULL, "archive_ring_full", "accepted datagrams left out of the archive: the archiver's ring was full (they were counted)") \
@@ -148,6 +152,8 @@
 	_(WATCHDOG_STALLS, "watchdog_stalls", "workers or flusher found stalled: no heartbeat for 500 ms") \
 	_(WATCHDOG_SINK_STALLS, "watchdog_sink_stalls", "sink writes (or the sink writer) silent for 500 ms: a slow or gone sink") \
 	_(WATCHDOG_RX_LOST, "watchdog_rx_lost", "frames the NIC dropped (imissed) while a worker was stalled: lost, not processed") \
+	_(WORKER_PREEMPTED, "worker_preempted", "times the kernel took a worker's CPU for another task (the worker threads' nonvoluntary context switches): the worker cores are not isolated") \
+	_(WORKER_CPU_TAKEN_US, "worker_cpu_taken_us", "time the workers were ready to run while their CPU ran another task (schedstat run-queue wait), in us (seconds in Prometheus): frames wait in the RX queue meanwhile") \
 	/* XDP front (ebpf/tally_xdp.bpf.c): per-CPU in the kernel, summed when read; keep \
 	 * them together and in this order, the program indexes its array from XDP_PASS */ \
 	_(XDP_PASS, "xdp_pass", "frames the XDP program gave to the kernel: not Tally's (ARP, ND, ICMP, TCP, other ports, truncated headers)") \

@@ -64,6 +64,9 @@ struct tally_worker {
 	bool seal_deferred;  /* a deferred seal was counted for this request */
 	bool done;           /* final table sealed; worker returned */
 	uint64_t clock_last; /* the largest arrival ms this worker used */
+	uint64_t poll_last;  /* TSC of the last RX poll */
+	uint64_t gap_tsc[3]; /* 100 us, 1 ms, 10 ms in TSC cycles */
+	uint64_t tsc_per_us;
 	uint16_t nqueues;
 	/* The (port, queue) pairs this worker polls, as l3fwd's lcore_conf: one
 	 * tallyd may take several ports (two NICs, a NIC and an AF_XDP device). */
@@ -85,6 +88,10 @@ struct tally_worker {
 	 * is the test hook `debug park-worker`: the worker sleeps that long. */
 	uint64_t heartbeat __attribute__((aligned(64)));
 	uint32_t park_ms;
+	int tid; /* ck_pr: the worker thread's id, for its /proc schedstat; 0 until it runs */
+	/* The kernel's view of that thread, as last read (tally_daemon_counters):
+	 * kept so a count never goes back when /proc cannot be read. */
+	uint64_t sched_preempted, sched_wait_ns;
 	uint32_t drain_seen; /* the drain id this worker stopped polling for */
 	/* Acks (ack.h). pend: accepted datagrams of the events not yet applied,
 	 * answered once apply tells whether the table took them. tx: frames built

@@ -3,7 +3,9 @@
 # park-worker`) while tally-gen sends to it over memif. Within a second of the
 # park `tallyctl status` must show it stalled, /metrics tally_worker_up 0 and
 # the log a line naming worker and lcore; then it recovers, and the totals are
-# still exact (the generator retried what the full ring refused).
+# still exact (the generator retried what the full ring refused). The park is a
+# poll gap (worker_poll_gaps_*); a spinner on the worker's CPU afterwards is
+# CPU taken from it (worker_preempted, worker_cpu_taken_us).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/metrics_lib.sh"
 sock=$work/memif.sock
@@ -77,6 +79,10 @@ for _ in $(seq 60); do
 done
 [ "$(jfield "$work/st.json" workers 0 state)" = running ] || fail "worker 0 did not recover"
 echo "ok: worker 0 running again $(( $(ms) - t0 )) ms after the park"
+# Another task on the worker's CPU for 1 s: the kernel shares the CPU, and
+# tallyd reads how much of it the worker lost (worker_cpu_taken_us, checked
+# at the end; sleeping in the park above is voluntary and is not counted).
+taskset -c 1 timeout 1 sh -c 'while :; do :; done' || true
 # The metrics' snapshot is at most 100 ms behind status.
 for _ in $(seq 20); do
   http_get "http://127.0.0.1:$mport/metrics" > "$work/m2.txt"
@@ -100,4 +106,12 @@ expect_counter "$work/tallyd.log" rx_packets -eq "$(gen_summary "$work/gen.txt" 
   fail "worker 0 not reported stalled exactly once"
 expect_counter "$work/tallyd.log" watchdog_stalls -ge 1
 expect_counter "$work/tallyd.log" watchdog_rx_lost -eq 0
+expect_counter "$work/tallyd.log" worker_preempted -ge 1
+expect_counter "$work/tallyd.log" worker_cpu_taken_us -ge 100000
+grep -qE '^tally_worker_cpu_taken_seconds_total [0-9.]+$' "$work/m2.txt" ||
+  fail "no tally_worker_cpu_taken_seconds_total in /metrics"
+# The 5 s park is a poll gap over 10 ms, so over 1 ms and 100 us as well.
+expect_counter "$work/tallyd.log" worker_poll_gaps_10ms -ge 1
+expect_counter "$work/tallyd.log" worker_poll_gaps_1ms -ge "$(counter "$work/tallyd.log" worker_poll_gaps_10ms)"
+expect_counter "$work/tallyd.log" worker_poll_gaps_100us -ge "$(counter "$work/tallyd.log" worker_poll_gaps_1ms)"
 echo "PASS watchdog"
