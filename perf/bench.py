@@ -202,6 +202,17 @@ def run_pipeline(a, sc, seconds):
                 huge_mb=r.get("huge_pages_mb", 0), check="check OK" in p.stdout)
 
 
+def cpu_gaps(a, seconds):
+    """The machine's own gaps on the worker's cpu 1 with cpu 0 kept busy, as the
+    generator keeps it: what tallyd's worker_poll_gaps_* would read if Tally
+    never paused itself."""
+    p = subprocess.run([f"{a.build}/perf/tally-cpu-gaps", "--cpu", "1", "--busy-cpu", "0",
+                        "--seconds", str(seconds)], capture_output=True, text=True,
+                       timeout=seconds + 60)
+    r = kv(p.stdout)
+    return [r.get("gaps_" + t, 0) for t in ("100us", "1ms", "10ms")] + [r.get("longest_ms", 0)]
+
+
 def metrics(res):
     g, r = res["gen"], res["recv"]
     secs = g.get("seconds") or 1
@@ -221,6 +232,9 @@ def metrics(res):
                 imissed=r.get("port_imissed", 0), nombuf=r.get("port_rx_nombuf", 0),
                 table_full=r.get("drop_table_full", 0), seal_deferred=r.get("seal_deferred", 0),
                 seal_timeouts=r.get("seal_timeouts", 0),
+                gaps=[r.get("worker_poll_gaps_" + t, 0) for t in ("100us", "1ms", "10ms")],
+                gap_s=r.get("worker_poll_gap_us", 0) / 1e6,
+                taken_s=r.get("worker_cpu_taken_us", 0) / 1e6,
                 rss_mb=res["rss_mb"], exact=res["exact"])
 
 
@@ -270,6 +284,8 @@ def summarize(name, sc, tally, null, pipe, loss):
                              refused=lm and lm["refused"], offered=lm and lm["offered_mpps"],
                              behind=lm and lm["behind"],
                              imissed=lm and lm["imissed"], exact=lm and lm["exact"],
+                             gaps=lm and lm["gaps"], machine_gaps=loss.get("machine_gaps"),
+                             gap_s=lm and lm["gap_s"], taken_s=lm and lm["taken_s"],
                              error=loss.get("error"))
     kind, goal = sc["target"]
     got = rx[0] if kind == "mpps" else ev[0] * 1e6
@@ -289,7 +305,12 @@ def table(summary):
         lr = s.get("loss_run")
         lrt = (f"{lr['rate_mpps']:.2f} Mpps (offered {lr['offered']:.2f}: the generator "
                f"skipped {lr['behind']:.0f} behind schedule): loss {lr['loss']:.0f} (ring refused "
-               f"{lr['refused']:.0f}), exact {lr['exact']}"
+               f"{lr['refused']:.0f}), exact {lr['exact']}; poll gaps over 0.1/1/10 ms: worker "
+               + "/".join(f"{g:.0f}" for g in lr.get("gaps") or [0, 0, 0]) + ", machine alone "
+               + "/".join(f"{g:.0f}" for g in (lr.get("machine_gaps") or [0, 0, 0, 0])[:3])
+               + f" (longest {(lr.get('machine_gaps') or [0, 0, 0, 0])[3]:.1f} ms); the worker's "
+               f"gaps over 0.1 ms: {lr.get('gap_s') or 0:.2f} s, CPU taken by other tasks "
+               f"{lr.get('taken_s') or 0:.2f} s"
                if lr and lr.get("error") is None and lr["loss"] is not None else "-")
         t = s["target"]
         unit = "Mpps" if s["scenario"] == "A" else "M/s"
@@ -412,6 +433,7 @@ def run_scenario(a, name, sc, raw):
         rate = 0.9 * statistics.median(good) * 1e6
         loss = run_receiver(a, "tally", sc, a.loss_seconds, rate=rate, paced=True)
         loss["rate"] = rate
+        loss["machine_gaps"] = cpu_gaps(a, a.loss_seconds)
         raw.append(dict(scenario=name, run="loss90", **loss))
         print(f"   90% run at {rate / 1e6:.2f} Mpps: "
               f"{json.dumps(metrics(loss) if 'error' not in loss else loss, default=str)[:300]}")
