@@ -19,15 +19,16 @@ pipeline=$build/perf/tally-pipeline
 
 gaps=$build/perf/tally-cpu-gaps
 "$gaps" --cpu 1 --seconds 0 2> /dev/null && fail "tally-cpu-gaps took --seconds 0"
-"$gaps" --cpu 1 --seconds 2 --busy-cpu 0 > "$work/gaps.txt" & gp=$!
-sleep 0.5; kill -STOP "$gp"; sleep 0.06; kill -CONT "$gp"
+# stopped well after its 0.2 s calibration, well before its 3 s end
+"$gaps" --cpu 1 --seconds 3 --busy-cpu 0 > "$work/gaps.txt" & gp=$!
+sleep 1; kill -STOP "$gp"; sleep 0.06; kill -CONT "$gp"
 wait "$gp" || fail "tally-cpu-gaps exited $?"
 cat "$work/gaps.txt"
 expect_counter "$work/gaps.txt" gaps_10ms -ge 1
 expect_counter "$work/gaps.txt" gaps_1ms -ge "$(counter "$work/gaps.txt" gaps_10ms)"
 awk '$1 == "longest_ms" { exit !($2 >= 50 && $2 < 1500) }' "$work/gaps.txt" ||
   fail "tally-cpu-gaps: longest gap $(counter "$work/gaps.txt" longest_ms) ms for a 60 ms stop"
-pgrep -f "tally-cpu-gaps --cpu 1 --seconds 2" && fail "tally-cpu-gaps left its spinner running"
+pgrep -f "tally-cpu-gaps --cpu 1 --seconds 3" && fail "tally-cpu-gaps left its spinner running"
 ring=(-l 0 "${eal_base[@]}" --file-prefix "tally-ring-$$" --vdev net_ring0)
 
 set +e

@@ -3,7 +3,7 @@
 # flows must cost nobody anything: the control loop's timers (dedup generations
 # every 2 ms, the clock sync) miss (almost) no period (ctl_late_ticks), the dedup
 # capacity horizon holds (no early evictions, every duplicate caught),
-# tallyctl stats answers within 250 ms meanwhile, the idle clients are dropped
+# tallyctl status answers within 500 ms meanwhile, the idle clients are dropped
 # after their 1 s bound (ctl_client_timeouts), and the totals are exact. The
 # old control loop read each client with a 1 s blocking timeout on the thread
 # that ticks dedup, so one `nc -U` stalled generations by a second.
@@ -64,8 +64,10 @@ cat "$work/tallyd.log" | grep -v '^EAL\|^TELEMETRY'
 read -r probes worst < "$work/probe.txt"
 echo "tallyctl status answered $probes times with idle and slow clients held; slowest ${worst}s"
 [ "$probes" -ge 10 ] || fail "tallyctl answered only $probes times"
-python3 -c "import sys; sys.exit(0 if float('$worst') < 0.25 else 1)" ||
-  fail "tallyctl status took ${worst}s with idle clients held (bound: 0.25 s)"
+# The old loop held a request for a second per idle client; a loaded CI
+# machine may take a few hundred ms to start tallyctl itself (seen: 0.011 s).
+python3 -c "import sys; sys.exit(0 if float('$worst') < 0.5 else 1)" ||
+  fail "tallyctl status took ${worst}s with idle clients held (bound: 0.5 s)"
 "$check" "$work/expected.tsv" "$work/tally.db"
 # A missed 2 ms period now and then is the machine (a tick is late if the
 # thread ran a request for > 2 ms, or a CPU was busy: CI has counted 11 in a
