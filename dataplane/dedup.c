@@ -320,18 +320,15 @@ size_t tally_dedup_tick(struct tally_dedup *d, uint64_t now_ms, uint64_t inserte
 	 * 8 quotas is capacity / 8 plus margin(), which saw that tick, so they hold
 	 * capacity ids at least. (Unless a tick brings more than a quota: a backlog,
 	 * worked off one generation a tick, never by expiring several at once.) */
-	if (inserted - d->ctl.gen_start_ins >= per_gen_ids + margin(d)) {
-		uint64_t quota = per_gen_ids + margin(d);
+	uint64_t quota = per_gen_ids + margin(d);
+	bool by_count = inserted - d->ctl.gen_start_ins >= quota;
 
-		if (advance(d, now_ms)) {
-			d->ctl.tick_delta[d->ctl.tick_at++ % TALLY_DEDUP_GENS] = delta;
-			d->ctl.gen_start_ins += quota;
-			if (inserted - d->ctl.gen_start_ins > per_gen_ids * TALLY_DEDUP_GENS)
-				d->ctl.gen_start_ins = inserted; /* a stall of a whole horizon: start over */
-		}
-	} else if (now_ms - d->ctl.gen_start_ms >= per_gen_ms && advance(d, now_ms)) {
+	if ((by_count || now_ms - d->ctl.gen_start_ms >= per_gen_ms) && advance(d, now_ms)) {
 		d->ctl.tick_delta[d->ctl.tick_at++ % TALLY_DEDUP_GENS] = delta;
-		d->ctl.gen_start_ins = inserted;
+		/* by time, the next generation begins now */
+		d->ctl.gen_start_ins = by_count ? d->ctl.gen_start_ins + quota : inserted;
+		if (inserted - d->ctl.gen_start_ins > per_gen_ids * TALLY_DEDUP_GENS)
+			d->ctl.gen_start_ins = inserted; /* a stall of a whole horizon: start over */
 	}
 	return sweep(d, max_buckets);
 }

@@ -11,21 +11,17 @@
 #include "counters.h"
 #include "pkt.h"
 
-#define ETH_HLEN 14
 #define VLAN_HLEN 4
-#define ET_IPV4 0x0800
 #define ET_IPV6 0x86dd
 #define ET_VLAN 0x8100
 #define ET_QINQ 0x88a8
 #define IPV6_HLEN 40
-#define UDP_HLEN 8
-#define PROTO_UDP 17
 
 bool tally_udp_csum_ok(const uint8_t *saddr, const uint8_t *daddr, unsigned alen,
 			const uint8_t *udp, uint16_t ulen)
 {
 	/* protocol and length are big-endian words of the pseudo-header */
-	uint64_t sum = (uint64_t)tally_bswap16(PROTO_UDP) + tally_bswap16(ulen);
+	uint64_t sum = (uint64_t)tally_bswap16(TALLY_PROTO_UDP) + tally_bswap16(ulen);
 
 	sum = tally_csum_add(sum, saddr, alen);
 	sum = tally_csum_add(sum, daddr, alen);
@@ -38,9 +34,9 @@ bool tally_udp_csum_ok(const uint8_t *saddr, const uint8_t *daddr, unsigned alen
 
 HOT uint32_t l2(const uint8_t *f, uint32_t len, uint16_t *et, int *drop)
 {
-	uint32_t off = ETH_HLEN;
+	uint32_t off = TALLY_ETH_HLEN;
 
-	if (len < ETH_HLEN) {
+	if (len < TALLY_ETH_HLEN) {
 		*drop = TALLY_C_DROP_RUNT;
 		return 0;
 	}
@@ -67,7 +63,7 @@ HOT int udp(const uint8_t *l4, uint32_t avail, const uint8_t *saddr, const uint8
 	uint16_t ulen, ck;
 	unsigned i;
 
-	if (avail < UDP_HLEN || (ulen = tally_be16(l4 + 4)) < UDP_HLEN || ulen > avail)
+	if (avail < TALLY_UDP_HLEN || (ulen = tally_be16(l4 + 4)) < TALLY_UDP_HLEN || ulen > avail)
 		return TALLY_C_DROP_UDP_LEN;
 	ck = tally_be16(l4 + 6);
 	if (l4_csum == TALLY_CSUM_BAD || (ck == 0 && alen == 16))
@@ -81,8 +77,8 @@ HOT int udp(const uint8_t *l4, uint32_t avail, const uint8_t *saddr, const uint8
 	if (i == nports)
 		return TALLY_C_DROP_UDP_PORT;
 	out->sport = tally_be16(l4);
-	out->payload = l4 + UDP_HLEN;
-	out->len = (uint16_t)(ulen - UDP_HLEN);
+	out->payload = l4 + TALLY_UDP_HLEN;
+	out->len = (uint16_t)(ulen - TALLY_UDP_HLEN);
 	out->saddr = saddr;
 	return TALLY_OK;
 }
@@ -103,7 +99,7 @@ HOT int ipv4(const uint8_t *ip, uint32_t avail, enum tally_csum_state ip_csum,
 		return TALLY_C_DROP_IP_CSUM;
 	if ((tally_be16(ip + 6) & 0x3fff) != 0) /* MF flag or a fragment offset */
 		return TALLY_C_DROP_IP_FRAG;
-	if (ip[9] != PROTO_UDP)
+	if (ip[9] != TALLY_PROTO_UDP)
 		return TALLY_C_DROP_IP_PROTO;
 	out->ip_version = 4;
 	return udp(ip + ihl, tot - ihl, ip + 12, ip + 16, 4, l4_csum, ports, nports, out);
@@ -131,7 +127,7 @@ static int ipv6(const uint8_t *ip, uint32_t avail, enum tally_csum_state l4_csum
 		return TALLY_C_DROP_IP_LEN;
 	if (ipv6_ext(ip[6]))
 		return ip[6] == 44 ? TALLY_C_DROP_IP_FRAG : TALLY_C_DROP_IPV6_EXT;
-	if (ip[6] != PROTO_UDP)
+	if (ip[6] != TALLY_PROTO_UDP)
 		return TALLY_C_DROP_IP_PROTO;
 	out->ip_version = 6;
 	return udp(ip + IPV6_HLEN, plen, ip + 8, ip + 24, 16, l4_csum, ports, nports, out);
@@ -147,18 +143,9 @@ int tally_pkt_parse_general(const uint8_t *frame, uint32_t len, enum tally_csum_
 
 	if (off == 0)
 		return drop;
-	if (et == ET_IPV4)
+	if (et == TALLY_ET_IPV4)
 		return ipv4(frame + off, len - off, ip_csum, l4_csum, ports, nports, out);
 	if (et == ET_IPV6)
 		return ipv6(frame + off, len - off, l4_csum, ports, nports, out);
 	return TALLY_C_DROP_ETHERTYPE;
-}
-
-int tally_pkt_parse(const uint8_t *frame, uint32_t len, enum tally_csum_state ip_csum,
-		    enum tally_csum_state l4_csum, const uint16_t *ports, unsigned nports,
-		    struct tally_udp *out)
-{
-	if (tally_pkt_fast_ipv4_udp(frame, len, ip_csum, l4_csum, ports, nports, out))
-		return TALLY_OK;
-	return tally_pkt_parse_general(frame, len, ip_csum, l4_csum, ports, nports, out);
 }

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "counters.h"
+
 /* What the port's checksum offload already decided (from mbuf ol_flags). */
 enum tally_csum_state {
 	TALLY_CSUM_UNKNOWN = 0, /* verify in software */
@@ -26,16 +28,8 @@ struct tally_udp {
 	const uint8_t *saddr;  /* 4 or 16 bytes inside the frame, for acks */
 };
 
-/*
- * Parse one frame. ports[0..nports-1] are the UDP destination ports Tally listens
- * on (host order, 0 entries ignored). Returns TALLY_OK and fills *out, or the
- * counter id (enum tally_counter) of the reason the frame is dropped.
- */
-int tally_pkt_parse(const uint8_t *frame, uint32_t len, enum tally_csum_state ip_csum,
-		    enum tally_csum_state l4_csum, const uint16_t *ports, unsigned nports,
-		    struct tally_udp *out);
-/* The same without the fast path for plain IPv4/UDP frames; for tests, which
- * check that the two agree. */
+/* Every frame the fast path (tally_pkt_parse, below) does not take; for tests
+ * too, which check that the two agree. Returns as tally_pkt_parse. */
 int tally_pkt_parse_general(const uint8_t *frame, uint32_t len, enum tally_csum_state ip_csum,
 			    enum tally_csum_state l4_csum, const uint16_t *ports, unsigned nports,
 			    struct tally_udp *out);
@@ -47,13 +41,6 @@ int tally_pkt_parse_general(const uint8_t *frame, uint32_t len, enum tally_csum_
 
 static inline uint16_t tally_be16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
 
-/*
- * One's-complement sum of p[0..len), 8 bytes at a time, in the host's byte
- * order (RFC 1071: the sum of byte-swapped words is the byte-swapped sum, and a
- * packet verifies when the folded sum of everything, checksum included, is
- * 0xffff, which reads the same either way). len must be even except for the
- * last buffer summed.
- */
 /* sum + v with the end-around carry of one's-complement arithmetic. */
 static inline uint64_t tally_add_carry(uint64_t sum, uint64_t v)
 {
@@ -61,6 +48,13 @@ static inline uint64_t tally_add_carry(uint64_t sum, uint64_t v)
 	return sum + (sum < v);
 }
 
+/*
+ * One's-complement sum of p[0..len), 8 bytes at a time, in the host's byte
+ * order (RFC 1071: the sum of byte-swapped words is the byte-swapped sum, and a
+ * packet verifies when the folded sum of everything, checksum included, is
+ * 0xffff, which reads the same either way). len must be even except for the
+ * last buffer summed.
+ */
 static inline uint64_t tally_csum_add(uint64_t sum, const uint8_t *p, uint32_t len)
 {
 	uint64_t w = 0;
@@ -154,5 +148,21 @@ static inline bool tally_pkt_fast_ipv4_udp(const uint8_t *f, uint32_t len, enum 
 	return true;
 }
 
+
+/*
+ * Parse one frame. ports[0..nports-1] are the UDP destination ports Tally listens
+ * on (host order, 0 entries ignored). Returns TALLY_OK and fills *out, or the
+ * counter id (enum tally_counter) of the reason the frame is dropped. Inline:
+ * the usual frame costs the worker no call; anything else is named by the
+ * general path.
+ */
+static inline int tally_pkt_parse(const uint8_t *frame, uint32_t len,
+				  enum tally_csum_state ip_csum, enum tally_csum_state l4_csum,
+				  const uint16_t *ports, unsigned nports, struct tally_udp *out)
+{
+	if (tally_pkt_fast_ipv4_udp(frame, len, ip_csum, l4_csum, ports, nports, out))
+		return TALLY_OK;
+	return tally_pkt_parse_general(frame, len, ip_csum, l4_csum, ports, nports, out);
+}
 
 #endif

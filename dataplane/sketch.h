@@ -101,14 +101,17 @@ static inline uint8_t tally_hll_rho(uint64_t h)
 	return w == 0 ? 64 - TALLY_HLL_P + 1 : (uint8_t)(__builtin_clzll(w) + 1);
 }
 
+/* A rank into register i: it keeps the largest. */
+static inline void tally_hll_raise(struct tally_sketch *s, uint32_t i, uint8_t rho)
+{
+	if (rho > s->reg[i])
+		s->reg[i] = rho;
+}
+
 /* One member, by its 64-bit hash, into a HyperLogLog. */
 static inline void tally_hll_add(struct tally_sketch *s, uint64_t h)
 {
-	uint32_t i = tally_hll_reg(h);
-	uint8_t rho = tally_hll_rho(h);
-
-	if (rho > s->reg[i])
-		s->reg[i] = rho;
+	tally_hll_raise(s, tally_hll_reg(h), tally_hll_rho(h));
 }
 
 /* Values in a quantile sketch. */

@@ -219,16 +219,12 @@ static bool apply_op(struct tally_wtab *t, uint32_t c, uint32_t op)
 
 	if (s == NULL)
 		return false;
-	if (op & TALLY_SKOP_HLL) {
-		uint8_t rho = (uint8_t)(op >> TALLY_HLL_P & 0x7f);
-		uint32_t i = op & (TALLY_HLL_M - 1);
-
-		s->reg[i] = rho > s->reg[i] ? rho : s->reg[i];
-	} else if ((op & TALLY_SKOP_STORE) == TALLY_SKOP_ZERO) {
+	if (op & TALLY_SKOP_HLL)
+		tally_hll_raise(s, op & (TALLY_HLL_M - 1), (uint8_t)(op >> TALLY_HLL_P & 0x7f));
+	else if ((op & TALLY_SKOP_STORE) == TALLY_SKOP_ZERO)
 		s->dds.zero++;
-	} else {
+	else
 		tally_dds_store_add(op & TALLY_SKOP_POS ? &s->dds.pos : &s->dds.neg, op_index(op), 1);
-	}
 	return true;
 }
 

@@ -381,10 +381,7 @@ static bool parse_frame(struct tally_worker *w, const struct tally_params *p,
 					      RTE_MBUF_F_RX_L4_CKSUM_GOOD, RTE_MBUF_F_RX_L4_CKSUM_BAD);
 
 	w->ctr.v[TALLY_C_RX_BYTES] += m->pkt_len;
-	/* the usual frame inline (no call), anything else named by the general path */
-	r = tally_pkt_fast_ipv4_udp(frame, m->data_len, ipc, l4c, p->ports, 2, &u)
-		    ? TALLY_OK
-		    : tally_pkt_parse_general(frame, m->data_len, ipc, l4c, p->ports, 2, &u);
+	r = tally_pkt_parse(frame, m->data_len, ipc, l4c, p->ports, 2, &u);
 	if (unlikely(r != TALLY_OK)) {
 		if (w->exc_cap != 0 && for_kernel(r) && divert(w, m))
 			return true;
