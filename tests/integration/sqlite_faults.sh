@@ -59,20 +59,21 @@ start_gen 32 16000 8000
 for _ in $(seq 300); do
   [ "$(stat rx_packets)" -ge 16000 ] && break; sleep 0.1
 done
-# every accepted event in the spool: flushed, queue empty, appends settled
-prev=-1
-for _ in $(seq 60); do
-  "$tallyctl" -s "$work/ctl.sock" flush > /dev/null; sleep 1
-  now=$(stat spool_appended)
-  [ "$now" = "$prev" ] && [ "$(stat flush_pending)" = 0 ] && break
-  prev=$now
-done
-records=$(stat spool_records)
-[ "$records" -ge 3 ] || fail "expected at least 3 spooled batches, got $records"
+# every accepted event in the spool: a drain returns once every batch is
+# placed (the sink is locked, so appended to the spool and fsync'd). Polling
+# the counters for a quiet second instead let CI kill tallyd with a batch
+# still to be spooled.
+"$tallyctl" -s "$work/ctl.sock" drain --timeout 60 || fail "the drain did not complete"
 kill -9 "$tpid"; wait "$tpid" 2>/dev/null || true
 kill "$lpid"; wait "$lpid" 2>/dev/null || true
 wait "$gpid" 2>/dev/null || true
-"$spool_tool" "$work/spool-b/sqlite"
+# What the restart will replay is what the spool holds after the kill: a flush
+# tick may still append between a count read over the socket and the kill (CI
+# counted 6 there and the spool held 7).
+"$spool_tool" "$work/spool-b/sqlite" > "$work/spool-b.txt" 2>&1
+cat "$work/spool-b.txt"
+records=$(sed -n 's/^tally-spool: \([0-9]*\) batches.*/\1/p' "$work/spool-b.txt")
+[ "${records:-0}" -ge 3 ] || fail "expected at least 3 spooled batches, got ${records:-none}"
 # corrupt the second record's payload; keep its rows to account for them
 seq=$(python3 - "$work/spool-b/sqlite" <<'PY'
 import glob, struct, sys
