@@ -46,7 +46,8 @@ redis_cluster_wait_ok() {
   for _ in $(seq 200); do
     local bad=0
     for p in "${cluster_ports[@]}"; do
-      local st; st=$(redis-cli -p "$p" cluster info 2>/dev/null | tr -d '\r' | awk -F: '$1=="cluster_state"{print $2}')
+      local st; st=$(redis-cli -p "$p" cluster info 2>/dev/null | tr -d '\r' |
+        awk -F: '$1=="cluster_state"{print $2}') || true  # pipefail: a killed node
       [ -z "$st" ] && continue   # a killed node
       [ "$st" = ok ] || bad=1
     done

@@ -20,5 +20,6 @@ seed=""; for q in "${cluster_ports[@]}"; do [ "$q" != "$victim" ] && seed=$q; do
 TALLY_REDIS_CLUSTER_SEEDS=$cluster_seeds TALLY_REDIS_KILL_PID=$(cat "$work/cluster-$victim/pid") \
   TALLY_REDIS_STOP_PID=$(cat "$work/cluster-$stopped/pid") \
   TALLY_REDIS_EXPECTED=$work/fo.tsv "$live" || fail "cluster failover test"
+redis_cluster_wait_ok
 "$check" "$work/fo.tsv" --redis-cluster "127.0.0.1:$seed"
 echo "PASS sink-redis"
