@@ -32,7 +32,7 @@ As root, 2 MiB huge pages are reserved for DPDK's memory (deploy/hugepages.sh);
 otherwise every DPDK process runs with --no-huge. Prints a table, writes JSON and
 CSV to --out and the table to perf/RESULTS.md with the machine description.
 """
-import argparse, csv, datetime, json, os, platform, re, shutil, signal, statistics
+import argparse, contextlib, csv, datetime, json, os, platform, re, shutil, signal, statistics
 import subprocess, sys, tempfile, time
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -124,25 +124,47 @@ def eal(a, prefix, lcores):
             "--log-level=*:warning", *mem]
 
 
-def rsize(a):
+def rsize(a, paced=False):
     """The memif ring: the client (tally-gen) allocates it, 2^rsize slots; it is
-    all the RX queue a receiver has to absorb its own pauses with."""
-    return f",rsize={a.memif_rsize}" if a.memif_rsize else ""
+    all the RX queue a receiver has to absorb its own pauses with. The paced
+    90% run gets its own (--loss-rsize): the RX descriptors that point 7 asks
+    to state."""
+    n = a.loss_rsize if paced else a.memif_rsize
+    return f",rsize={n}" if n else ""
+
+
+@contextlib.contextmanager
+def worker_cpu_cleared(a):
+    """The 90% run and its probe with every task that may move kept off the
+    worker's CPU 1 (deploy/tally-isolate-cpus), as isolcpus= would on a
+    deployment; put back after, whatever happens."""
+    if a.no_isolate or os.geteuid() != 0:
+        yield "not isolated" + (" (not root)" if os.geteuid() != 0 else "")
+        return
+    state = os.path.join(tempfile.mkdtemp(prefix="tally-bench-iso."), "state.json")
+    tool = [f"{TOP}/deploy/tally-isolate-cpus", "--state", state]
+    p = subprocess.run(tool + ["--cpus", "1"], capture_output=True, text=True, timeout=120)
+    try:
+        yield " ".join(p.stdout.split()) if p.returncode == 0 else "not isolated: " + p.stderr.strip()
+    finally:
+        if os.path.exists(state):
+            subprocess.run(tool + ["--restore"], capture_output=True, timeout=120)
+        shutil.rmtree(os.path.dirname(state), ignore_errors=True)
 
 
 def gen_cmd(a, sc, tmp, sock, seconds, rate, expected, paced=False):
     cmd = [f"{a.build}/perf/tally-gen"] + sc["gen"] + COMMON + (["--paced"] if paced else []) + [
         "--duration", str(seconds), "--rate", str(int(rate)), "--linger", "300",
         "--stall-timeout", "60",
-        "--port", f"net_memif0,role=client,socket={sock},socket-abstract=no{rsize(a)}"]
+        "--port", f"net_memif0,role=client,socket={sock},socket-abstract=no{rsize(a, paced)}"]
     if expected:
         cmd += ["--expected", f"{tmp}/expected.tsv"]
     return cmd + eal(a, "bgen", ["-l", "0"])
 
 
-def start_receiver(a, name, sc, tmp, seconds, log):
+def start_receiver(a, name, sc, tmp, seconds, log, paced=False):
     sock, ctl = f"{tmp}/memif.sock", f"{tmp}/ctl.sock"
-    dev = f"net_memif0,role=server,socket={sock},socket-abstract=no{rsize(a)}"
+    dev = f"net_memif0,role=server,socket={sock},socket-abstract=no{rsize(a, paced)}"
     if name == "tally":
         recv = spawn([f"{a.build}/ctrlplane/tallyd", "--port", dev, "--sqlite_path",
                       f"{tmp}/tally.db", "--ctl_socket", ctl, "--spool_dir", f"{tmp}/spool",
@@ -164,7 +186,7 @@ def run_receiver(a, name, sc, seconds, rate=0, check=True, paced=False):
     tmp = tempfile.mkdtemp(prefix="tally-bench.")
     rlog, glog = open(f"{tmp}/recv.txt", "w+"), open(f"{tmp}/gen.txt", "w+")
     try:
-        recv = start_receiver(a, name, sc, tmp, seconds, rlog)
+        recv = start_receiver(a, name, sc, tmp, seconds, rlog, paced)
         gen = spawn(gen_cmd(a, sc, tmp, f"{tmp}/memif.sock", seconds, rate,
                             name == "tally" and check, paced), glog)
         wait_for(lambda: "events_per_sec" in open(f"{tmp}/gen.txt").read() or gen.poll() is not None,
@@ -431,9 +453,10 @@ def run_scenario(a, name, sc, raw):
     good = [metrics(r)["rx_mpps"] for r in tally if "error" not in r]
     if not a.no_loss_run and good:
         rate = 0.9 * statistics.median(good) * 1e6
-        loss = run_receiver(a, "tally", sc, a.loss_seconds, rate=rate, paced=True)
-        loss["rate"] = rate
-        loss["machine_gaps"] = cpu_gaps(a, a.loss_seconds)
+        with worker_cpu_cleared(a) as iso:
+            loss = run_receiver(a, "tally", sc, a.loss_seconds, rate=rate, paced=True)
+            loss["machine_gaps"] = cpu_gaps(a, a.loss_seconds)
+        loss["rate"], loss["isolated"] = rate, iso
         raw.append(dict(scenario=name, run="loss90", **loss))
         print(f"   90% run at {rate / 1e6:.2f} Mpps: "
               f"{json.dumps(metrics(loss) if 'error' not in loss else loss, default=str)[:300]}")
@@ -771,7 +794,9 @@ def write_outputs(a, summary, raw, t, gt, two=None):
                     "rate, as a wire would), so loss counts every frame tallyd did not take; "
                     f"the memif ring, all the RX queue "
                     f"tallyd has to ride out its own pauses with, had "
-                    f"{2 ** (a.memif_rsize or 10)} slots.\n\n"
+                    f"{2 ** (a.memif_rsize or 10)} slots, {2 ** (a.loss_rsize or 10)} in the 90% "
+                    "run, which ran with CPU 1 cleared of every task that may move "
+                    "(`deploy/tally-isolate-cpus --cpus 1`, unless --no-isolate).\n\n"
                     "Signals that do not drift (valgrind --tool=callgrind --cache-sim=yes, "
                     "collected inside tally_worker_burst only, on a fixed input of "
                     "tally-pipeline --datagrams N):\n\n" + gt + "\n\n"
@@ -811,6 +836,10 @@ def main():
     ap.add_argument("--no-loss-run", action="store_true")
     ap.add_argument("--memif-rsize", type=int, default=0,
                     help="log2 of the memif ring's slots (the PMD's default: 10, 1024 slots)")
+    ap.add_argument("--loss-rsize", type=int, default=14,
+                    help="the same for the 90%% run (default 14: 16,384 slots, memif's largest)")
+    ap.add_argument("--no-isolate", action="store_true",
+                    help="leave other tasks on the worker's CPU during the 90%% run")
     ap.add_argument("--no-hugepages", action="store_true", help="run DPDK with --no-huge")
     ap.add_argument("--quick", action="store_true", help="10x fewer keys, 3 s, 1 run, no loss run")
     ap.add_argument("--out", default=f"{TOP}/perf/out")

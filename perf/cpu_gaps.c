@@ -12,7 +12,14 @@
  * load, Tally paused itself; if about as many, the CPU was taken from it, and
  * no number of RX descriptors rides out a gap longer than rx_desc / rate.
  *
- *   tally-cpu-gaps --cpu 1 --seconds 60 [--busy-cpu 0]
+ * With --touch-mb the spinner also reads and writes one random 64-byte line of
+ * a buffer that large (transparent huge pages, as tallyd's tables) between
+ * TSC reads, as the worker's dedup and table do for each event: a machine
+ * whose gaps grow with that (a hypervisor that backs or shadows the guest's
+ * memory lazily) takes the time inside the worker's bursts, where the guest's
+ * scheduler and tracing cannot see it.
+ *
+ *   tally-cpu-gaps --cpu 1 --seconds 60 [--busy-cpu 0] [--touch-mb 2048]
  * prints a line each: gaps_100us N, gaps_1ms N, gaps_10ms N, longest_ms X, seconds S
  */
 #include <errno.h>
@@ -23,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -71,9 +79,23 @@ static pid_t spin_on(int cpu)
 	return c;
 }
 
+/* The buffer the spinner touches, every page written once first so that the
+ * run measures a resident table, as tallyd's are after start-up. */
+static uint64_t *touch_buf(size_t mb)
+{
+	size_t bytes = mb << 20;
+	uint64_t *b = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (b == MAP_FAILED)
+		return NULL;
+	madvise(b, bytes, MADV_HUGEPAGE);
+	memset(b, 1, bytes);
+	return b;
+}
+
 static void usage(const char *argv0)
 {
-	fprintf(stderr, "usage: %s --cpu N --seconds S [--busy-cpu M]\n", argv0);
+	fprintf(stderr, "usage: %s --cpu N --seconds S [--busy-cpu M] [--touch-mb MB]\n", argv0);
 	exit(2);
 }
 
@@ -82,8 +104,11 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {{"cpu", required_argument, NULL, 'c'},
 					     {"seconds", required_argument, NULL, 's'},
 					     {"busy-cpu", required_argument, NULL, 'b'},
+					     {"touch-mb", required_argument, NULL, 't'},
 					     {NULL, 0, NULL, 0}};
 	int cpu = -1, busy = -1, o;
+	size_t touch_mb = 0, lines = 0;
+	uint64_t *buf = NULL, rnd = 88172645463325252ull;
 	double secs = 0, hz;
 	uint64_t n[3] = {0}, longest = 0, lim[3], end, last;
 	pid_t child = -1;
@@ -95,15 +120,22 @@ int main(int argc, char **argv)
 			secs = atof(optarg);
 		else if (o == 'b')
 			busy = atoi(optarg);
+		else if (o == 't')
+			touch_mb = strtoull(optarg, NULL, 10);
 		else
 			usage(argv[0]);
 	}
-	if (cpu < 0 || secs <= 0 || busy == cpu)
+	if (cpu < 0 || secs <= 0 || busy == cpu || touch_mb > ((size_t)1 << 30))
 		usage(argv[0]);
 	if (pin(cpu) != 0) {
 		fprintf(stderr, "tally-cpu-gaps: cannot pin to CPU %d: %s\n", cpu, strerror(errno));
 		return 1;
 	}
+	if (touch_mb > 0 && (buf = touch_buf(touch_mb)) == NULL) {
+		fprintf(stderr, "tally-cpu-gaps: cannot map %zu MiB: %s\n", touch_mb, strerror(errno));
+		return 1;
+	}
+	lines = (touch_mb << 20) / 64;
 	hz = tsc_hz();
 	if (busy >= 0) {
 		child = spin_on(busy);
@@ -119,8 +151,13 @@ int main(int argc, char **argv)
 	last = __rdtsc();
 	end = last + (uint64_t)(secs * hz);
 	while (last < end) {
-		uint64_t now = __rdtsc(), gap = now - last;
+		uint64_t now, gap;
 
+		if (buf != NULL) { /* xorshift64: a line no prefetcher guesses */
+			rnd ^= rnd << 13, rnd ^= rnd >> 7, rnd ^= rnd << 17;
+			buf[(rnd % lines) * 8]++;
+		}
+		now = __rdtsc(), gap = now - last;
 		last = now;
 		if (__builtin_expect(gap < lim[0], 1))
 			continue;
@@ -133,8 +170,9 @@ int main(int argc, char **argv)
 		kill(child, SIGKILL);
 		waitpid(child, NULL, 0);
 	}
-	printf("gaps_100us %llu\ngaps_1ms %llu\ngaps_10ms %llu\nlongest_ms %.2f\nseconds %.1f\n",
+	printf("gaps_100us %llu\ngaps_1ms %llu\ngaps_10ms %llu\nlongest_ms %.2f\nseconds %.1f\n"
+	       "touch_mb %zu\n",
 	       (unsigned long long)n[0], (unsigned long long)n[1], (unsigned long long)n[2],
-	       (double)longest / hz * 1e3, secs);
+	       (double)longest / hz * 1e3, secs, touch_mb);
 	return 0;
 }

@@ -13,7 +13,8 @@
 #  - tally-pipeline --slice-seconds (the drift step) prints a slice line every
 #    slice, each with the worker's figures and the machine's speed probes.
 #  - tally-cpu-gaps (the 90% run's machine-alone column) counts the time its
-#    CPU was taken: a 60 ms SIGSTOP is a gap over 10 ms, about 60 ms long.
+#    CPU was taken: a 60 ms SIGSTOP is a gap over 10 ms, about 60 ms long;
+#    with --touch-mb it also touches a table that large, and says so.
 . "$(dirname "$0")/lib.sh"
 pipeline=$build/perf/tally-pipeline
 
@@ -29,6 +30,12 @@ expect_counter "$work/gaps.txt" gaps_1ms -ge "$(counter "$work/gaps.txt" gaps_10
 awk '$1 == "longest_ms" { exit !($2 >= 50 && $2 < 1500) }' "$work/gaps.txt" ||
   fail "tally-cpu-gaps: longest gap $(counter "$work/gaps.txt" longest_ms) ms for a 60 ms stop"
 pgrep -f "tally-cpu-gaps --cpu 1 --seconds 3" && fail "tally-cpu-gaps left its spinner running"
+# --touch-mb: the same probe touching a table as the worker does
+"$gaps" --cpu 1 --seconds 0.5 --touch-mb 64 > "$work/touch.txt"
+expect_counter "$work/touch.txt" touch_mb -eq 64
+"$gaps" --cpu 1 --seconds 0.5 --touch-mb 999999999 2> "$work/touch.err" &&
+  fail "tally-cpu-gaps mapped 954 TiB"
+grep -q "cannot map" "$work/touch.err" || fail "tally-cpu-gaps: $(cat "$work/touch.err")"
 ring=(-l 0 "${eal_base[@]}" --file-prefix "tally-ring-$$" --vdev net_ring0)
 
 set +e
