@@ -14,10 +14,10 @@
  *
  * With --touch-mb the spinner also reads and writes one random 64-byte line of
  * a buffer that large (transparent huge pages, as tallyd's tables) between
- * TSC reads, as the worker's dedup and table do for each event: a machine
- * whose gaps grow with that (a hypervisor that backs or shadows the guest's
- * memory lazily) takes the time inside the worker's bursts, where the guest's
- * scheduler and tracing cannot see it.
+ * TSC reads, as the worker's dedup and table do for each event. On a machine
+ * whose gaps grow with that (the VM of perf/RESULTS.md: its hypervisor) the
+ * worker loses time inside its bursts that the guest's scheduler and tracing
+ * do not see.
  *
  *   tally-cpu-gaps --cpu 1 --seconds 60 [--busy-cpu 0] [--touch-mb 2048]
  * prints a line each: gaps_100us N, gaps_1ms N, gaps_10ms N, longest_ms X, seconds S
