@@ -136,14 +136,16 @@ def rsize(a, paced=False):
 @contextlib.contextmanager
 def worker_cpu_cleared(a):
     """The 90% run and its probe with every task that may move kept off the
-    worker's CPU 1 (deploy/tally-isolate-cpus), as isolcpus= would on a
-    deployment; put back after, whatever happens."""
+    worker's CPU 1 and DAMON paused (deploy/tally-isolate-cpus), as isolcpus=
+    and a machine without DAMON would have it; put back after, whatever
+    happens."""
     if a.no_isolate or os.geteuid() != 0:
         yield "not isolated" + (" (not root)" if os.geteuid() != 0 else "")
         return
     state = os.path.join(tempfile.mkdtemp(prefix="tally-bench-iso."), "state.json")
     tool = [f"{TOP}/deploy/tally-isolate-cpus", "--state", state]
-    p = subprocess.run(tool + ["--cpus", "1"], capture_output=True, text=True, timeout=120)
+    p = subprocess.run(tool + ["--cpus", "1", "--pause-damon"], capture_output=True, text=True,
+                       timeout=120)
     try:
         yield " ".join(p.stdout.split()) if p.returncode == 0 else "not isolated: " + p.stderr.strip()
     finally:
@@ -795,8 +797,9 @@ def write_outputs(a, summary, raw, t, gt, two=None):
                     f"the memif ring, all the RX queue "
                     f"tallyd has to ride out its own pauses with, had "
                     f"{2 ** (a.memif_rsize or 10)} slots, {2 ** (a.loss_rsize or 10)} in the 90% "
-                    "run, which ran with CPU 1 cleared of every task that may move "
-                    "(`deploy/tally-isolate-cpus --cpus 1`, unless --no-isolate).\n\n"
+                    "run, which ran with CPU 1 cleared of every task that may move and DAMON "
+                    "paused (`deploy/tally-isolate-cpus --cpus 1 --pause-damon`, unless "
+                    "--no-isolate).\n\n"
                     "Signals that do not drift (valgrind --tool=callgrind --cache-sim=yes, "
                     "collected inside tally_worker_burst only, on a fixed input of "
                     "tally-pipeline --datagrams N):\n\n" + gt + "\n\n"
@@ -839,7 +842,7 @@ def main():
     ap.add_argument("--loss-rsize", type=int, default=14,
                     help="the same for the 90%% run (default 14: 16,384 slots, memif's largest)")
     ap.add_argument("--no-isolate", action="store_true",
-                    help="leave other tasks on the worker's CPU during the 90%% run")
+                    help="leave other tasks on the worker's CPU, and DAMON on, in the 90%% run")
     ap.add_argument("--no-hugepages", action="store_true", help="run DPDK with --no-huge")
     ap.add_argument("--quick", action="store_true", help="10x fewer keys, 3 s, 1 run, no loss run")
     ap.add_argument("--out", default=f"{TOP}/perf/out")

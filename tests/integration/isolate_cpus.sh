@@ -3,7 +3,8 @@
 # operators who cannot reboot with isolcpus=): a thread allowed on the worker
 # core loses it and gets it back on --restore; a thread allowed only there
 # stays; the unbound workqueues follow when the kernel lets them; bad input is
-# refused by name and changes nothing.
+# refused by name and changes nothing; --pause-damon turns a running kdamond
+# off and --restore back on (on a machine that runs one).
 . "$(dirname "$0")/lib.sh"
 tool=$src/deploy/tally-isolate-cpus
 state=$work/iso.json
@@ -42,6 +43,18 @@ set -e
 [ "$(cat "$wq" 2>/dev/null || echo none)" = "$wq_before" ] || fail "workqueue mask not restored"
 [ ! -e "$state" ] || fail "the state file outlived --restore"
 echo "ok: isolated CPU $last and put it back"
+
+kd=/sys/kernel/mm/damon/admin/kdamonds/0/state
+if [ -r "$kd" ] && [ "$(cat "$kd")" = on ]; then
+  "$tool" --cpus "$last" --pause-damon --state "$state" | tee "$work/damon.txt"
+  [ "$(cat "$kd")" = off ] || fail "kdamond 0 still $(cat "$kd") after --pause-damon"
+  grep -q "^DAMON: [1-9][0-9]* kdamond(s) paused" "$work/damon.txt" || fail "the pause is not reported"
+  "$tool" --restore --state "$state"
+  [ "$(cat "$kd")" = on ] || fail "kdamond 0 is $(cat "$kd") after --restore"
+  echo "ok: --pause-damon paused kdamond 0 and --restore turned it back on"
+else
+  echo "no running kdamond here: --pause-damon not tried"
+fi
 
 bad() { # bad ARGS... -- MESSAGE
   local args=() msg rc
