@@ -237,6 +237,15 @@ def cpu_gaps(a, seconds):
     return [r.get("gaps_" + t, 0) for t in ("100us", "1ms", "10ms")] + [r.get("longest_ms", 0)]
 
 
+def nominal_hz():
+    """The TSC's rate: with constant_tsc it ticks at the CPU's nominal MHz."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return float(re.search(r"^cpu MHz\s*:\s*([0-9.]+)", f.read(), re.M).group(1)) * 1e6
+    except (OSError, AttributeError):
+        return 0.0
+
+
 def metrics(res):
     g, r = res["gen"], res["recv"]
     secs = g.get("seconds") or 1
@@ -259,6 +268,9 @@ def metrics(res):
                 gaps=[r.get("worker_poll_gaps_" + t, 0) for t in ("100us", "1ms", "10ms")],
                 gap_s=r.get("worker_poll_gap_us", 0) / 1e6,
                 taken_s=r.get("worker_cpu_taken_us", 0) / 1e6,
+                # share of the run the worker spent in bursts: near 1, it was
+                # too slow for the rate, whatever the ring
+                busy=r.get("worker_cycles", 0) / (secs * nominal_hz()) if nominal_hz() else 0,
                 rss_mb=res["rss_mb"], exact=res["exact"])
 
 
@@ -310,6 +322,7 @@ def summarize(name, sc, tally, null, pipe, loss):
                              imissed=lm and lm["imissed"], exact=lm and lm["exact"],
                              gaps=lm and lm["gaps"], machine_gaps=loss.get("machine_gaps"),
                              gap_s=lm and lm["gap_s"], taken_s=lm and lm["taken_s"],
+                             busy=lm and lm["busy"], cycles=lm and lm["cycles_per_event"],
                              error=loss.get("error"))
     kind, goal = sc["target"]
     got = rx[0] if kind == "mpps" else ev[0] * 1e6
@@ -329,7 +342,8 @@ def table(summary):
         lr = s.get("loss_run")
         lrt = (f"{lr['rate_mpps']:.2f} Mpps (offered {lr['offered']:.2f}: the generator "
                f"skipped {lr['behind']:.0f} behind schedule): loss {lr['loss']:.0f} (ring refused "
-               f"{lr['refused']:.0f}), exact {lr['exact']}; poll gaps over 0.1/1/10 ms: worker "
+               f"{lr['refused']:.0f}), exact {lr['exact']}; worker busy {100 * (lr.get('busy') or 0):.0f}% "
+               f"of the run at {lr.get('cycles') or 0:.0f} cycles/event; poll gaps over 0.1/1/10 ms: worker "
                + "/".join(f"{g:.0f}" for g in lr.get("gaps") or [0, 0, 0]) + ", machine alone "
                + "/".join(f"{g:.0f}" for g in (lr.get("machine_gaps") or [0, 0, 0, 0])[:3])
                + f" (longest {(lr.get('machine_gaps') or [0, 0, 0, 0])[3]:.1f} ms); the worker's "
