@@ -148,7 +148,6 @@ static inline bool tally_pkt_fast_ipv4_udp(const uint8_t *f, uint32_t len, enum 
 	return true;
 }
 
-
 /*
  * Parse one frame. ports[0..nports-1] are the UDP destination ports Tally listens
  * on (host order, 0 entries ignored). Returns TALLY_OK and fills *out, or the

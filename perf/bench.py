@@ -32,7 +32,7 @@ As root, 2 MiB huge pages are reserved for DPDK's memory (deploy/hugepages.sh);
 otherwise every DPDK process runs with --no-huge. Prints a table, writes JSON and
 CSV to --out and the table to perf/RESULTS.md with the machine description.
 """
-import argparse, contextlib, csv, datetime, json, os, platform, re, shutil, signal, statistics
+import argparse, contextlib, csv, datetime, functools, json, os, platform, re, shutil, signal, statistics
 import subprocess, sys, tempfile, time
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -237,6 +237,7 @@ def cpu_gaps(a, seconds):
     return [r.get("gaps_" + t, 0) for t in ("100us", "1ms", "10ms")] + [r.get("longest_ms", 0)]
 
 
+@functools.lru_cache(maxsize=None)
 def nominal_hz():
     """The TSC's rate: with constant_tsc it ticks at the CPU's nominal MHz."""
     try:
