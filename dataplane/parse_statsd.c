@@ -97,6 +97,23 @@ static inline struct block classify64(const uint8_t *q)
 	return (struct block){m, _mm_movemask_epi8(plain) != 0xffff};
 }
 
+/*
+ * A whole datagram of 16 to 63 bytes, without copying it out: 16-byte loads,
+ * the last one ending at the datagram's end and shifted to its place.
+ */
+static inline struct block classify_short(const uint8_t *p, uint32_t n)
+{
+	__m128i plain = _mm_set1_epi8(-1);
+	uint64_t m = 0;
+	uint32_t i = 0;
+
+	for (; i + 16 <= n; i += 16)
+		m |= seps16(p + i, &plain) << i;
+	if (i < n)
+		m |= seps16(p + n - 16, &plain) >> (16 - (n - i)) << i;
+	return (struct block){m, _mm_movemask_epi8(plain) != 0xffff};
+}
+
 /* Bit i: q[i] is ':', '|' or '\n', the bytes that can end a name. */
 static inline uint32_t name_stops16(const uint8_t *q)
 {
@@ -136,7 +153,11 @@ static struct block block_at(const uint8_t *p, const uint8_t *end, const uint8_t
 		r.seps >>= 64 - (end - b);
 		return r;
 	}
-	memset(tmp, ' ', sizeof(tmp)); /* a datagram shorter than a block */
+#if defined(__SSE2__)
+	if (end - p >= 16) /* a datagram shorter than a block */
+		return classify_short(p, (uint32_t)(end - p));
+#endif
+	memset(tmp, ' ', sizeof(tmp)); /* shorter than one load */
 	memcpy(tmp, p, (size_t)(end - p));
 	return classify64(tmp);
 }
