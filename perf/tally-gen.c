@@ -41,7 +41,7 @@ struct run {
 	uint64_t count, rate;
 	bool count_set;
 	bool paced; /* a NIC does not wait: what the port refuses is dropped */
-	double duration, linger, link_timeout, stall_timeout;
+	double duration, linger, link_timeout, stall_timeout, catch_up_us;
 	const char *pcap, *port, *expected, *stats_json;
 	uint16_t txq;
 	/* results */
@@ -66,10 +66,12 @@ static void usage(FILE *out)
 	"  --paced                 like a NIC: frames the port refuses (receiver ring full)\n"
 	"                          are dropped at once and counted in frames_tx_failed,\n"
 	"                          never retried, so the offered rate does not bend to the\n"
-	"                          receiver (default: retry a full ring); and like a wire:\n"
-	"                          a generator that fell behind its schedule (its CPU was\n"
-	"                          taken) does not catch up in one burst faster than the\n"
-	"                          rate; what it skipped is never sent (frames_behind_skipped)\n"
+	"                          receiver (default: retry a full ring)\n"
+	"  --catch-up-us US        paced: a generator up to US microseconds behind its\n"
+	"                          schedule (its CPU was taken) catches up at full speed, as\n"
+	"                          a switch's buffer drains after a pause, so the offered\n"
+	"                          rate is the asked one; what falls further behind is\n"
+	"                          skipped, never sent (frames_behind_skipped) (1000)\n"
 	"  --pcap FILE             write a capture (no EAL) instead of sending\n"
 	"  --port DEVARGS          DPDK port to probe, e.g. net_memif0,role=client,socket=S\n"
 	"                          (default: the first port of the EAL args)\n"
@@ -93,7 +95,7 @@ static void usage(FILE *out)
 
 enum {
 	O_COUNT = GEN_O_END, O_DURATION, O_RATE, O_PCAP, O_PORT, O_TXQ, O_EXPECTED,
-	O_JSON, O_LINGER, O_LINK_TIMEOUT, O_STALL, O_PACED,
+	O_JSON, O_LINGER, O_LINK_TIMEOUT, O_STALL, O_PACED, O_CATCH_UP,
 };
 
 static const struct option long_opts[] = {
@@ -103,6 +105,7 @@ static const struct option long_opts[] = {
 	{"expected", 1, 0, O_EXPECTED}, {"stats-json", 1, 0, O_JSON},
 	{"linger", 1, 0, O_LINGER}, {"link-timeout", 1, 0, O_LINK_TIMEOUT},
 	{"stall-timeout", 1, 0, O_STALL}, {"paced", 0, 0, O_PACED},
+	{"catch-up-us", 1, 0, O_CATCH_UP},
 	{"help", 0, 0, 'h'}, {0, 0, 0, 0}};
 
 static int set_opt(struct run *r, int c, const char *a)
@@ -123,6 +126,7 @@ static int set_opt(struct run *r, int c, const char *a)
 	case O_LINK_TIMEOUT: return gen_num_f(a, 0, 1e6, &r->link_timeout);
 	case O_STALL: return gen_num_f(a, 0.1, 1e6, &r->stall_timeout);
 	case O_PACED: r->paced = true; return 0;
+	case O_CATCH_UP: return gen_num_f(a, 0, 1e7, &r->catch_up_us);
 	}
 	return gen_opt_set(&r->o, c, a);
 }
@@ -134,6 +138,7 @@ static void set_defaults(struct run *r)
 	r->txq = 1;
 	r->link_timeout = 10;
 	r->stall_timeout = 5;
+	r->catch_up_us = 1000;
 	r->rows = -1;
 }
 
@@ -429,6 +434,7 @@ static void send_loop(struct sender *s)
 	uint64_t hz = rte_get_tsc_hz(), start = rte_rdtsc(), t0 = start;
 	uint64_t end = r->duration > 0 ? t0 + (uint64_t)(r->duration * (double)hz) : UINT64_MAX;
 	uint64_t limit = r->count_set || r->duration <= 0 ? r->count : UINT64_MAX;
+	uint64_t slack = (uint64_t)((double)r->rate * r->catch_up_us / 1e6);
 
 	s->stall_tsc = (uint64_t)(r->stall_timeout * (double)hz);
 	s->backoff_tsc = hz / 2000000;
@@ -442,10 +448,12 @@ static void send_loop(struct sender *s)
 
 			if (due <= r->sent)
 				continue;
-			/* Paced, a stall of ours must not come out as a burst above the
-			 * rate: the receiver's ring would refuse what no wire sends. */
-			if (r->paced && due - r->sent > BURST) {
-				uint64_t skip = due - r->sent - BURST;
+			/* Paced, a long stall of ours must not come out as one burst
+			 * above the rate: the receiver's ring would refuse what no wire
+			 * sends. A short one is caught up, as a switch's buffer drains,
+			 * or every hiccup of this CPU would lower the offered rate. */
+			if (r->paced && due - r->sent > slack + BURST) {
+				uint64_t skip = due - r->sent - slack - BURST;
 
 				r->behind_skipped += skip;
 				t0 += (uint64_t)((double)skip / (double)r->rate * (double)hz);

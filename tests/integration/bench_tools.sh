@@ -5,6 +5,9 @@
 #    nobody reads takes its ring's worth and refuses the rest;
 #  - without --paced the same port is a stalled receiver: tally-gen gives up
 #    after --stall-timeout and says so;
+#  - paced, a generator stopped for a while (SIGSTOP, as when its CPU is taken)
+#    catches up within --catch-up-us, so it offers the asked rate, and skips
+#    (frames_behind_skipped) what fell further behind;
 #  - tally-pipeline --datagrams N processes exactly N datagrams (a fixed input
 #    for callgrind), checked against the generator's counts;
 #  - tally-pipeline --workers 2 (perf/bench.py's two-workers step): two workers
@@ -61,6 +64,25 @@ set -e
 [ "$rc" = 1 ] || { cat "$work/retry.txt" "$work/retry.err"; fail "retrying tally-gen exited $rc, not 1"; }
 grep -q "took no frame" "$work/retry.err" || fail "the stalled receiver is not named"
 echo "ok: without --paced a full ring is a stalled receiver: $(grep "took no frame" "$work/retry.err")"
+
+# net_null takes every frame: only the generator's own stops can cost frames
+paced_stops() { # $1 = --catch-up-us; four 0.1 s stops inside a 4 s run at 200k/s
+  "$gen" --proto tly1 --keys 100 --duration 4 --rate 200000 --paced --catch-up-us "$1" \
+    --port net_null0 -- -l 0 "${eal_base[@]}" --file-prefix "tally-null-$$" \
+    --vdev net_null0 > "$work/stops-$1.txt" & local gp=$!
+  sleep 1.5
+  for _ in 1 2 3 4; do kill -STOP "$gp"; sleep 0.1; kill -CONT "$gp"; sleep 0.4; done
+  wait "$gp" || fail "tally-gen --paced on net_null exited $?"
+}
+paced_stops 1000000
+sent=$(counter "$work/stops-1000000.txt" datagrams_sent)
+skipped=$(counter "$work/stops-1000000.txt" frames_behind_skipped)
+[ "$skipped" = 0 ] && [ "$sent" -ge 790000 ] ||
+  fail "paced, 1 s to catch up: $sent sent, $skipped skipped (want ~800000 and 0)"
+paced_stops 0
+skipped=$(counter "$work/stops-0.txt" frames_behind_skipped)
+[ "$skipped" -ge 15000 ] || fail "paced, no catch-up: $skipped skipped after 0.1 s stops at 200k/s"
+echo "ok: paced: stops caught up within --catch-up-us ($sent sent, none skipped), else skipped ($skipped)"
 
 "$pipeline" --proto statsd --events-per-dgram 3 --keys 500 --pool 512 --datagrams 1000 \
   --dedup-capacity 100000 --table-rows 16384 -- -l 0 "${eal_base[@]}" \
