@@ -324,6 +324,7 @@ def summarize(name, sc, tally, null, pipe, loss):
                              gaps=lm and lm["gaps"], machine_gaps=loss.get("machine_gaps"),
                              gap_s=lm and lm["gap_s"], taken_s=lm and lm["taken_s"],
                              busy=lm and lm["busy"], cycles=lm and lm["cycles_per_event"],
+                             ring=loss.get("ring"),
                              error=loss.get("error"))
     kind, goal = sc["target"]
     got = rx[0] if kind == "mpps" else ev[0] * 1e6
@@ -343,7 +344,10 @@ def table(summary):
         lr = s.get("loss_run")
         lrt = (f"{lr['rate_mpps']:.2f} Mpps (offered {lr['offered']:.2f}: the generator "
                f"skipped {lr['behind']:.0f} behind schedule): loss {lr['loss']:.0f} (ring refused "
-               f"{lr['refused']:.0f}), exact {lr['exact']}; worker busy {100 * (lr.get('busy') or 0):.0f}% "
+               f"{lr['refused']:.0f}), exact {lr['exact']}; "
+               + (f"the ring's {lr['ring']} slots cover {lr['ring'] / lr['offered'] / 1e3:.1f} ms "
+                  "at the offered rate; " if lr.get("ring") and lr["offered"] else "")
+               + f"worker busy {100 * (lr.get('busy') or 0):.0f}% "
                f"of the run at {lr.get('cycles') or 0:.0f} cycles/event; poll gaps over 0.1/1/10 ms: worker "
                + "/".join(f"{g:.0f}" for g in lr.get("gaps") or [0, 0, 0]) + ", machine alone "
                + "/".join(f"{g:.0f}" for g in (lr.get("machine_gaps") or [0, 0, 0, 0])[:3])
@@ -473,7 +477,7 @@ def run_scenario(a, name, sc, raw):
         with worker_cpu_cleared(a) as iso:
             loss = run_receiver(a, "tally", sc, a.loss_seconds, rate=rate, paced=True)
             loss["machine_gaps"] = cpu_gaps(a, a.loss_seconds)
-        loss["rate"], loss["isolated"] = rate, iso
+        loss["rate"], loss["isolated"], loss["ring"] = rate, iso, 2 ** (a.loss_rsize or 10)
         raw.append(dict(scenario=name, run="loss90", **loss))
         print(f"   90% run at {rate / 1e6:.2f} Mpps: "
               f"{json.dumps(metrics(loss) if 'error' not in loss else loss, default=str)[:300]}")
@@ -807,8 +811,9 @@ def write_outputs(a, summary, raw, t, gt, two=None):
                     "without packet I/O; exact = SQLite totals equal the generator's expected "
                     "totals for every key and window; the 90% run uses tally-gen --paced (a "
                     "frame the ring refuses is dropped and counted, as a NIC would; a generator "
-                    "that fell behind its schedule skips ahead rather than burst above the "
-                    "rate, as a wire would), so loss counts every frame tallyd did not take; "
+                    "that fell behind its schedule catches up within 1 ms, as a switch's buffer "
+                    "drains, and skips what fell further behind rather than burst above the "
+                    "rate), so loss counts every frame tallyd did not take; "
                     f"the memif ring, all the RX queue "
                     f"tallyd has to ride out its own pauses with, had "
                     f"{2 ** (a.memif_rsize or 10)} slots, {2 ** (a.loss_rsize or 10)} in the 90% "
