@@ -133,6 +133,11 @@ def rsize(a, paced=False):
     return f",rsize={n}" if n else ""
 
 
+def slots(a, paced=False):
+    """The ring's slots: memif's default is 2^10."""
+    return 2 ** ((a.loss_rsize if paced else a.memif_rsize) or 10)
+
+
 @contextlib.contextmanager
 def worker_cpu_cleared(a):
     """The 90% run and its probe with every task that may move kept off the
@@ -477,7 +482,7 @@ def run_scenario(a, name, sc, raw):
         with worker_cpu_cleared(a) as iso:
             loss = run_receiver(a, "tally", sc, a.loss_seconds, rate=rate, paced=True)
             loss["machine_gaps"] = cpu_gaps(a, a.loss_seconds)
-        loss["rate"], loss["isolated"], loss["ring"] = rate, iso, 2 ** (a.loss_rsize or 10)
+        loss["rate"], loss["isolated"], loss["ring"] = rate, iso, slots(a, paced=True)
         raw.append(dict(scenario=name, run="loss90", **loss))
         print(f"   90% run at {rate / 1e6:.2f} Mpps: "
               f"{json.dumps(metrics(loss) if 'error' not in loss else loss, default=str)[:300]}")
@@ -816,7 +821,7 @@ def write_outputs(a, summary, raw, t, gt, two=None):
                     "rate), so loss counts every frame tallyd did not take; "
                     f"the memif ring, all the RX queue "
                     f"tallyd has to ride out its own pauses with, had "
-                    f"{2 ** (a.memif_rsize or 10)} slots, {2 ** (a.loss_rsize or 10)} in the 90% "
+                    f"{slots(a)} slots, {slots(a, paced=True)} in the 90% "
                     "run, which ran with CPU 1 cleared of every task that may move and DAMON "
                     "paused (`deploy/tally-isolate-cpus --cpus 1 --pause-damon`, unless "
                     "--no-isolate).\n\n"
