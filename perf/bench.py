@@ -33,7 +33,7 @@ otherwise every DPDK process runs with --no-huge. Prints a table, writes JSON an
 CSV to --out and the table to perf/RESULTS.md with the machine description.
 """
 import argparse, contextlib, csv, datetime, functools, json, os, platform, re, shutil, signal, statistics
-import subprocess, sys, tempfile, time
+import subprocess, sys, tempfile, threading, time
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMON = ["--dup-rate", "0.05", "--malformed-rate", "0.01", "--window-ms", "10000",
@@ -189,6 +189,34 @@ def start_receiver(a, name, sc, tmp, seconds, log, paced=False):
     return recv
 
 
+def sample_worker(a, ctl, stop, out):
+    """tallyctl stats once a second while a paced run goes: a run that loses
+    frames says when the worker was too slow for the rate, and by how much."""
+    t0 = time.monotonic()
+    while not stop.wait(1.0):
+        p = subprocess.run([f"{a.build}/ctrlplane/tallyctl", "-s", ctl, "stats"],
+                           capture_output=True, text=True, timeout=30)
+        r = kv(p.stdout)
+        if "worker_cycles" in r:
+            out.append((time.monotonic() - t0, r.get("events_in", 0), r["worker_cycles"]))
+
+
+def slowest_second(samples):
+    """Of the run's one-second slices with traffic, the one where the worker was
+    busiest: (seconds into the run, share of the second busy, cycles/event),
+    and how many slices it was busy >= 95% (too slow for the rate, whatever
+    the ring: it fills at rate x the time the worker falls behind)."""
+    hz, worst, full = nominal_hz(), None, 0
+    for (t1, e1, c1), (t2, e2, c2) in zip(samples, samples[1:]):
+        if e2 <= e1 or not hz:
+            continue
+        busy = (c2 - c1) / ((t2 - t1) * hz)
+        full += busy >= 0.95
+        if worst is None or busy > worst[1]:
+            worst = (t2 - samples[0][0], busy, (c2 - c1) / (e2 - e1))
+    return worst and dict(at_s=worst[0], busy=worst[1], cycles=worst[2], full=full)
+
+
 def run_receiver(a, name, sc, seconds, rate=0, check=True, paced=False):
     tmp = tempfile.mkdtemp(prefix="tally-bench.")
     rlog, glog = open(f"{tmp}/recv.txt", "w+"), open(f"{tmp}/gen.txt", "w+")
@@ -196,13 +224,19 @@ def run_receiver(a, name, sc, seconds, rate=0, check=True, paced=False):
         recv = start_receiver(a, name, sc, tmp, seconds, rlog, paced)
         gen = spawn(gen_cmd(a, sc, tmp, f"{tmp}/memif.sock", seconds, rate,
                             name == "tally" and check, paced), glog)
+        samples, stop = [], threading.Event()
+        if paced and name == "tally":
+            threading.Thread(target=sample_worker, args=(a, f"{tmp}/ctl.sock", stop, samples),
+                             daemon=True).start()
         wait_for(lambda: "events_per_sec" in open(f"{tmp}/gen.txt").read() or gen.poll() is not None,
                  seconds + 900, "the generator's report")
+        stop.set()
         rss = peak_rss_mb(recv.pid)
         recv.wait(timeout=1800)
         gen.wait(timeout=310)
         g, r = kv(open(f"{tmp}/gen.txt").read()), kv(open(f"{tmp}/recv.txt").read())
-        res = dict(receiver=name, gen=g, recv=r, rss_mb=rss, exact=None)
+        res = dict(receiver=name, gen=g, recv=r, rss_mb=rss, exact=None,
+                   slowest=slowest_second(samples))
         if name == "tally" and check:
             c = subprocess.run([f"{TOP}/perf/tally-check", f"{tmp}/expected.tsv", f"{tmp}/tally.db"],
                                capture_output=True, text=True, timeout=1800)
@@ -329,7 +363,7 @@ def summarize(name, sc, tally, null, pipe, loss):
                              gaps=lm and lm["gaps"], machine_gaps=loss.get("machine_gaps"),
                              gap_s=lm and lm["gap_s"], taken_s=lm and lm["taken_s"],
                              busy=lm and lm["busy"], cycles=lm and lm["cycles_per_event"],
-                             ring=loss.get("ring"),
+                             ring=loss.get("ring"), slowest=loss.get("slowest"),
                              error=loss.get("error"))
     kind, goal = sc["target"]
     got = rx[0] if kind == "mpps" else ev[0] * 1e6
@@ -353,7 +387,11 @@ def table(summary):
                + (f"the ring's {lr['ring']} slots cover {lr['ring'] / lr['offered'] / 1e3:.1f} ms "
                   "at the offered rate; " if lr.get("ring") and lr["offered"] else "")
                + f"worker busy {100 * (lr.get('busy') or 0):.0f}% "
-               f"of the run at {lr.get('cycles') or 0:.0f} cycles/event; poll gaps over 0.1/1/10 ms: worker "
+               f"of the run at {lr.get('cycles') or 0:.0f} cycles/event"
+               + (f", {100 * lr['slowest']['busy']:.0f}% in its busiest second ({lr['slowest']['at_s']:.0f} s "
+                  f"in, {lr['slowest']['cycles']:.0f} cycles/event), >= 95% in "
+                  f"{lr['slowest']['full']} of its seconds" if lr.get("slowest") else "")
+               + "; poll gaps over 0.1/1/10 ms: worker "
                + "/".join(f"{g:.0f}" for g in lr.get("gaps") or [0, 0, 0]) + ", machine alone "
                + "/".join(f"{g:.0f}" for g in (lr.get("machine_gaps") or [0, 0, 0, 0])[:3])
                + f" (longest {(lr.get('machine_gaps') or [0, 0, 0, 0])[3]:.1f} ms); the worker's "
@@ -824,7 +862,10 @@ def write_outputs(a, summary, raw, t, gt, two=None):
                     f"{slots(a)} slots, {slots(a, paced=True)} in the 90% "
                     "run, which ran with CPU 1 cleared of every task that may move and DAMON "
                     "paused (`deploy/tally-isolate-cpus --cpus 1 --pause-damon`, unless "
-                    "--no-isolate).\n\n"
+                    "--no-isolate); its busiest second is from `tallyctl stats` read once a "
+                    "second (worker cycles over the second's TSC cycles): a worker busy "
+                    ">= 95% for longer than the ring covers is too slow for the rate, and "
+                    "loses frames whatever the ring.\n\n"
                     "Signals that do not drift (valgrind --tool=callgrind --cache-sim=yes, "
                     "collected inside tally_worker_burst only, on a fixed input of "
                     "tally-pipeline --datagrams N):\n\n" + gt + "\n\n"

@@ -17,7 +17,8 @@
 #    slice, each with the worker's figures and the machine's speed probes.
 #  - tally-cpu-gaps (the 90% run's machine-alone column) counts the time its
 #    CPU was taken: a 60 ms SIGSTOP is a gap over 10 ms, about 60 ms long;
-#    with --touch-mb it also touches a table that large, and says so.
+#    with --touch-mb it also touches a table that large, and says so;
+#  - bench.py finds the worker's busiest second in its once-a-second samples.
 . "$(dirname "$0")/lib.sh"
 pipeline=$build/perf/tally-pipeline
 
@@ -116,4 +117,18 @@ awk '$1 == "slice" { n++; if (!($6 > 0 && $8 > 0 && $10 > 0 && $12 > 100000 && $
      END { exit !(n >= 3 && bad == 0) }' "$work/pipe3.txt" ||
   fail "tally-pipeline --slice-seconds 0.3 over 1.2 s: not 3 well-formed slices"
 echo "ok: a sliced run reports the worker and the speed probes every slice"
+# perf/bench.py's busiest second of a 90% run, from tallyctl stats read once a
+# second: (seconds, events_in, worker_cycles) at 1 GHz; busy 50%, then 100% at
+# 400 cycles/event, 25%, then a second without traffic (not a slice)
+python3 - "$src/perf" <<'PY' || fail "bench.py: the busiest second misread"
+import sys
+sys.path.insert(0, sys.argv[1])
+import bench
+bench.nominal_hz = lambda: 1e9
+s = bench.slowest_second([(0, 0, 0), (1, 1e6, 5e8), (2, 3.5e6, 1.5e9), (3, 4e6, 1.75e9),
+                          (4, 4e6, 1.75e9)])
+assert s == dict(at_s=2, busy=1.0, cycles=400.0, full=1), s
+assert bench.slowest_second([(0, 0, 0)]) is None
+PY
+echo "ok: the driver finds the worker's busiest second"
 echo "PASS bench-tools"
