@@ -23,6 +23,7 @@
 #include <pcap/pcap.h>
 
 #include "archive.h"
+#include "pkt.h"
 
 #define FRAME_MAX (14 + 40 + 8 + 65535)
 
@@ -33,36 +34,13 @@ struct conv {
 	uint64_t packets;
 };
 
-/* The Internet checksum's ones'-complement sum, to be folded. */
-static uint32_t csum_add(uint32_t sum, const uint8_t *p, size_t n)
-{
-	for (; n > 1; p += 2, n -= 2)
-		sum += (uint32_t)p[0] << 8 | p[1];
-	if (n)
-		sum += (uint32_t)p[0] << 8;
-	return sum;
-}
-
-static uint16_t csum_fold(uint32_t sum)
-{
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return (uint16_t)~sum;
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
 /* IPv4 or IPv6 header at ip; returns its length. */
 static size_t ip_header(struct conv *c, const struct tally_arec *r, uint8_t *ip, uint16_t ulen)
 {
 	if (r->ip_version == 6) {
 		memset(ip, 0, 40);
 		ip[0] = 0x60;
-		put16(ip + 4, ulen);
+		tally_put_be16(ip + 4, ulen);
 		ip[6] = 17; /* UDP */
 		ip[7] = 64;
 		memcpy(ip + 8, r->saddr, 16);
@@ -71,26 +49,23 @@ static size_t ip_header(struct conv *c, const struct tally_arec *r, uint8_t *ip,
 	}
 	memset(ip, 0, 20);
 	ip[0] = 0x45;
-	put16(ip + 2, (uint16_t)(20 + ulen));
+	tally_put_be16(ip + 2, (uint16_t)(20 + ulen));
 	ip[6] = 0x40; /* DF */
 	ip[8] = 64;
 	ip[9] = 17;
 	memcpy(ip + 12, r->saddr, 4);
 	memcpy(ip + 16, c->dst4, 4);
-	put16(ip + 10, csum_fold(csum_add(0, ip, 20)));
+	tally_put_csum(ip + 10, tally_csum_add(0, ip, 20));
 	return 20;
 }
 
 /* UDP checksum over the pseudo-header (addresses, protocol, length) and UDP. */
 static void udp_checksum(const uint8_t *ip, size_t iplen, uint8_t *udp, uint16_t ulen)
 {
-	size_t alen = iplen == 40 ? 16 : 4;
-	uint32_t sum = csum_add(0, ip + (iplen == 40 ? 8 : 12), 2 * alen);
-	uint16_t c;
+	uint32_t alen = iplen == 40 ? 16 : 4;
+	uint64_t sum = tally_csum_add(tally_udp_pseudo_sum(ulen), ip + (iplen == 40 ? 8 : 12), 2 * alen);
 
-	sum += 17 + ulen;
-	c = csum_fold(csum_add(sum, udp, ulen));
-	put16(udp + 6, c ? c : 0xffff); /* 0 means "none": send its other form */
+	tally_put_csum(udp + 6, tally_csum_add(sum, udp, ulen));
 }
 
 static int on_record(const struct tally_arec *r, void *arg)
@@ -105,13 +80,13 @@ static int on_record(const struct tally_arec *r, void *arg)
 	if (r->len > 65535 - 8 - 20) /* cannot be: the archive took it from one frame */
 		return 0;
 	memcpy(c->frame, macs, 12);
-	put16(c->frame + 12, r->ip_version == 6 ? 0x86dd : 0x0800);
+	tally_put_be16(c->frame + 12, r->ip_version == 6 ? 0x86dd : 0x0800);
 	iplen = ip_header(c, r, ip, ulen);
 	udp = ip + iplen;
-	put16(udp, r->sport);
-	put16(udp + 2, r->dport);
-	put16(udp + 4, ulen);
-	put16(udp + 6, 0);
+	tally_put_be16(udp, r->sport);
+	tally_put_be16(udp + 2, r->dport);
+	tally_put_be16(udp + 4, ulen);
+	tally_put_be16(udp + 6, 0);
 	memcpy(udp + 8, r->payload, r->len);
 	udp_checksum(ip, iplen, udp, ulen);
 	h.ts.tv_sec = (time_t)(r->arrival_ms / 1000);

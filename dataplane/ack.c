@@ -34,28 +34,6 @@ int tally_ack_from_udp(struct tally_ack *a, const uint8_t *frame, const struct t
 	return 0;
 }
 
-static uint32_t csum_add(uint32_t sum, const uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i + 1 < n; i += 2)
-		sum += (uint32_t)p[i] << 8 | p[i + 1];
-	if (n & 1)
-		sum += (uint32_t)p[n - 1] << 8;
-	return sum;
-}
-
-static uint16_t csum_fold(uint32_t sum)
-{
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return (uint16_t)~sum;
-}
-
-static void put_be16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
 void tally_ack_payload(uint8_t *out, uint8_t status, uint64_t sender_id, uint64_t batch_seq)
 {
 	memcpy(out, TALLY_TLA1_MAGIC, 4);
@@ -72,18 +50,18 @@ static uint32_t ip_header(const struct tally_ack *a, uint8_t *ip, uint16_t l4_le
 	if (a->ip_version == 4) {
 		memset(ip, 0, 20);
 		ip[0] = 0x45;
-		put_be16(ip + 2, (uint16_t)(20 + l4_len));
+		tally_put_be16(ip + 2, (uint16_t)(20 + l4_len));
 		ip[6] = 0x40; /* DF */
 		ip[8] = 64;
 		ip[9] = 17;
 		memcpy(ip + 12, a->ours, 4);
 		memcpy(ip + 16, a->peer, 4);
-		put_be16(ip + 10, csum_fold(csum_add(0, ip, 20)));
+		tally_put_csum(ip + 10, tally_csum_add(0, ip, 20));
 		return 20;
 	}
 	memset(ip, 0, 40);
 	ip[0] = 0x60;
-	put_be16(ip + 4, l4_len);
+	tally_put_be16(ip + 4, l4_len);
 	ip[6] = 17;
 	ip[7] = 64;
 	memcpy(ip + 8, a->ours, 16);
@@ -91,17 +69,15 @@ static uint32_t ip_header(const struct tally_ack *a, uint8_t *ip, uint16_t l4_le
 	return 40;
 }
 
-/* UDP checksum over the pseudo-header; never 0 on the wire (0 means none). */
+/* UDP checksum over the pseudo-header. */
 static void udp_csum(const struct tally_ack *a, uint8_t *udp, uint16_t len)
 {
 	unsigned alen = a->ip_version == 4 ? 4 : 16;
-	uint32_t sum = csum_add(0, a->ours, alen);
-	uint16_t c;
+	uint64_t sum = tally_udp_pseudo_sum(len);
 
-	sum = csum_add(sum, a->peer, alen);
-	sum += 17 + len;
-	c = csum_fold(csum_add(sum, udp, len));
-	put_be16(udp + 6, c == 0 ? 0xffff : c);
+	sum = tally_csum_add(sum, a->ours, alen);
+	sum = tally_csum_add(sum, a->peer, alen);
+	tally_put_csum(udp + 6, tally_csum_add(sum, udp, len));
 }
 
 uint32_t tally_ack_frame(const struct tally_ack *a, uint8_t status, uint8_t *out)
@@ -115,10 +91,10 @@ uint32_t tally_ack_frame(const struct tally_ack *a, uint8_t status, uint8_t *out
 	memcpy(out + ETH_ALEN, a->l2, ETH_ALEN);
 	off += ip_header(a, out + off, l4_len);
 	udp = out + off;
-	put_be16(udp, a->our_port);
-	put_be16(udp + 2, a->peer_port);
-	put_be16(udp + 4, l4_len);
-	put_be16(udp + 6, 0);
+	tally_put_be16(udp, a->our_port);
+	tally_put_be16(udp + 2, a->peer_port);
+	tally_put_be16(udp + 4, l4_len);
+	tally_put_be16(udp + 6, 0);
 	tally_ack_payload(udp + 8, status, a->sender_id, a->batch_seq);
 	udp_csum(a, udp, l4_len);
 	return off + l4_len;

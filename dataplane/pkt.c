@@ -20,8 +20,7 @@
 bool tally_udp_csum_ok(const uint8_t *saddr, const uint8_t *daddr, unsigned alen,
 			const uint8_t *udp, uint16_t ulen)
 {
-	/* protocol and length are big-endian words of the pseudo-header */
-	uint64_t sum = (uint64_t)tally_bswap16(TALLY_PROTO_UDP) + tally_bswap16(ulen);
+	uint64_t sum = tally_udp_pseudo_sum(ulen);
 
 	sum = tally_csum_add(sum, saddr, alen);
 	sum = tally_csum_add(sum, daddr, alen);

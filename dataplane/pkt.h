@@ -92,6 +92,32 @@ static inline uint16_t tally_csum_fold(uint64_t sum)
 
 static inline uint16_t tally_bswap16(uint16_t v) { return (uint16_t)(v << 8 | v >> 8); }
 
+static inline void tally_put_be16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+/* The UDP pseudo-header's protocol and length, big-endian words, for tally_csum_add's sums. */
+static inline uint64_t tally_udp_pseudo_sum(uint16_t ulen)
+{
+	return (uint64_t)tally_bswap16(TALLY_PROTO_UDP) + tally_bswap16(ulen);
+}
+
+/*
+ * Write at p (a header's checksum field, zero while summed) the checksum of what
+ * sum covered. The sum is in the host's order, so is its complement: stored as
+ * it is, it reads right on the wire. 0 goes out as 0xffff, the same number in
+ * one's complement: for UDP 0 would mean "no checksum".
+ */
+static inline void tally_put_csum(uint8_t *p, uint64_t sum)
+{
+	uint16_t c = (uint16_t)~tally_csum_fold(sum);
+
+	c = c ? c : 0xffff;
+	memcpy(p, &c, 2);
+}
+
 /* The IPv4 header checksum; the usual 20-byte header is three loads. */
 static inline bool tally_ip4_csum_ok(const uint8_t *ip, uint32_t ihl)
 {
