@@ -80,15 +80,31 @@ static inline int32_t tally_dds_index(double a)
 	return (int32_t)ceil(log(a) * TALLY_DDS_INV_LN_GAMMA);
 }
 
-/* One value into a quantile sketch (v finite). */
-static inline void tally_dds_add(struct tally_sketch *s, double v)
+/* Where a value goes in a quantile sketch: the zero count (too near 0 to bin),
+ * or the store of its sign at bin *idx. The one rule for tally_dds_add and the
+ * worker's deferred timer ops (window.c). */
+enum tally_dds_side { TALLY_DDS_ZERO, TALLY_DDS_POS, TALLY_DDS_NEG };
+
+static inline enum tally_dds_side tally_dds_where(double v, int32_t *idx)
 {
 	double a = v < 0 ? -v : v;
 
 	if (a < TALLY_DDS_MIN_VALUE)
+		return TALLY_DDS_ZERO;
+	*idx = tally_dds_index(a);
+	return v > 0 ? TALLY_DDS_POS : TALLY_DDS_NEG;
+}
+
+/* One value into a quantile sketch (v finite). */
+static inline void tally_dds_add(struct tally_sketch *s, double v)
+{
+	int32_t i;
+	enum tally_dds_side w = tally_dds_where(v, &i);
+
+	if (w == TALLY_DDS_ZERO)
 		s->dds.zero++;
 	else
-		tally_dds_store_add(v > 0 ? &s->dds.pos : &s->dds.neg, tally_dds_index(a), 1);
+		tally_dds_store_add(w == TALLY_DDS_POS ? &s->dds.pos : &s->dds.neg, i, 1);
 }
 
 /* A member's hash: its register (the top TALLY_HLL_P bits) and rank. */

@@ -192,12 +192,12 @@ static void gauge_add(struct tally_wtab *t, struct tally_row *r, uint64_t c, boo
 /* A timer value as a deferred op: its store and bin. */
 static inline uint32_t dds_op(double v)
 {
-	double a = v < 0 ? -v : v;
+	int32_t i;
+	enum tally_dds_side w = tally_dds_where(v, &i);
 
-	if (a < TALLY_DDS_MIN_VALUE)
+	if (w == TALLY_DDS_ZERO)
 		return TALLY_SKOP_ZERO;
-	return (v > 0 ? TALLY_SKOP_POS : TALLY_SKOP_NEG) |
-	       (uint32_t)(tally_dds_index(a) + TALLY_SKOP_BIAS);
+	return (w == TALLY_DDS_POS ? TALLY_SKOP_POS : TALLY_SKOP_NEG) | (uint32_t)(i + TALLY_SKOP_BIAS);
 }
 
 /* A set member's hash as a deferred op: its register and rank. */
