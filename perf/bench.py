@@ -191,7 +191,8 @@ def start_receiver(a, name, sc, tmp, seconds, log, paced=False):
 
 def sample_worker(a, ctl, stop, out):
     """tallyctl stats once a second while a paced run goes: a run that loses
-    frames says when the worker was too slow for the rate, and by how much."""
+    frames says when the worker was too slow for the rate, and by how much
+    (the seconds are kept in the raw JSON, per_second)."""
     t0 = time.monotonic()
     while not stop.wait(1.0):
         p = subprocess.run([f"{a.build}/ctrlplane/tallyctl", "-s", ctl, "stats"],
@@ -236,7 +237,7 @@ def run_receiver(a, name, sc, seconds, rate=0, check=True, paced=False):
         gen.wait(timeout=310)
         g, r = kv(open(f"{tmp}/gen.txt").read()), kv(open(f"{tmp}/recv.txt").read())
         res = dict(receiver=name, gen=g, recv=r, rss_mb=rss, exact=None,
-                   slowest=slowest_second(samples))
+                   slowest=slowest_second(samples), per_second=samples)
         if name == "tally" and check:
             c = subprocess.run([f"{TOP}/perf/tally-check", f"{tmp}/expected.tsv", f"{tmp}/tally.db"],
                                capture_output=True, text=True, timeout=1800)
