@@ -34,61 +34,24 @@ struct conv {
 	uint64_t packets;
 };
 
-/* IPv4 or IPv6 header at ip; returns its length. */
-static size_t ip_header(struct conv *c, const struct tally_arec *r, uint8_t *ip, uint16_t ulen)
-{
-	if (r->ip_version == 6) {
-		memset(ip, 0, 40);
-		ip[0] = 0x60;
-		tally_put_be16(ip + 4, ulen);
-		ip[6] = 17; /* UDP */
-		ip[7] = 64;
-		memcpy(ip + 8, r->saddr, 16);
-		memcpy(ip + 24, c->dst6, 16);
-		return 40;
-	}
-	memset(ip, 0, 20);
-	ip[0] = 0x45;
-	tally_put_be16(ip + 2, (uint16_t)(20 + ulen));
-	ip[6] = 0x40; /* DF */
-	ip[8] = 64;
-	ip[9] = 17;
-	memcpy(ip + 12, r->saddr, 4);
-	memcpy(ip + 16, c->dst4, 4);
-	tally_put_csum(ip + 10, tally_csum_add(0, ip, 20));
-	return 20;
-}
-
-/* UDP checksum over the pseudo-header (addresses, protocol, length) and UDP. */
-static void udp_checksum(const uint8_t *ip, size_t iplen, uint8_t *udp, uint16_t ulen)
-{
-	uint32_t alen = iplen == 40 ? 16 : 4;
-	uint64_t sum = tally_csum_add(tally_udp_pseudo_sum(ulen), ip + (iplen == 40 ? 8 : 12), 2 * alen);
-
-	tally_put_csum(udp + 6, tally_csum_add(sum, udp, ulen));
-}
-
 static int on_record(const struct tally_arec *r, void *arg)
 {
 	static const uint8_t macs[12] = {2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1};
 	struct conv *c = arg;
 	uint16_t ulen = (uint16_t)(8 + r->len);
 	struct pcap_pkthdr h;
+	const uint8_t *dst = r->ip_version == 6 ? c->dst6 : c->dst4;
 	uint8_t *ip = c->frame + 14, *udp;
-	size_t iplen;
+	uint32_t iplen;
 
 	if (r->len > 65535 - 8 - 20) /* cannot be: the archive took it from one frame */
 		return 0;
 	memcpy(c->frame, macs, 12);
 	tally_put_be16(c->frame + 12, r->ip_version == 6 ? 0x86dd : 0x0800);
-	iplen = ip_header(c, r, ip, ulen);
+	iplen = tally_put_ip_udp(ip, r->ip_version, r->saddr, dst, ulen);
 	udp = ip + iplen;
-	tally_put_be16(udp, r->sport);
-	tally_put_be16(udp + 2, r->dport);
-	tally_put_be16(udp + 4, ulen);
-	tally_put_be16(udp + 6, 0);
 	memcpy(udp + 8, r->payload, r->len);
-	udp_checksum(ip, iplen, udp, ulen);
+	tally_put_udp(udp, r->saddr, dst, r->ip_version == 6 ? 16 : 4, r->sport, r->dport, ulen);
 	h.ts.tv_sec = (time_t)(r->arrival_ms / 1000);
 	h.ts.tv_usec = (suseconds_t)(r->arrival_ms % 1000 * 1000);
 	h.caplen = h.len = (bpf_u_int32)(14 + iplen + ulen);

@@ -44,42 +44,6 @@ void tally_ack_payload(uint8_t *out, uint8_t status, uint64_t sender_id, uint64_
 	tally_put_le64(out + 16, batch_seq);
 }
 
-/* The IP header at ip; returns its length. */
-static uint32_t ip_header(const struct tally_ack *a, uint8_t *ip, uint16_t l4_len)
-{
-	if (a->ip_version == 4) {
-		memset(ip, 0, 20);
-		ip[0] = 0x45;
-		tally_put_be16(ip + 2, (uint16_t)(20 + l4_len));
-		ip[6] = 0x40; /* DF */
-		ip[8] = 64;
-		ip[9] = 17;
-		memcpy(ip + 12, a->ours, 4);
-		memcpy(ip + 16, a->peer, 4);
-		tally_put_csum(ip + 10, tally_csum_add(0, ip, 20));
-		return 20;
-	}
-	memset(ip, 0, 40);
-	ip[0] = 0x60;
-	tally_put_be16(ip + 4, l4_len);
-	ip[6] = 17;
-	ip[7] = 64;
-	memcpy(ip + 8, a->ours, 16);
-	memcpy(ip + 24, a->peer, 16);
-	return 40;
-}
-
-/* UDP checksum over the pseudo-header. */
-static void udp_csum(const struct tally_ack *a, uint8_t *udp, uint16_t len)
-{
-	unsigned alen = a->ip_version == 4 ? 4 : 16;
-	uint64_t sum = tally_udp_pseudo_sum(len);
-
-	sum = tally_csum_add(sum, a->ours, alen);
-	sum = tally_csum_add(sum, a->peer, alen);
-	tally_put_csum(udp + 6, tally_csum_add(sum, udp, len));
-}
-
 uint32_t tally_ack_frame(const struct tally_ack *a, uint8_t status, uint8_t *out)
 {
 	const uint16_t l4_len = 8 + TALLY_TLA1_LEN;
@@ -89,14 +53,11 @@ uint32_t tally_ack_frame(const struct tally_ack *a, uint8_t status, uint8_t *out
 	memcpy(out, a->l2, a->l2_len);
 	memcpy(out, a->l2 + ETH_ALEN, ETH_ALEN); /* to the request's source */
 	memcpy(out + ETH_ALEN, a->l2, ETH_ALEN);
-	off += ip_header(a, out + off, l4_len);
+	off += tally_put_ip_udp(out + off, a->ip_version, a->ours, a->peer, l4_len);
 	udp = out + off;
-	tally_put_be16(udp, a->our_port);
-	tally_put_be16(udp + 2, a->peer_port);
-	tally_put_be16(udp + 4, l4_len);
-	tally_put_be16(udp + 6, 0);
 	tally_ack_payload(udp + 8, status, a->sender_id, a->batch_seq);
-	udp_csum(a, udp, l4_len);
+	tally_put_udp(udp, a->ours, a->peer, a->ip_version == 4 ? 4 : 16, a->our_port,
+		      a->peer_port, l4_len);
 	return off + l4_len;
 }
 

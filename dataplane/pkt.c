@@ -17,6 +17,59 @@
 #define ET_QINQ 0x88a8
 #define IPV6_HLEN 40
 
+/*
+ * Write at p (a header's checksum field, zero while summed) the checksum of what
+ * sum covered. The sum is in the host's order, so is its complement: stored as
+ * it is, it reads right on the wire. 0 goes out as 0xffff, the same number in
+ * one's complement: for UDP 0 would mean "no checksum".
+ */
+static void put_csum(uint8_t *p, uint64_t sum)
+{
+	uint16_t c = (uint16_t)~tally_csum_fold(sum);
+
+	c = c ? c : 0xffff;
+	memcpy(p, &c, 2);
+}
+
+uint32_t tally_put_ip_udp(uint8_t *ip, unsigned ip_version, const uint8_t *src,
+			  const uint8_t *dst, uint16_t l4_len)
+{
+	if (ip_version == 6) {
+		memset(ip, 0, IPV6_HLEN);
+		ip[0] = 0x60;
+		tally_put_be16(ip + 4, l4_len);
+		ip[6] = TALLY_PROTO_UDP;
+		ip[7] = 64;
+		memcpy(ip + 8, src, 16);
+		memcpy(ip + 24, dst, 16);
+		return IPV6_HLEN;
+	}
+	memset(ip, 0, 20);
+	ip[0] = 0x45;
+	tally_put_be16(ip + 2, (uint16_t)(20 + l4_len));
+	ip[6] = 0x40; /* DF */
+	ip[8] = 64;
+	ip[9] = TALLY_PROTO_UDP;
+	memcpy(ip + 12, src, 4);
+	memcpy(ip + 16, dst, 4);
+	put_csum(ip + 10, tally_csum_add(0, ip, 20));
+	return 20;
+}
+
+void tally_put_udp(uint8_t *udp, const uint8_t *src, const uint8_t *dst, unsigned alen,
+		   uint16_t sport, uint16_t dport, uint16_t len)
+{
+	uint64_t sum = tally_udp_pseudo_sum(len);
+
+	tally_put_be16(udp, sport);
+	tally_put_be16(udp + 2, dport);
+	tally_put_be16(udp + 4, len);
+	tally_put_be16(udp + 6, 0);
+	sum = tally_csum_add(sum, src, alen);
+	sum = tally_csum_add(sum, dst, alen);
+	put_csum(udp + 6, tally_csum_add(sum, udp, len));
+}
+
 bool tally_udp_csum_ok(const uint8_t *saddr, const uint8_t *daddr, unsigned alen,
 			const uint8_t *udp, uint16_t ulen)
 {

@@ -104,20 +104,6 @@ static inline uint64_t tally_udp_pseudo_sum(uint16_t ulen)
 	return (uint64_t)tally_bswap16(TALLY_PROTO_UDP) + tally_bswap16(ulen);
 }
 
-/*
- * Write at p (a header's checksum field, zero while summed) the checksum of what
- * sum covered. The sum is in the host's order, so is its complement: stored as
- * it is, it reads right on the wire. 0 goes out as 0xffff, the same number in
- * one's complement: for UDP 0 would mean "no checksum".
- */
-static inline void tally_put_csum(uint8_t *p, uint64_t sum)
-{
-	uint16_t c = (uint16_t)~tally_csum_fold(sum);
-
-	c = c ? c : 0xffff;
-	memcpy(p, &c, 2);
-}
-
 /* The IPv4 header checksum; the usual 20-byte header is three loads. */
 static inline bool tally_ip4_csum_ok(const uint8_t *ip, uint32_t ihl)
 {
@@ -132,6 +118,17 @@ static inline bool tally_ip4_csum_ok(const uint8_t *ip, uint32_t ihl)
 	sum = tally_add_carry(tally_add_carry(a, b), c);
 	return tally_csum_fold(sum) == 0xffff;
 }
+
+/* At ip, the IPv4 (20 bytes: DF, its checksum) or IPv6 (40) header of a UDP
+ * datagram of l4_len bytes from src to dst (4 or 16 bytes each), TTL 64;
+ * returns its length. For the frames Tally sends or rebuilds (acks, pcaps). */
+uint32_t tally_put_ip_udp(uint8_t *ip, unsigned ip_version, const uint8_t *src,
+			  const uint8_t *dst, uint16_t l4_len);
+
+/* The UDP header at udp and its checksum, the pseudo-header's addresses
+ * (alen bytes each) included; the payload must already be at udp + 8. */
+void tally_put_udp(uint8_t *udp, const uint8_t *src, const uint8_t *dst, unsigned alen,
+		   uint16_t sport, uint16_t dport, uint16_t len);
 
 /* True if the UDP checksum (pseudo-header included) verifies. */
 bool tally_udp_csum_ok(const uint8_t *saddr, const uint8_t *daddr, unsigned alen,
