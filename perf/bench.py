@@ -207,11 +207,13 @@ def slowest_second(samples):
     busiest: (seconds into the run, share of the second busy, cycles/event),
     and how many slices it was busy >= 95% (too slow for the rate, whatever
     the ring: it fills at rate x the time the worker falls behind)."""
-    hz, worst, full = nominal_hz(), None, 0
+    worst, full = None, 0
+    if not nominal_hz():
+        return None
     for (t1, e1, c1), (t2, e2, c2) in zip(samples, samples[1:]):
-        if e2 <= e1 or not hz:
+        if e2 <= e1:
             continue
-        busy = (c2 - c1) / ((t2 - t1) * hz)
+        busy = busy_share(c2 - c1, t2 - t1)
         full += busy >= 0.95
         if worst is None or busy > worst[1]:
             worst = (t2 - samples[0][0], busy, (c2 - c1) / (e2 - e1))
@@ -287,6 +289,11 @@ def nominal_hz():
         return 0.0
 
 
+def busy_share(cycles, seconds):
+    """The share of seconds the worker spent in bursts (worker_cycles are TSC cycles)."""
+    return cycles / (seconds * nominal_hz()) if nominal_hz() else 0
+
+
 def metrics(res):
     g, r = res["gen"], res["recv"]
     secs = g.get("seconds") or 1
@@ -311,7 +318,7 @@ def metrics(res):
                 taken_s=r.get("worker_cpu_taken_us", 0) / 1e6,
                 # share of the run the worker spent in bursts: near 1, it was
                 # too slow for the rate, whatever the ring
-                busy=r.get("worker_cycles", 0) / (secs * nominal_hz()) if nominal_hz() else 0,
+                busy=busy_share(r.get("worker_cycles", 0), secs),
                 rss_mb=res["rss_mb"], exact=res["exact"])
 
 
