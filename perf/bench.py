@@ -3,8 +3,10 @@
 receiver (tally-null, which only frees mbufs: the packet-I/O ceiling of the
 machine) in alternating runs, for scenarios A-D1; then the same scenario
 through tally-pipeline (Tally's per-packet code without packet I/O); one long
-run at 90% of the measured rate with a paced generator (what the ring refuses
-is dropped and counted, as on a NIC) that must lose nothing; and callgrind's
+run at 90% of the rate measured right before it in its own conditions (an
+unpaced run on its ring with CPU 1 cleared; another after it says whether the
+machine held its speed) with a paced generator (what the ring refuses is
+dropped and counted, as on a NIC) that must lose nothing; and callgrind's
 instructions and cache misses per event on a fixed input (signals that do not
 drift with this VM's fast and slow hours). Draws perf/results.svg. Then the
 two-workers step: tally-pipeline with 2 workers sharing one dedup table
@@ -18,6 +20,8 @@ and B; the issue's goal is 2 workers at >= 1.8x one.
                 [--two-workers-scenarios A,B] [--drift-scenarios A,B]
 
   perf/bench.py --steps two-workers      only the two-workers step (a few minutes):
+                                         its section of RESULTS.md, the rest kept
+  perf/bench.py --steps loss             only the 90% runs (about 3 minutes a scenario):
                                          its section of RESULTS.md, the rest kept
   perf/bench.py --steps drift            tally-pipeline for --loss-seconds (60), A and B
                                          (--drift-scenarios), sliced every 5 s with a
@@ -124,18 +128,18 @@ def eal(a, prefix, lcores):
             "--log-level=*:warning", *mem]
 
 
-def rsize(a, paced=False):
+def rsize(a, ring=False):
     """The memif ring: the client (tally-gen) allocates it, 2^rsize slots; it is
     all the RX queue a receiver has to absorb its own pauses with. The paced
     90% run gets its own (--loss-rsize): the RX descriptors that point 7 asks
     to state."""
-    n = a.loss_rsize if paced else a.memif_rsize
+    n = a.loss_rsize if ring else a.memif_rsize
     return f",rsize={n}" if n else ""
 
 
-def slots(a, paced=False):
+def slots(a, ring=False):
     """The ring's slots: memif's default is 2^10."""
-    return 2 ** ((a.loss_rsize if paced else a.memif_rsize) or 10)
+    return 2 ** ((a.loss_rsize if ring else a.memif_rsize) or 10)
 
 
 @contextlib.contextmanager
@@ -159,19 +163,19 @@ def worker_cpu_cleared(a):
         shutil.rmtree(os.path.dirname(state), ignore_errors=True)
 
 
-def gen_cmd(a, sc, tmp, sock, seconds, rate, expected, paced=False):
+def gen_cmd(a, sc, tmp, sock, seconds, rate, expected, paced=False, ring=False):
     cmd = [f"{a.build}/perf/tally-gen"] + sc["gen"] + COMMON + (["--paced"] if paced else []) + [
         "--duration", str(seconds), "--rate", str(int(rate)), "--linger", "300",
         "--stall-timeout", "60",
-        "--port", f"net_memif0,role=client,socket={sock},socket-abstract=no{rsize(a, paced)}"]
+        "--port", f"net_memif0,role=client,socket={sock},socket-abstract=no{rsize(a, ring)}"]
     if expected:
         cmd += ["--expected", f"{tmp}/expected.tsv"]
     return cmd + eal(a, "bgen", ["-l", "0"])
 
 
-def start_receiver(a, name, sc, tmp, seconds, log, paced=False):
+def start_receiver(a, name, sc, tmp, seconds, log, ring=False):
     sock, ctl = f"{tmp}/memif.sock", f"{tmp}/ctl.sock"
-    dev = f"net_memif0,role=server,socket={sock},socket-abstract=no{rsize(a, paced)}"
+    dev = f"net_memif0,role=server,socket={sock},socket-abstract=no{rsize(a, ring)}"
     if name == "tally":
         recv = spawn([f"{a.build}/ctrlplane/tallyd", "--port", dev, "--sqlite_path",
                       f"{tmp}/tally.db", "--ctl_socket", ctl, "--spool_dir", f"{tmp}/spool",
@@ -220,13 +224,16 @@ def slowest_second(samples):
     return worst and dict(at_s=worst[0], busy=worst[1], cycles=worst[2], full=full)
 
 
-def run_receiver(a, name, sc, seconds, rate=0, check=True, paced=False):
+def run_receiver(a, name, sc, seconds, rate=0, check=True, paced=False, ring=None):
+    """One run; paced: the generator drops what the ring refuses; ring: the
+    90% run's ring (--loss-rsize; by default, when paced)."""
+    ring = paced if ring is None else ring
     tmp = tempfile.mkdtemp(prefix="tally-bench.")
     rlog, glog = open(f"{tmp}/recv.txt", "w+"), open(f"{tmp}/gen.txt", "w+")
     try:
-        recv = start_receiver(a, name, sc, tmp, seconds, rlog, paced)
+        recv = start_receiver(a, name, sc, tmp, seconds, rlog, ring)
         gen = spawn(gen_cmd(a, sc, tmp, f"{tmp}/memif.sock", seconds, rate,
-                            name == "tally" and check, paced), glog)
+                            name == "tally" and check, paced, ring), glog)
         samples, stop = [], threading.Event()
         if paced and name == "tally":
             threading.Thread(target=sample_worker, args=(a, f"{tmp}/ctl.sock", stop, samples),
@@ -344,6 +351,54 @@ def fmt(t, scale=1):
     return f"{t[0] * scale:.2f} [{t[1] * scale:.2f}-{t[2] * scale:.2f}]"
 
 
+def loss_summary(loss):
+    lm = metrics(loss) if "error" not in loss else None
+    return dict(rate_mpps=loss.get("rate", 0) / 1e6, loss=lm and lm["loss"],
+                refused=lm and lm["refused"], offered=lm and lm["offered_mpps"],
+                behind=lm and lm["behind"],
+                imissed=lm and lm["imissed"], exact=lm and lm["exact"],
+                gaps=lm and lm["gaps"], machine_gaps=loss.get("machine_gaps"),
+                gap_s=lm and lm["gap_s"], taken_s=lm and lm["taken_s"],
+                busy=lm and lm["busy"], cycles=lm and lm["cycles_per_event"],
+                ring=loss.get("ring"), slowest=loss.get("slowest"),
+                ref_before=loss.get("ref_before"), ref_after=loss.get("ref_after"),
+                ref_table=loss.get("ref_table"), ref_used=loss.get("ref_used"),
+                error=loss.get("error"))
+
+
+def ref_text(lr):
+    """Where the 90% run's rate came from, and whether the machine held it."""
+    used = lr.get("ref_before") if lr.get("ref_used") == "before" else lr.get("ref_table")
+    where = ("measured right before, same ring, CPU 1 cleared" if lr.get("ref_used") == "before"
+             else "the 10 s runs' median")
+    return (f"90% of {used or 0:.2f} Mpps ({where}"
+            + (f"; the 10 s runs' median {lr['ref_table']:.2f}" if lr.get("ref_table")
+               and lr.get("ref_used") == "before" else "")
+            + (f"; right after: {lr['ref_after']:.2f}, {100 * lr['ref_after'] / used:.0f}% of it"
+               if lr.get("ref_after") and used else "") + ")")
+
+
+def loss_text(lr):
+    if not lr or lr.get("error") is not None or lr["loss"] is None:
+        return "-" if not lr or not lr.get("error") else f"failed: {lr['error'][:120]}"
+    return (f"{lr['rate_mpps']:.2f} Mpps, {ref_text(lr)} (offered {lr['offered']:.2f}: the "
+            f"generator skipped {lr['behind']:.0f} behind schedule): loss {lr['loss']:.0f} (ring "
+            f"refused {lr['refused']:.0f}), exact {lr['exact']}; "
+            + (f"the ring's {lr['ring']} slots cover {lr['ring'] / lr['offered'] / 1e3:.1f} ms "
+               "at the offered rate; " if lr.get("ring") and lr["offered"] else "")
+            + f"worker busy {100 * (lr.get('busy') or 0):.0f}% "
+            f"of the run at {lr.get('cycles') or 0:.0f} cycles/event"
+            + (f", {100 * lr['slowest']['busy']:.0f}% in its busiest second ({lr['slowest']['at_s']:.0f} s "
+               f"in, {lr['slowest']['cycles']:.0f} cycles/event), >= 95% in "
+               f"{lr['slowest']['full']} of its seconds" if lr.get("slowest") else "")
+            + "; poll gaps over 0.1/1/10 ms: worker "
+            + "/".join(f"{g:.0f}" for g in lr.get("gaps") or [0, 0, 0]) + ", machine alone "
+            + "/".join(f"{g:.0f}" for g in (lr.get("machine_gaps") or [0, 0, 0, 0])[:3])
+            + f" (longest {(lr.get('machine_gaps') or [0, 0, 0, 0])[3]:.1f} ms); the worker's "
+            f"gaps over 0.1 ms: {lr.get('gap_s') or 0:.2f} s, CPU taken by other tasks "
+            f"{lr.get('taken_s') or 0:.2f} s")
+
+
 def summarize(name, sc, tally, null, pipe, loss):
     tm = [metrics(r) for r in tally if "error" not in r]
     nm = [metrics(r) for r in null if "error" not in r]
@@ -363,16 +418,7 @@ def summarize(name, sc, tally, null, pipe, loss):
              exact=all(m["exact"] for m in tm) if tm else False,
              errors=[r["error"] for r in tally + null + pipe if "error" in r])
     if loss:
-        lm = metrics(loss) if "error" not in loss else None
-        s["loss_run"] = dict(rate_mpps=loss.get("rate", 0) / 1e6, loss=lm and lm["loss"],
-                             refused=lm and lm["refused"], offered=lm and lm["offered_mpps"],
-                             behind=lm and lm["behind"],
-                             imissed=lm and lm["imissed"], exact=lm and lm["exact"],
-                             gaps=lm and lm["gaps"], machine_gaps=loss.get("machine_gaps"),
-                             gap_s=lm and lm["gap_s"], taken_s=lm and lm["taken_s"],
-                             busy=lm and lm["busy"], cycles=lm and lm["cycles_per_event"],
-                             ring=loss.get("ring"), slowest=loss.get("slowest"),
-                             error=loss.get("error"))
+        s["loss_run"] = loss_summary(loss)
     kind, goal = sc["target"]
     got = rx[0] if kind == "mpps" else ev[0] * 1e6
     if kind == "mpps":
@@ -388,24 +434,7 @@ def table(summary):
            "| table full | peak RSS MB | exact | 90% run, paced | target |")
     lines = [hdr, "|" + "---|" * 15]
     for s in summary:
-        lr = s.get("loss_run")
-        lrt = (f"{lr['rate_mpps']:.2f} Mpps (offered {lr['offered']:.2f}: the generator "
-               f"skipped {lr['behind']:.0f} behind schedule): loss {lr['loss']:.0f} (ring refused "
-               f"{lr['refused']:.0f}), exact {lr['exact']}; "
-               + (f"the ring's {lr['ring']} slots cover {lr['ring'] / lr['offered'] / 1e3:.1f} ms "
-                  "at the offered rate; " if lr.get("ring") and lr["offered"] else "")
-               + f"worker busy {100 * (lr.get('busy') or 0):.0f}% "
-               f"of the run at {lr.get('cycles') or 0:.0f} cycles/event"
-               + (f", {100 * lr['slowest']['busy']:.0f}% in its busiest second ({lr['slowest']['at_s']:.0f} s "
-                  f"in, {lr['slowest']['cycles']:.0f} cycles/event), >= 95% in "
-                  f"{lr['slowest']['full']} of its seconds" if lr.get("slowest") else "")
-               + "; poll gaps over 0.1/1/10 ms: worker "
-               + "/".join(f"{g:.0f}" for g in lr.get("gaps") or [0, 0, 0]) + ", machine alone "
-               + "/".join(f"{g:.0f}" for g in (lr.get("machine_gaps") or [0, 0, 0, 0])[:3])
-               + f" (longest {(lr.get('machine_gaps') or [0, 0, 0, 0])[3]:.1f} ms); the worker's "
-               f"gaps over 0.1 ms: {lr.get('gap_s') or 0:.2f} s, CPU taken by other tasks "
-               f"{lr.get('taken_s') or 0:.2f} s"
-               if lr and lr.get("error") is None and lr["loss"] is not None else "-")
+        lrt = loss_text(s.get("loss_run"))
         t = s["target"]
         unit = "Mpps" if s["scenario"] == "A" else "M/s"
         tt = (f"met ({t['got'] / 1e6 if unit != 'Mpps' else t['got']:.2f} >= "
@@ -524,20 +553,54 @@ def run_scenario(a, name, sc, raw):
     loss = None
     good = [metrics(r)["rx_mpps"] for r in tally if "error" not in r]
     if not a.no_loss_run and good:
-        rate = 0.9 * statistics.median(good) * 1e6
-        with worker_cpu_cleared(a) as iso:
-            loss = run_receiver(a, "tally", sc, a.loss_seconds, rate=rate, paced=True)
-            loss["machine_gaps"] = cpu_gaps(a, a.loss_seconds)
-        loss["rate"], loss["isolated"], loss["ring"] = rate, iso, slots(a, paced=True)
-        raw.append(dict(scenario=name, run="loss90", **loss))
-        print(f"   90% run at {rate / 1e6:.2f} Mpps: "
-              f"{json.dumps(metrics(loss) if 'error' not in loss else loss, default=str)[:300]}")
+        loss = loss_run(a, name, sc, statistics.median(good), raw)
     s = summarize(name, sc, tally, null, pipe, loss)
     if not a.no_grind:
         s["grind"] = grind(a, name, sc)
         raw.append(dict(scenario=name, run="grind", receiver="callgrind", **s["grind"]))
         print(f"   callgrind: {json.dumps(s['grind'])[:300]}", flush=True)
     return s
+
+
+def ref_run(a, name, sc, when, raw):
+    """An unpaced run of a.seconds in the 90% run's own conditions (its ring, CPU
+    1 cleared): the receiver's rate as it is now; 0 if the run failed."""
+    r = run_receiver(a, "tally", sc, a.seconds, check=False, ring=True)
+    raw.append(dict(scenario=name, run=f"loss90-ref-{when}", **r))
+    mpps = metrics(r)["rx_mpps"] if "error" not in r else 0
+    print(f"   reference {when} the 90% run: {mpps:.2f} Mpps", flush=True)
+    return mpps
+
+
+def loss_rate(loss_ref, before, table):
+    """The 90% run's rate in frames/s, and which reference set it: the run right
+    before unless --loss-ref table asks for the 10 s runs' median or the run
+    before failed; 0 when there is none."""
+    used = "table" if loss_ref == "table" or not before else "before"
+    base = table if used == "table" else before
+    return 0.9 * (base or 0) * 1e6, used
+
+
+def loss_run(a, name, sc, table_mpps, raw):
+    """The paced run at 90% of the rate measured right before it in its own
+    conditions (--loss-ref before, the default: this VM's speed drifts 1.2-1.8x
+    within minutes, more than the 10% margin, and the 10 s runs have the small
+    ring and CPU 1 shared), or of the 10 s runs' median (--loss-ref table).
+    A second reference right after says whether the machine held its speed."""
+    with worker_cpu_cleared(a) as iso:
+        before = ref_run(a, name, sc, "before", raw)
+        rate, used = loss_rate(a.loss_ref, before, table_mpps)
+        if not rate:
+            return dict(receiver="tally", error="no reference rate for the 90% run")
+        loss = run_receiver(a, "tally", sc, a.loss_seconds, rate=rate, paced=True)
+        after = ref_run(a, name, sc, "after", raw)
+        loss["machine_gaps"] = cpu_gaps(a, a.loss_seconds)
+    loss.update(rate=rate, isolated=iso, ring=slots(a, ring=True), ref_before=before,
+                ref_after=after, ref_table=table_mpps, ref_used=used)
+    raw.append(dict(scenario=name, run="loss90", **loss))
+    print(f"   90% run at {rate / 1e6:.2f} Mpps: "
+          f"{json.dumps(metrics(loss) if 'error' not in loss else loss, default=str)[:300]}")
+    return loss
 
 
 TWO_GOAL = 1.8  # issue "Line rate, round two", point 5: 2 workers at >= 1.8x one
@@ -797,6 +860,27 @@ def drift(a, names, raw):
     return summary
 
 
+LOSS_TITLE = "## The 90% run alone (`perf/bench.py --steps loss`)"
+
+
+def loss_step(a, names, raw):
+    """Only the 90% runs, each with its references before and after."""
+    rows = []
+    for name in names:
+        print(f"== 90% run, scenario {name}: {SCENARIOS[name]['desc']}", flush=True)
+        lr = loss_summary(loss_run(a, name, SCENARIOS[name], None, raw))
+        rows.append(f"| {name} | {loss_text(lr)} |")
+    text = (f"{LOSS_TITLE}\n\nMeasured {datetime.datetime.now():%Y-%m-%d %H:%M} with "
+            f"`{' '.join(sys.argv)}`: per scenario, with CPU 1 cleared and DAMON paused, an "
+            f"unpaced run of {a.seconds:.0f} s on the 90% run's ring ({slots(a, ring=True)} "
+            f"slots), the paced run of {a.loss_seconds:.0f} s at 90% of its rate, another "
+            f"unpaced run, then the machine's own gaps on CPU 1 for {a.loss_seconds:.0f} s.\n\n"
+            "| scen | 90% run, paced |\n|---|---|\n" + "\n".join(rows) + "\n")
+    print("\n" + text)
+    if not a.quick:
+        put_section(a.results_md, LOSS_TITLE, text)
+
+
 def put_section(path, title, text):
     """Replace the section that starts with title (up to the next "## ") or, new,
     put it first among the "## " sections: right after the driver's table."""
@@ -864,7 +948,11 @@ def write_outputs(a, summary, raw, t, gt, two=None):
                     "frame the ring refuses is dropped and counted, as a NIC would; a generator "
                     "that fell behind its schedule catches up within 1 ms, as a switch's buffer "
                     "drains, and skips what fell further behind rather than burst above the "
-                    "rate), so loss counts every frame tallyd did not take; "
+                    "rate), so loss counts every frame tallyd did not take; its rate is 90% of "
+                    "an unpaced run's right before it on the same ring with CPU 1 cleared "
+                    "(--loss-ref before; this VM's speed drifts more than 10% within minutes), "
+                    "and a second unpaced run right after says whether the machine held that "
+                    "speed; "
                     f"the memif ring, all the RX queue "
                     f"tallyd has to ride out its own pauses with, had "
                     f"{slots(a)} slots, {slots(a, paced=True)} in the 90% "
@@ -911,6 +999,9 @@ def main():
                     "scenario's callgrind.out in --out for callgrind_annotate")
     ap.add_argument("--ll", default=DEFAULT_LL, help="LL cache for callgrind: size,assoc,line")
     ap.add_argument("--no-loss-run", action="store_true")
+    ap.add_argument("--loss-ref", choices=("before", "table"), default="before",
+                    help="the 90%% run's reference rate: an unpaced run right before it in its "
+                    "own conditions (before, the default), or the 10 s runs' median (table)")
     ap.add_argument("--memif-rsize", type=int, default=0,
                     help="log2 of the memif ring's slots (the PMD's default: 10, 1024 slots)")
     ap.add_argument("--loss-rsize", type=int, default=14,
@@ -924,13 +1015,13 @@ def main():
     ap.add_argument("--results-md", default=f"{TOP}/perf/RESULTS.md")
     ap.add_argument("--steps", default="scenarios,two-workers",
                     help="which steps to run: scenarios (memif, pipeline, loss run, callgrind), "
-                         "two-workers")
+                         "two-workers, drift, loss (only the 90%% runs of --scenarios)")
     ap.add_argument("--two-workers-scenarios", default="A,B")
     ap.add_argument("--drift-scenarios", default="A,B")
     a = ap.parse_args()
     steps = a.steps.split(",")
-    if set(steps) - {"scenarios", "two-workers", "drift"}:
-        die(f"unknown step(s) in {a.steps}: choose from scenarios,two-workers,drift")
+    if set(steps) - {"scenarios", "two-workers", "drift", "loss"}:
+        die(f"unknown step(s) in {a.steps}: choose from scenarios,two-workers,drift,loss")
     if "scenarios" not in steps:
         a.no_grind = True
     for b in ("ctrlplane/tallyd", "perf/tally-gen", "perf/tally-null", "perf/tally-pipeline"):
@@ -939,7 +1030,8 @@ def main():
     names = a.scenarios.split(",") if "scenarios" in steps else []
     two_names = a.two_workers_scenarios.split(",") if "two-workers" in steps else []
     drift_names = a.drift_scenarios.split(",") if "drift" in steps else []
-    unknown = [n for n in names + two_names + drift_names if n not in SCENARIOS]
+    loss_names = a.scenarios.split(",") if "loss" in steps else []
+    unknown = [n for n in names + two_names + drift_names + loss_names if n not in SCENARIOS]
     if unknown:
         die(f"unknown scenario(s) {','.join(unknown)}: choose from {','.join(SCENARIOS)}")
     if a.grind_only:
@@ -963,6 +1055,8 @@ def main():
         two = two_workers(a, two_names, raw)
         if drift_names:
             drift(a, drift_names, raw)
+        if loss_names:
+            loss_step(a, loss_names, raw)
     finally:
         kill_all()
     t, gt = table(summary), grind_table(summary, a.ll)

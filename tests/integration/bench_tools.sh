@@ -18,7 +18,8 @@
 #  - tally-cpu-gaps (the 90% run's machine-alone column) counts the time its
 #    CPU was taken: a 60 ms SIGSTOP is a gap over 10 ms, about 60 ms long;
 #    with --touch-mb it also touches a table that large, and says so;
-#  - bench.py finds the worker's busiest second in its once-a-second samples.
+#  - bench.py finds the worker's busiest second in its once-a-second samples,
+#    and sets the 90% run's rate from the right reference.
 . "$(dirname "$0")/lib.sh"
 pipeline=$build/perf/tally-pipeline
 
@@ -129,6 +130,12 @@ s = bench.slowest_second([(0, 0, 0), (1, 1e6, 5e8), (2, 3.5e6, 1.5e9), (3, 4e6, 
                           (4, 4e6, 1.75e9)])
 assert s == dict(at_s=2, busy=1.0, cycles=400.0, full=1), s
 assert bench.slowest_second([(0, 0, 0)]) is None
+# the 90% run's rate: the unpaced run right before, unless it failed or
+# --loss-ref table asks for the 10 s runs' median
+assert bench.loss_rate("before", 2.0, 3.0) == (0.9 * 2e6, "before")
+assert bench.loss_rate("before", 0, 3.0) == (0.9 * 3e6, "table")
+assert bench.loss_rate("table", 2.0, 3.0) == (0.9 * 3e6, "table")
+assert bench.loss_rate("before", 0, None) == (0, "table")
 PY
-echo "ok: the driver finds the worker's busiest second"
+echo "ok: the driver finds the worker's busiest second and the 90% run's reference"
 echo "PASS bench-tools"
