@@ -15,6 +15,7 @@
 #    counters equal what its own frames hold;
 #  - tally-pipeline --slice-seconds (the drift step) prints a slice line every
 #    slice, each with the worker's figures and the machine's speed probes.
+#  - tally-line-probe times its four access patterns and refuses bad sizes;
 #  - tally-cpu-gaps (the 90% run's machine-alone column) counts the time its
 #    CPU was taken: a 60 ms SIGSTOP is a gap over 10 ms, about 60 ms long;
 #    with --touch-mb it also touches a table that large, and says so;
@@ -41,6 +42,14 @@ expect_counter "$work/touch.txt" touch_mb -eq 64
 "$gaps" --cpu 1 --seconds 0.5 --touch-mb 999999999 2> "$work/touch.err" &&
   fail "tally-cpu-gaps mapped 954 TiB"
 grep -q "cannot map" "$work/touch.err" || fail "tally-cpu-gaps: $(cat "$work/touch.err")"
+# tally-line-probe: every pattern timed, the ratios to "two" printed, bad sizes refused
+probe=$build/perf/tally-line-probe
+"$probe" --mb 64 --ops 100000 --rounds 2 > "$work/probe.txt"
+awk '$2 == "cycles_per_op" && $3 > 0 && $5 > 0 { n++ } END { exit n != 4 }' "$work/probe.txt" ||
+  fail "tally-line-probe: not 4 timed patterns: $(cat "$work/probe.txt")"
+awk '$1 == "two" { exit $5 != 1.000 }' "$work/probe.txt" || fail "tally-line-probe: two's ratio to itself"
+"$probe" --mb 64 --ahead 0 2> /dev/null && fail "tally-line-probe took --ahead 0"
+"$probe" --mb 8 2> /dev/null && fail "tally-line-probe took an 8 MiB table"
 ring=(-l 0 "${eal_base[@]}" --file-prefix "tally-ring-$$" --vdev net_ring0)
 
 set +e
