@@ -955,7 +955,7 @@ def write_outputs(a, summary, raw, t, gt, two=None):
                     "speed; "
                     f"the memif ring, all the RX queue "
                     f"tallyd has to ride out its own pauses with, had "
-                    f"{slots(a)} slots, {slots(a, paced=True)} in the 90% "
+                    f"{slots(a)} slots, {slots(a, ring=True)} in the 90% "
                     "run, which ran with CPU 1 cleared of every task that may move and DAMON "
                     "paused (`deploy/tally-isolate-cpus --cpus 1 --pause-damon`, unless "
                     "--no-isolate); its busiest second is from `tallyctl stats` read once a "
@@ -1031,6 +1031,9 @@ def main():
     two_names = a.two_workers_scenarios.split(",") if "two-workers" in steps else []
     drift_names = a.drift_scenarios.split(",") if "drift" in steps else []
     loss_names = a.scenarios.split(",") if "loss" in steps else []
+    if loss_names and a.loss_ref == "table":
+        die("--steps loss has no 10 s runs to take the rate from: --loss-ref table needs "
+            "--steps scenarios")
     unknown = [n for n in names + two_names + drift_names + loss_names if n not in SCENARIOS]
     if unknown:
         die(f"unknown scenario(s) {','.join(unknown)}: choose from {','.join(SCENARIOS)}")
