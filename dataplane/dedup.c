@@ -2,42 +2,57 @@
 /*
  * The shared, lock-free event-id dedup table (layout and horizon in dedup.h).
  *
- * Two buckets per id, the emptier takes it ("two choices"): at the load the
- * horizon keeps (9/16 of the slots live) a lone 8-way bucket overflows for a few
- * percent of buckets, first-fit A-then-B still evicted 0.9% of ids early,
- * linear probing over neighbour lines 0.3% and a neighbour as the second choice
- * 0.15%; two independent choices evict almost none (2 in 570M inserts at the
- * horizon), and when both are full one resident moves to its other bucket
- * first (make_room), so none (tests/test_dedup.c). The price is two cache
- * lines per new id, both prefetched together.
+ * Placement: A first, B only when A is full, and a lookup reads B only while
+ * A's overflow mark is live. Before, both buckets were read for every id and
+ * the emptier took it ("two choices", 8-byte slots, 8 a line): two random
+ * lines a new id. Tags of 4 bytes put 15 slots in A's line, so at the load the
+ * horizon keeps (9 live ids a bucket) A overflows rarely: simulated at 16
+ * bytes an id, 1.08 lines read a new id (tally-dedup-sim, "tags-15"), and the
+ * rest stored beside it, which the worker does not wait for the way it waits
+ * for a line it reads (tally-line-probe). When both buckets are full one
+ * resident moves to its other bucket first (make_room), so a live id is
+ * evicted only when the table itself is full (tests/test_dedup.c).
+ *
+ * Invariant: an id with role B in its bucket B is live only while the mark of
+ * its bucket A is live. The mark is raised to (at least) the id's generation
+ * before the id is published in B, and only the sweeper lowers it, to 0, once
+ * it has expired, and then every id it covered has expired too. So a lookup
+ * that finds A's mark not live need not read B.
  *
  * No false positives. h = fmix64(id) is a bijection. Two distinct h with the same
  * fingerprint (low 48 bits) differ by k * 2^48, 0 < |k| < 2^16; their A indices
  * floor(h * n / 2^64) then differ by at least floor(|k| * n / 2^16) >= 1 with
  * n >= 2^16 buckets. A (bucket, fingerprint) pair therefore names exactly one
  * id; and equal fingerprints give equal B offsets, so a (B bucket, fingerprint,
- * role B) triple names one id too.
+ * role B) triple names one id too. A slot holds the whole fingerprint: tag
+ * (bits 32..47) in its tag word, rest (bits 0..31) in its rest word, and a hit
+ * needs both, read as one slot's (the tag word reread after the rest).
  *
- * Concurrency. With several workers every slot changes by CAS. An insert scans
- * both buckets before it claims; two workers inserting the same id scan the same
- * slots in the same order and pick the same slot, so one CAS wins and the loser
- * rescans and sees the id. The residual race: a slot ahead of the chosen one
- * turns claimable between the two scans (a generation ends, an eviction), and
- * each worker claims a different slot. That needs the same id on two workers
- * within nanoseconds at a generation boundary; duplicates of one flow hash to
- * one RSS queue, hence one worker, where there is no race. With one worker,
- * slots are plain stores: the only other writer is the sweeper, whose CAS from
- * an expired value fails if the worker stored first, and whose cleared slot the
- * worker may overwrite.
+ * Concurrency. With one worker, rest then tag are plain stores: the only other
+ * writer is the sweeper, whose CAS from an expired value fails if the worker
+ * stored first, and whose cleared word the worker may overwrite. With several,
+ * a slot is claimed by a CAS of its tag word to PENDING (from the claimable
+ * value a scan judged), its rest stored, its tag word published; a reader that
+ * meets a pending slot or a tag word that changed under it waits for the
+ * writer (look_wait), up to WAIT_NS, then gives up and counts the id as new
+ * (TALLY_DEDUP_NEW_GAVE_UP). Two workers inserting the same id scan the
+ * same bucket and pick the same slot, so one claim wins and the loser, looking
+ * again, waits for the winner's tag and sees the id. The residual race: a slot
+ * ahead of the chosen one turns claimable between the two scans (a generation
+ * ends, an eviction), and each worker claims a different slot. That needs the
+ * same id on two workers within nanoseconds at a generation boundary;
+ * duplicates of one flow hash to one RSS queue, hence one worker.
  *
  * Expiry. Inserts reuse expired slots in place; the sweeper (control thread)
- * clears them anyway so that no stale generation number survives until the
- * 15-bit counter comes round again: the generation only advances while the last
- * complete sweep pass began fewer than GEN_MAX / 2 generations ago.
+ * clears them and expired marks anyway so that no stale generation number
+ * survives until the 15-bit counter comes round again: the generation only
+ * advances while the last complete sweep pass began fewer than GEN_MAX / 2
+ * generations ago.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "dedup.h"
 #include "mem.h"
@@ -45,13 +60,22 @@
 #define GEN_MASK TALLY_DEDUP_GEN_MASK
 #define GEN_MAX TALLY_DEDUP_GEN_MAX
 #define WAYS TALLY_DEDUP_WAYS
+#define MARK TALLY_DEDUP_MARK
+#define ROLE_B TALLY_DEDUP_ROLE_B
+#define PENDING TALLY_DEDUP_PENDING
 #define SWEEP_PASS_MS 5000 /* a full sweep pass every ~5 s */
 #define SWEEP_MIN 1024
+/* How long a reader waits for another writer's pending slot. That writer
+ * stores one word between claim and publish, so only a descheduled writer takes
+ * longer than a few hundred cycles; a pinned worker is not descheduled for
+ * long, and a reader that gave up would count a duplicate as new. */
+#define WAIT_NS 50000000ull
+#define WAIT_CHECK 256 /* pauses between two looks at the clock */
 
 struct tally_dedup *tally_dedup_create(uint64_t capacity, uint64_t horizon_ms)
 {
 	struct tally_dedup *d = aligned_alloc(64, sizeof(*d));
-	uint64_t nb = (2 * capacity + WAYS - 1) / WAYS; /* two slots an id */
+	uint64_t nb = (capacity + TALLY_DEDUP_IDS_PER_BUCKET - 1) / TALLY_DEDUP_IDS_PER_BUCKET;
 
 	if (d == NULL || capacity == 0 || capacity > 1ULL << 34 || horizon_ms == 0) {
 		free(d);
@@ -96,42 +120,75 @@ size_t tally_dedup_sweep_rate(const struct tally_dedup *d, unsigned tick_ms)
 	return n < SWEEP_MIN ? SWEEP_MIN : n;
 }
 
-/* Replace the slot at p (read as old) with v: a store for one writer, else CAS. */
-static bool put(struct tally_dedup *d, uint64_t *p, uint64_t old, uint64_t v)
+/* Replace the tag word at p (read as old) with v: a store for one writer, else CAS. */
+static bool put_word(struct tally_dedup *d, uint32_t *p, uint32_t old, uint32_t v)
 {
 	if (d->single_writer) {
-		ck_pr_store_64(p, v);
+		ck_pr_store_32(p, v);
 		return true;
 	}
-	return ck_pr_cas_64(p, old, v);
+	return ck_pr_cas_32(p, old, v);
+}
+
+/* Give slot i of b (its tag word read as old) the tag word w and rest r. */
+static bool put(struct tally_dedup *d, struct tally_dedup_bucket *b, unsigned i, uint32_t old,
+		uint32_t w, uint32_t r)
+{
+	if (!d->single_writer && !ck_pr_cas_32(&b->tag[i], old, PENDING))
+		return false;
+	ck_pr_store_32(&b->rest[i], r);
+	ck_pr_fence_store(); /* the rest is there before its tag says so */
+	ck_pr_store_32(&b->tag[i], w);
+	return true;
+}
+
+/* The rest of slot i, whose tag word was read as w; false if the word changed. */
+static bool rest_of(const struct tally_dedup_bucket *b, unsigned i, uint32_t w, uint32_t *r)
+{
+	ck_pr_fence_load();
+	*r = ck_pr_load_32(&b->rest[i]);
+	ck_pr_fence_load();
+	return ck_pr_load_32(&b->tag[i]) == w;
 }
 
 /*
  * One bucket as read once, judged with the exact age rule (any generation
- * window): is `mine` live in it, how many slots are live, the first claimable
- * slot (WAYS: none) and the oldest slot. Every decision and every CAS of an
- * insert uses these values, never a second read: a CAS from a value read later
- * could replace the slot another worker just gave this very id.
+ * window): is `mine` (tag word part and *rest, or no id when rest is NULL) live
+ * in it, how many slots are live, the first claimable slot (WAYS: none), the
+ * oldest slot, and whether a slot was busy (pending, or rewritten while its
+ * rest was read). Every decision and every CAS of an insert uses these values,
+ * never a second read: a CAS from a value read later could replace the slot
+ * another worker just gave this very id.
  */
 struct look {
-	bool hit;
+	bool hit, busy;
 	unsigned live, free_i, old_i, old_age;
-	uint64_t s[WAYS];
+	uint32_t w[16];
 };
 
-static void look_at(const struct tally_dedup_bucket *b, uint64_t mine, uint16_t gen,
-		    struct look *l)
+static void look_at(const struct tally_dedup_bucket *b, uint32_t mine, const uint32_t *rest,
+		    uint16_t gen, struct look *l)
 {
 	*l = (struct look){.free_i = WAYS};
+	for (unsigned i = 0; i < 16; i++)
+		l->w[i] = ck_pr_load_32(&b->tag[i]);
 	for (unsigned i = 0; i < WAYS; i++) {
-		uint64_t s = l->s[i] = ck_pr_load_64(&b->slot[i]);
-		unsigned age = tally_dedup_age(gen, (uint16_t)(s & GEN_MASK));
+		uint32_t w = l->w[i], r;
+		unsigned age = tally_dedup_age(gen, (uint16_t)(w & GEN_MASK));
 
-		if (!tally_dedup_live(s, gen)) {
+		if (w == PENDING) {
+			l->busy = true;
+			continue;
+		}
+		if (!tally_dedup_live(w, gen)) {
 			l->free_i = l->free_i == WAYS ? i : l->free_i;
 			continue;
 		}
-		l->hit |= (s & ~(uint64_t)GEN_MASK) == mine;
+		if (rest != NULL && (w & TALLY_DEDUP_TAG_MASK) == mine) {
+			if (!rest_of(b, i, w, &r))
+				l->busy = true;
+			l->hit |= r == *rest;
+		}
 		l->live++;
 		if (age >= l->old_age) {
 			l->old_age = age;
@@ -140,92 +197,152 @@ static void look_at(const struct tally_dedup_bucket *b, uint64_t mine, uint16_t 
 	}
 }
 
-/* The bucket a slot in bucket x would be in under its other role: its fingerprint
- * (the slot's high 48 bits, h's low 48) gives the offset B = A + 1 + offset. */
-static uint64_t other_bucket(const struct tally_dedup *d, uint64_t x, uint64_t s)
+static uint64_t now_ns(void)
 {
-	uint64_t fp48 = s >> 16, b;
+	struct timespec t;
 
-	if (!(s & TALLY_DEDUP_ROLE_B))
-		return tally_dedup_index_b(d, fp48, x);
-	b = tally_dedup_index_b(d, fp48, 0); /* 1 + offset, < nbuckets */
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* look_at until no slot is busy; false when one stays busy for WAIT_NS. */
+static bool look_wait(const struct tally_dedup_bucket *b, uint32_t mine, const uint32_t *rest,
+		      uint16_t gen, struct look *l)
+{
+	uint64_t until = 0;
+
+	for (unsigned n = 1;; n++) {
+		look_at(b, mine, rest, gen, l);
+		if (!l->busy)
+			return true;
+		if (n % WAIT_CHECK == 0) {
+			uint64_t t = now_ns();
+
+			if (until == 0)
+				until = t + WAIT_NS;
+			else if (t > until)
+				return false;
+		}
+		ck_pr_stall();
+	}
+}
+
+/* Make b's mark live for at least as long as generation g: 0 if a CAS was lost. */
+static bool raise_mark(struct tally_dedup *d, struct tally_dedup_bucket *b, uint16_t g,
+		       uint16_t gen)
+{
+	uint32_t m = ck_pr_load_32(&b->tag[MARK]);
+
+	if (tally_dedup_live(m, gen) &&
+	    tally_dedup_age(gen, (uint16_t)(m & GEN_MASK)) <= tally_dedup_age(gen, g))
+		return true;
+	return put_word(d, &b->tag[MARK], m, g);
+}
+
+/* The bucket a slot with fingerprint fp (and role B or not) in bucket x would
+ * be in under its other role: the fingerprint gives the offset B = A + 1 + offset. */
+static uint64_t other_bucket(const struct tally_dedup *d, uint64_t x, uint64_t fp, bool role_b)
+{
+	uint64_t b;
+
+	if (!role_b)
+		return tally_dedup_index_b(d, fp, x);
+	b = tally_dedup_index_b(d, fp, 0); /* 1 + offset, < nbuckets */
 	return x >= b ? x - b : x + d->nbuckets - b;
 }
 
 /*
  * Both of the id's buckets are full of live ids. Before evicting one, move one
  * to its other bucket if that has a claimable slot (a cuckoo step): the live
- * ids then stay remembered until the table itself is full. At the load the
- * horizon keeps, two full buckets are rare (a 60 s run of 570M inserts met
- * two), and the sixteen residents' other buckets all full rarer still.
+ * ids then stay remembered until the table itself is full.
  *
  * The copy is written first, with the resident's generation and its other
- * role, then the resident's slot is given to the new id: a lookup of the
- * resident finds it at every moment (twice, for a moment, which is harmless),
- * and (bucket, role, fingerprint) still names one id. Each write is from the
- * value a scan judged (a CAS with several writers): if the second loses, the
- * copy stays, the id is not in yet, and the caller looks again.
- * Returns 1 when the id is in, 0 when no resident could move, -1 when a slot
- * changed under us.
+ * role (a resident going to its B raises its A's mark, this bucket's, first),
+ * then the resident's slot is given to the new id: a lookup of the resident
+ * finds it at every moment (twice, for a moment, which is harmless), and
+ * (bucket, role, fingerprint) still names one id. Each write is from the value
+ * a scan judged (a CAS with several writers): if one loses, the caller looks
+ * again. Returns 1 when the id is in, 0 when no resident could move, -1 when a
+ * slot changed under us.
  */
 static int make_room(struct tally_dedup *d, struct tally_dedup_bucket *bk[2],
-		     const struct look l[2], uint64_t fp, uint16_t gen)
+		     const struct look l[2], uint32_t w_new[2], uint32_t rest, uint16_t gen)
 {
 	for (unsigned k = 0; k < 2; k++) {
 		uint64_t x = (uint64_t)(bk[k] - d->b);
 
 		for (unsigned i = 0; i < WAYS; i++) {
-			uint64_t s = l[k].s[i];
-			struct tally_dedup_bucket *o = &d->b[other_bucket(d, x, s)];
+			uint32_t w = l[k].w[i], r;
+			bool role_b = (w & ROLE_B) != 0;
+			struct tally_dedup_bucket *o;
 			struct look lo;
 
-			look_at(o, 0, gen, &lo);
+			if (!rest_of(bk[k], i, w, &r))
+				return -1;
+			o = &d->b[other_bucket(d, x, (uint64_t)(w >> 16) << 32 | r, role_b)];
+			if (!look_wait(o, 0, NULL, gen, &lo))
+				return -1;
 			if (lo.free_i == WAYS)
 				continue;
-			if (!put(d, &o->slot[lo.free_i], lo.s[lo.free_i], s ^ TALLY_DEDUP_ROLE_B))
+			if (!role_b && !raise_mark(d, bk[k], (uint16_t)(w & GEN_MASK), gen))
 				return -1;
-			return put(d, &bk[k]->slot[i], s, fp | (k ? TALLY_DEDUP_ROLE_B : 0) | gen)
-				       ? 1
-				       : -1;
+			if (!put(d, o, lo.free_i, lo.w[lo.free_i], w ^ ROLE_B, r))
+				return -1;
+			return put(d, bk[k], i, w, w_new[k], rest) ? 1 : -1;
 		}
 	}
 	return 0;
 }
 
+/* Both full and no resident could move: the oldest generation of the two goes. */
+static bool evict(struct tally_dedup *d, struct tally_dedup_bucket *bk[2], const struct look l[2],
+		  uint32_t w_new[2], uint32_t rest)
+{
+	unsigned k = l[0].old_age >= l[1].old_age ? 0 : 1;
+
+	return put(d, bk[k], l[k].old_i, l[k].w[l[k].old_i], w_new[k], rest);
+}
+
 enum tally_dedup_result tally_dedup_insert_slow(struct tally_dedup *d, uint64_t h,
 						uint16_t gen)
 {
-	uint64_t ia = tally_dedup_index_a(d, h), fp = h << 16;
+	uint64_t ia = tally_dedup_index_a(d, h);
 	struct tally_dedup_bucket *bk[2] = {&d->b[ia], &d->b[tally_dedup_index_b(d, h, ia)]};
+	uint32_t tag = tally_dedup_tag(h), rest = (uint32_t)h;
+	uint32_t w_new[2] = {tag | gen, tag | ROLE_B | gen};
 
 	for (int attempt = 0; attempt < 8; attempt++) {
 		struct look l[2];
-		unsigned k;
+		bool in_b;
+		int moved;
 
-		look_at(bk[0], fp, gen, &l[0]);
-		look_at(bk[1], fp | TALLY_DEDUP_ROLE_B, gen, &l[1]);
-		if (l[0].hit || l[1].hit)
+		if (!look_wait(bk[0], tag, &rest, gen, &l[0]))
+			return TALLY_DEDUP_NEW_GAVE_UP;
+		in_b = tally_dedup_live(l[0].w[MARK], gen); /* else the id is not in B */
+		if (!l[0].hit && in_b && !look_wait(bk[1], tag | ROLE_B, &rest, gen, &l[1]))
+			return TALLY_DEDUP_NEW_GAVE_UP;
+		if (l[0].hit || (in_b && l[1].hit))
 			return TALLY_DEDUP_DUP;
-		if (l[0].free_i == WAYS && l[1].free_i == WAYS) {
-			int moved = make_room(d, bk, l, fp, gen);
-
-			if (moved > 0)
+		if (l[0].free_i != WAYS) {
+			if (put(d, bk[0], l[0].free_i, l[0].w[l[0].free_i], w_new[0], rest))
 				return TALLY_DEDUP_NEW;
-			if (moved < 0)
-				continue; /* a slot changed under us: look again */
-			/* both full of live ids: the oldest generation of the two goes */
-			k = l[0].old_age >= l[1].old_age ? 0 : 1;
-			if (put(d, &bk[k]->slot[l[k].old_i], l[k].s[l[k].old_i],
-				fp | (k ? TALLY_DEDUP_ROLE_B : 0) | gen))
-				return TALLY_DEDUP_NEW_EVICT;
+			continue; /* a slot changed under us: look again */
+		}
+		/* A is full: B takes the id, once A's mark covers it */
+		if (!raise_mark(d, bk[0], gen, gen))
+			continue;
+		if (!in_b && !look_wait(bk[1], tag | ROLE_B, &rest, gen, &l[1]))
+			return TALLY_DEDUP_NEW_GAVE_UP;
+		if (l[1].free_i != WAYS) {
+			if (put(d, bk[1], l[1].free_i, l[1].w[l[1].free_i], w_new[1], rest))
+				return TALLY_DEDUP_NEW;
 			continue;
 		}
-		/* the emptier takes it (ties: A), at its first claimable slot */
-		k = l[0].free_i == WAYS || (l[1].free_i != WAYS && l[1].live < l[0].live);
-		if (put(d, &bk[k]->slot[l[k].free_i], l[k].s[l[k].free_i],
-			fp | (k ? TALLY_DEDUP_ROLE_B : 0) | gen))
+		moved = make_room(d, bk, l, w_new, rest, gen);
+		if (moved > 0)
 			return TALLY_DEDUP_NEW;
-		/* a slot changed under us: look again, the id may be there now */
+		if (moved == 0 && evict(d, bk, l, w_new, rest))
+			return TALLY_DEDUP_NEW_EVICT;
 	}
 	/* Contended beyond reason: count it rather than stall the worker. */
 	return TALLY_DEDUP_NEW_GAVE_UP;
@@ -233,14 +350,15 @@ enum tally_dedup_result tally_dedup_insert_slow(struct tally_dedup *d, uint64_t 
 
 void tally_dedup_forget(struct tally_dedup *d, uint64_t h, uint16_t gen)
 {
-	uint64_t ia = tally_dedup_index_a(d, h), fp = h << 16;
+	uint64_t ia = tally_dedup_index_a(d, h);
 	struct tally_dedup_bucket *bk[2] = {&d->b[ia], &d->b[tally_dedup_index_b(d, h, ia)]};
 
 	for (unsigned k = 0; k < 2; k++) {
-		uint64_t mine = fp | (k ? TALLY_DEDUP_ROLE_B : 0) | gen;
+		uint32_t mine = tally_dedup_tag(h) | (k ? ROLE_B : 0) | gen, r;
 
 		for (unsigned i = 0; i < WAYS; i++)
-			if (ck_pr_load_64(&bk[k]->slot[i]) == mine && put(d, &bk[k]->slot[i], mine, 0))
+			if (ck_pr_load_32(&bk[k]->tag[i]) == mine && rest_of(bk[k], i, mine, &r) &&
+			    r == (uint32_t)h && put_word(d, &bk[k]->tag[i], mine, 0))
 				return;
 	}
 }
@@ -264,7 +382,8 @@ static bool advance(struct tally_dedup *d, uint64_t now_ms)
 	return true;
 }
 
-/* Clear expired slots; the CAS leaves a slot alone if a worker just rewrote it. */
+/* Clear expired slots and marks; the CAS leaves a word alone if a worker just
+ * rewrote it, and a pending one is a worker's. */
 static size_t sweep(struct tally_dedup *d, size_t max_buckets)
 {
 	uint16_t cur = ck_pr_load_16(&d->gen);
@@ -273,11 +392,12 @@ static size_t sweep(struct tally_dedup *d, size_t max_buckets)
 	for (size_t n = 0; n < max_buckets && n < d->nbuckets; n++) {
 		struct tally_dedup_bucket *b = &d->b[d->ctl.sweep_cursor];
 
-		for (unsigned i = 0; i < WAYS; i++) {
-			uint64_t s = ck_pr_load_64(&b->slot[i]);
+		for (unsigned i = 0; i < 16; i++) {
+			uint32_t w = ck_pr_load_32(&b->tag[i]);
 
-			if (s != 0 && !tally_dedup_live(s, cur) && ck_pr_cas_64(&b->slot[i], s, 0))
-				cleared++;
+			if ((w & GEN_MASK) != 0 && !tally_dedup_live(w, cur) &&
+			    ck_pr_cas_32(&b->tag[i], w, 0))
+				cleared += i < WAYS;
 		}
 		if (++d->ctl.sweep_cursor == d->nbuckets) {
 			d->ctl.sweep_cursor = 0;

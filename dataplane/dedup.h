@@ -2,26 +2,36 @@
 /*
  * Event-id dedup: one lock-free table shared by all workers.
  *
- * Layout: buckets of 8 slots of 8 bytes, one cache line each. A slot holds
- * (fingerprint << 16 | role << 15 | generation); 0 is an empty slot and
- * generation 0 is never used (15 bits: 1..32767, then wraps). h =
- * tally_dedup_hash(event_id) is a bijection of the 64-bit id. Each id has two
- * buckets: A from all of h (128-bit multiply-shift), B = A plus an offset that
- * depends on the fingerprint only; the fingerprint is h's low 48 bits and the
- * role bit says which of its buckets a slot is in. With at least 2^16 buckets a
- * (bucket, role, fingerprint) triple names exactly one id: the table has no
- * false positives at all (the proof is in dedup.c).
+ * Layout: a bucket is two cache lines, one of tags, one of rests. Of an id's
+ * hash h = tally_dedup_hash(event_id) (a bijection of the 64-bit id), the
+ * fingerprint is the low 48 bits: its high 16 go into a 4-byte tag word with
+ * a role bit and a 15-bit generation (tag << 16 | role << 15 | gen), its low
+ * 32 into the rest word of the same slot. 15 slots a bucket; tag word 15 is
+ * the bucket's overflow mark (a generation, or 0). A tag word of 0 is an
+ * empty slot; generation 0 is never used (1..32767, then wraps).
+ *
+ * Each id has two buckets: A from all of h (128-bit multiply-shift), B = A
+ * plus an offset of the fingerprint only; the role bit says which a slot is
+ * in. A takes the id while it has a claimable slot; when it has none, A's mark
+ * is raised to the id's generation and B takes it. A lookup reads B only while
+ * A's mark is live, so a new id costs one random line read (A's tags, the
+ * one prefetched) and one store to the rest line beside it; a duplicate reads
+ * the rest of the one slot whose tag matched. With at least 2^16 buckets a
+ * (bucket, role, tag, rest) name exactly one id: no false positives at all
+ * (the proof is in dedup.c).
  *
  * Horizon: time (horizon_ms) and capacity. The control plane advances the
  * generation every horizon_ms / TALLY_DEDUP_GENS or after capacity /
  * TALLY_DEDUP_GENS inserts, whichever comes first; ids of the last
- * TALLY_DEDUP_GENS + 1 generations are live. Size: 16 bytes per id of capacity
- * (two slots). When both buckets are full of live ids, the oldest slot of the
- * two is evicted (counted).
+ * TALLY_DEDUP_GENS + 1 generations are live. Size: 16 bytes per id of
+ * capacity (a 128-byte bucket per 8 ids). When both buckets are full of live
+ * ids, a resident moves to its other bucket, else the oldest of the two is
+ * evicted (counted).
  *
  * Writers: with one worker the table has one writer besides the sweeper, and
- * slots are written with plain stores; with several, every change is a CAS.
- * Either way the sweeper only clears expired slots by CAS (see dedup.c).
+ * slots are written with plain stores, rest first; with several, a slot is
+ * claimed by a CAS of its tag word to TALLY_DEDUP_PENDING, its rest stored,
+ * then its tag published. The sweeper only clears expired words by CAS.
  */
 #ifndef TALLY_DEDUP_H
 #define TALLY_DEDUP_H
@@ -43,24 +53,32 @@
 #include "mem.h"
 
 #define TALLY_DEDUP_GENS 8
-#define TALLY_DEDUP_WAYS 8
+#define TALLY_DEDUP_WAYS 15 /* id slots a bucket */
+#define TALLY_DEDUP_MARK 15 /* the tag word that holds the overflow mark */
 #define TALLY_DEDUP_MIN_BUCKETS 65536u
+#define TALLY_DEDUP_IDS_PER_BUCKET 8 /* of capacity: 16 bytes an id */
 
 #define TALLY_DEDUP_GEN_MAX 32767u /* generations 1..GEN_MAX */
 #define TALLY_DEDUP_GEN_MASK 0x7fffu
 #define TALLY_DEDUP_ROLE_B 0x8000u /* the slot is in its id's second bucket */
-#define TALLY_DEDUP_GEN_AHEAD 16   /* see tally_dedup_age */
+#define TALLY_DEDUP_TAG_MASK 0xffff8000u /* tag and role: the id's part of a tag word */
+/* A slot claimed, its rest being written (several writers only). No published
+ * word has generation 0, so none is equal to it. */
+#define TALLY_DEDUP_PENDING 0xffff0000u
+#define TALLY_DEDUP_GEN_AHEAD 16 /* see tally_dedup_age */
 
 enum tally_dedup_result {
 	TALLY_DEDUP_NEW = 0,       /* first sighting: remembered */
 	TALLY_DEDUP_DUP = 1,       /* seen within the horizon: drop */
 	TALLY_DEDUP_NEW_EVICT = 2, /* new; an older live id was evicted to make room */
-	TALLY_DEDUP_NEW_GAVE_UP = 3, /* new, not remembered: 8 CAS lost in a row */
+	TALLY_DEDUP_NEW_GAVE_UP = 3, /* new, not remembered: 8 CAS lost in a row, or a
+				      * slot stayed claimed by another writer */
 };
 
 struct tally_dedup_bucket {
-	uint64_t slot[TALLY_DEDUP_WAYS];
-} __attribute__((aligned(64)));
+	uint32_t tag[16];  /* slots 0..14, then the mark */
+	uint32_t rest[16]; /* slots 0..14 */
+} __attribute__((aligned(128)));
 
 /* What the control thread alone writes, every tick: a cache line of its own,
  * so its stores never evict the line every event reads. */
@@ -108,13 +126,19 @@ static inline uint64_t tally_dedup_hash(uint64_t id)
 	return id;
 }
 
+/* The id's part of its tag word in bucket A: fingerprint bits 32..47, role A. */
+static inline uint32_t tally_dedup_tag(uint64_t h)
+{
+	return (uint32_t)(h >> 16) & 0xffff0000u;
+}
+
 static inline uint64_t tally_dedup_index_a(const struct tally_dedup *d, uint64_t h)
 {
 	return (uint64_t)(((unsigned __int128)h * d->nbuckets) >> 64);
 }
 
-/* B = A + 1 + an offset of the fingerprint only: two ids with one fingerprint
- * have different A (see dedup.c), hence different B. No division: hot path. */
+/* B = A + 1 + an offset of the fingerprint (h's low 48 bits) only: two ids
+ * with one fingerprint have different A (see dedup.c), hence different B. */
 static inline uint64_t tally_dedup_index_b(const struct tally_dedup *d, uint64_t h, uint64_t a)
 {
 	uint64_t mix = ((h & 0xffffffffffffULL) * 0x9e3779b97f4a7c15ULL) >> 32;
@@ -140,36 +164,38 @@ static inline unsigned tally_dedup_age(uint16_t cur, uint16_t g)
 	return a >= TALLY_DEDUP_GEN_MAX - TALLY_DEDUP_GEN_AHEAD ? 0 : a;
 }
 
-static inline bool tally_dedup_live(uint64_t s, uint16_t cur)
+/* A tag word (or the mark) is live: published, of a live generation. */
+static inline bool tally_dedup_live(uint32_t w, uint16_t cur)
 {
-	return s != 0 &&
-	       tally_dedup_age(cur, (uint16_t)(s & TALLY_DEDUP_GEN_MASK)) <= TALLY_DEDUP_GENS;
+	return (w & TALLY_DEDUP_GEN_MASK) != 0 &&
+	       tally_dedup_age(cur, (uint16_t)(w & TALLY_DEDUP_GEN_MASK)) <= TALLY_DEDUP_GENS;
 }
 
-/* An id's hash and its two buckets, worked out once per event (nbuckets <= 2^32). */
+/* An id's hash and its first bucket, worked out once per event (nbuckets <=
+ * 2^32); the second is worked out only when it is read. */
 struct tally_dedup_ref {
 	uint64_t h;
-	uint32_t a, b;
+	uint32_t a;
 };
 
 static inline struct tally_dedup_ref tally_dedup_ref(const struct tally_dedup *d, uint64_t id)
 {
-	uint64_t h = tally_dedup_hash(id), a = tally_dedup_index_a(d, h);
+	uint64_t h = tally_dedup_hash(id);
 
-	return (struct tally_dedup_ref){h, (uint32_t)a, (uint32_t)tally_dedup_index_b(d, h, a)};
+	return (struct tally_dedup_ref){h, (uint32_t)tally_dedup_index_a(d, h)};
 }
 
+/* Only A's tag line: B is read for few ids, the rest line only stored to. */
 static inline void tally_dedup_prefetch(const struct tally_dedup *d, struct tally_dedup_ref r)
 {
-	tally_prefetch(&d->b[r.a]);
-	tally_prefetch(&d->b[r.b]);
+	tally_prefetch(d->b[r.a].tag);
 }
 
 /*
  * How a worker judges slots during one burst. Live generations are
  * [gen - GENS, gen + GEN_AHEAD]; while that window does not wrap (all but 24 of
- * the 32767 generations) a slot is live iff (slot generation - lo) <= span, one
- * subtraction and compare, and an empty slot (generation 0) is never live.
+ * the 32767 generations) a word is live iff (its generation - lo) <= span, one
+ * subtraction and compare, and an empty or pending word (generation 0) never is.
  */
 struct tally_dedup_view {
 	uint16_t gen; /* what new slots get */
@@ -188,133 +214,153 @@ static inline struct tally_dedup_view tally_dedup_view(const struct tally_dedup 
 		g > TALLY_DEDUP_GENS && g <= TALLY_DEDUP_GEN_MAX - TALLY_DEDUP_GEN_AHEAD};
 }
 
+static inline bool tally_dedup_live_in(uint32_t w, uint16_t lo)
+{
+	return (uint16_t)((w & TALLY_DEDUP_GEN_MASK) - lo) <= TALLY_DEDUP_SPAN;
+}
+
 /*
- * One pass over a bucket for the fast path: which slots are live, and which
- * hold the high 32 bits of `mine`'s fingerprint (live or not), a near-certain
- * sign of `mine` itself (2^-32 a slot otherwise); the exact test of those few
- * is scalar (tally_dedup_hit), since duplicates are the rare case. With SSE4.1
- * the bucket's four 16-byte loads are split into the slots' low and high
- * dwords (two shufps each), so the eight generations pack into one register
- * with one packusdw and the fingerprints compare four at a time: ~25
- * instructions a bucket, against ~50 for gathering 16-bit generation fields
- * with pshufb and comparing whole 64-bit slots. Each 8-byte half of a 16-byte
- * load is atomic, which is all a slot needs, and each slot is read once.
+ * One pass over a bucket's tag line for the fast path: which words are live
+ * (bit 15: the mark), and which slots hold mine's tag and role (live or not)
+ * or are pending, the only ones that may be mine; the exact test of those few
+ * (tally_dedup_hit) reads their rests. With SSE4.1 the four 16-byte loads give
+ * the sixteen generations packed to 16 bits (packusdw) and judged eight at a
+ * time, and the tags compared four at a time: ~40 instructions for the line.
+ * Each 4-byte word of a 16-byte load is read atomically, and each word once.
  */
 struct tally_dedup_scan {
-	uint32_t live;  /* bit i: slot i is live */
-	uint32_t maybe; /* bit i: slot i holds mine's fingerprint's high 32 bits */
+	uint32_t live;  /* bit i: word i is live */
+	uint32_t maybe; /* bit i < 15: slot i holds mine's tag and role, or is pending */
 };
 
 #if defined(__SSE4_2__)
-static inline void tally_dedup_scan(const struct tally_dedup_bucket *b, uint64_t mine,
-				    uint16_t lo, struct tally_dedup_scan *r)
+static inline __m128i tally_dedup_eq4(__m128i w, __m128i mine)
 {
-	const __m128i hi = _mm_set1_epi32((int)(uint32_t)(mine >> 32));
-	/* volatile: each slot is read exactly once, so the fingerprint test and
-	 * the live test judge the same value */
-	const volatile __m128i *q = (const volatile __m128i *)b->slot;
-	__m128 v0 = _mm_castsi128_ps(q[0]), v1 = _mm_castsi128_ps(q[1]);
-	__m128 v2 = _mm_castsi128_ps(q[2]), v3 = _mm_castsi128_ps(q[3]);
-	/* slots 0-3 and 4-7: low dwords (role, generation) and high dwords */
-	__m128i l0 = _mm_castps_si128(_mm_shuffle_ps(v0, v1, _MM_SHUFFLE(2, 0, 2, 0)));
-	__m128i h0 = _mm_castps_si128(_mm_shuffle_ps(v0, v1, _MM_SHUFFLE(3, 1, 3, 1)));
-	__m128i l1 = _mm_castps_si128(_mm_shuffle_ps(v2, v3, _MM_SHUFFLE(2, 0, 2, 0)));
-	__m128i h1 = _mm_castps_si128(_mm_shuffle_ps(v2, v3, _MM_SHUFFLE(3, 1, 3, 1)));
+	return _mm_or_si128(
+		_mm_cmpeq_epi32(_mm_and_si128(w, _mm_set1_epi32((int)TALLY_DEDUP_TAG_MASK)), mine),
+		_mm_cmpeq_epi32(w, _mm_set1_epi32((int)TALLY_DEDUP_PENDING)));
+}
+
+static inline __m128i tally_dedup_live8(__m128i w0, __m128i w1, uint16_t lo)
+{
 	const __m128i gm = _mm_set1_epi32(TALLY_DEDUP_GEN_MASK);
 	/* generations 0..32767 fit packusdw's unsigned saturation unchanged */
-	__m128i g = _mm_packus_epi32(_mm_and_si128(l0, gm), _mm_and_si128(l1, gm));
-	/* live: (generation - lo) <= span, unsigned 16-bit; generation 0 (empty) never is */
+	__m128i g = _mm_packus_epi32(_mm_and_si128(w0, gm), _mm_and_si128(w1, gm));
 	__m128i d = _mm_sub_epi16(g, _mm_set1_epi16((short)lo));
-	__m128i live = _mm_cmpeq_epi16(_mm_min_epu16(d, _mm_set1_epi16(TALLY_DEDUP_SPAN)), d);
 
-	r->maybe = (uint32_t)(_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(h0, hi))) |
-			      _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(h1, hi))) << 4);
-	r->live = (uint32_t)_mm_movemask_epi8(_mm_packs_epi16(live, live)) & 0xff;
+	return _mm_cmpeq_epi16(_mm_min_epu16(d, _mm_set1_epi16(TALLY_DEDUP_SPAN)), d);
+}
+
+static inline void tally_dedup_scan(const struct tally_dedup_bucket *b, uint32_t mine,
+				    uint16_t lo, struct tally_dedup_scan *r)
+{
+	/* volatile: each word is read exactly once, so every test judges one value */
+	const volatile __m128i *q = (const volatile __m128i *)b->tag;
+	__m128i w0 = q[0], w1 = q[1], w2 = q[2], w3 = q[3];
+	const __m128i me = _mm_set1_epi32((int)mine);
+	__m128i m = _mm_packs_epi16(_mm_packs_epi32(tally_dedup_eq4(w0, me), tally_dedup_eq4(w1, me)),
+				    _mm_packs_epi32(tally_dedup_eq4(w2, me), tally_dedup_eq4(w3, me)));
+
+	r->live = (uint32_t)_mm_movemask_epi8(
+		_mm_packs_epi16(tally_dedup_live8(w0, w1, lo), tally_dedup_live8(w2, w3, lo)));
+	r->maybe = (uint32_t)_mm_movemask_epi8(m) & 0x7fff;
 }
 #else
-static inline void tally_dedup_scan(const struct tally_dedup_bucket *b, uint64_t mine,
+static inline void tally_dedup_scan(const struct tally_dedup_bucket *b, uint32_t mine,
 				    uint16_t lo, struct tally_dedup_scan *r)
 {
 	r->live = r->maybe = 0;
-	for (unsigned i = 0; i < TALLY_DEDUP_WAYS; i++) {
-		uint64_t s = ck_pr_load_64(&b->slot[i]);
+	for (unsigned i = 0; i < 16; i++) {
+		uint32_t w = ck_pr_load_32(&b->tag[i]);
 
-		r->live |= (uint32_t)((uint16_t)((s & TALLY_DEDUP_GEN_MASK) - lo) <=
-				      TALLY_DEDUP_SPAN) << i;
-		r->maybe |= (uint32_t)((s >> 32) == (mine >> 32)) << i;
+		r->live |= (uint32_t)tally_dedup_live_in(w, lo) << i;
+		if (i < TALLY_DEDUP_WAYS)
+			r->maybe |= (uint32_t)((w & TALLY_DEDUP_TAG_MASK) == mine ||
+					       w == TALLY_DEDUP_PENDING) << i;
 	}
 }
 #endif
 
-/* Does one of the `maybe` slots hold `mine`, live? Each read once and judged
- * whole: a duplicate is decided from one value of its slot, as the scan's. */
-static inline bool tally_dedup_hit(const struct tally_dedup_bucket *b, uint64_t mine,
-				   uint16_t lo, uint32_t maybe)
+enum { TALLY_DEDUP_MISS, TALLY_DEDUP_HIT, TALLY_DEDUP_BUSY };
+
+/*
+ * Does one of the `maybe` slots hold mine (tag word part, rest), live? The tag
+ * word is read before and after its rest: a slot rewritten in between (busy,
+ * like a pending one) is left to the slow path, which waits it out.
+ */
+static inline int tally_dedup_hit(const struct tally_dedup_bucket *b, uint32_t mine,
+				  uint32_t rest, uint16_t lo, uint32_t maybe)
 {
 	for (; maybe != 0; maybe &= maybe - 1) {
-		uint64_t s = ck_pr_load_64(&b->slot[__builtin_ctz(maybe)]);
+		unsigned i = (unsigned)__builtin_ctz(maybe);
+		uint32_t w = ck_pr_load_32(&b->tag[i]), r;
 
-		if ((s & ~(uint64_t)TALLY_DEDUP_GEN_MASK) == mine &&
-		    (uint16_t)((s & TALLY_DEDUP_GEN_MASK) - lo) <= TALLY_DEDUP_SPAN)
-			return true;
+		if (w == TALLY_DEDUP_PENDING)
+			return TALLY_DEDUP_BUSY;
+		if ((w & TALLY_DEDUP_TAG_MASK) != mine || !tally_dedup_live_in(w, lo))
+			continue;
+		ck_pr_fence_load();
+		r = ck_pr_load_32(&b->rest[i]);
+		ck_pr_fence_load();
+		if (ck_pr_load_32(&b->tag[i]) != w)
+			return TALLY_DEDUP_BUSY;
+		if (r == rest)
+			return TALLY_DEDUP_HIT;
 	}
-	return false;
+	return TALLY_DEDUP_MISS;
 }
 
-/* The cold half: the window wraps, both buckets full, a CAS lost. Exact, slow. */
+/* The cold half: the window wraps, A's mark live or A full, a slot busy or a
+ * CAS lost. Exact, slow. */
 enum tally_dedup_result tally_dedup_insert_slow(struct tally_dedup *d, uint64_t h,
 						uint16_t gen);
 
 /*
- * Hot path: is h's id new within the horizon? If so remember it. The emptier of
- * the two buckets takes the id (ties: A), at its first claimable slot: two
- * inserters of one id that see the same buckets make the same choice and meet
- * on one slot.
+ * Hot path: is h's id new within the horizon? If so remember it. While A's
+ * mark is not live the id can only be in A; it takes A's first claimable
+ * slot: two inserters of one id that see the same bucket make the same choice
+ * and meet on one slot.
  */
 static inline enum tally_dedup_result tally_dedup_insert(struct tally_dedup *d,
 							 struct tally_dedup_ref r,
 							 struct tally_dedup_view v)
 {
-	uint64_t h = r.h, fp = h << 16;
-	struct tally_dedup_bucket *a = &d->b[r.a], *b = &d->b[r.b];
-	struct tally_dedup_scan sa, sb;
-	uint32_t la, lb, fa, fb;
-	bool to_b;
+	struct tally_dedup_bucket *a = &d->b[r.a];
+	uint32_t mine = tally_dedup_tag(r.h), rest = (uint32_t)r.h, w = mine | v.gen, old;
+	struct tally_dedup_scan s;
+	unsigned i;
 
-	_Static_assert(TALLY_DEDUP_ROLE_B == 1u << 15, "role bit");
 	if (unlikely(!v.simple))
-		return tally_dedup_insert_slow(d, h, v.gen);
-	tally_dedup_scan(a, fp, v.lo, &sa);
-	tally_dedup_scan(b, fp | TALLY_DEDUP_ROLE_B, v.lo, &sb);
-	la = sa.live;
-	lb = sb.live;
-	if (unlikely(sa.maybe | sb.maybe)) {
-		if (tally_dedup_hit(a, fp, v.lo, sa.maybe) ||
-		    tally_dedup_hit(b, fp | TALLY_DEDUP_ROLE_B, v.lo, sb.maybe))
+		return tally_dedup_insert_slow(d, r.h, v.gen);
+	tally_dedup_scan(a, mine, v.lo, &s);
+	if (unlikely(s.maybe != 0)) {
+		int hit = tally_dedup_hit(a, mine, rest, v.lo, s.maybe);
+
+		if (hit == TALLY_DEDUP_HIT)
 			return TALLY_DEDUP_DUP;
-		/* its expired slot, or another id's high bits: the exact path */
-		return tally_dedup_insert_slow(d, h, v.gen);
+		if (hit == TALLY_DEDUP_BUSY)
+			return tally_dedup_insert_slow(d, r.h, v.gen);
 	}
-	fa = ~la & 0xff;
-	fb = ~lb & 0xff;
-	if (unlikely((fa | fb) == 0))
-		return tally_dedup_insert_slow(d, h, v.gen); /* both full: evict */
-	/* more free slots in B (a full A has none): B, else A */
-	to_b = __builtin_popcount(fb) > __builtin_popcount(fa);
-	uint64_t *p = (to_b ? b : a)->slot + __builtin_ctz(to_b ? fb : fa);
-	uint64_t nv = fp | (uint64_t)to_b << 15 | v.gen;
-
+	/* the mark live (the id may be in B), or A full: the exact path */
+	if (unlikely(s.live >= 0x7fff))
+		return tally_dedup_insert_slow(d, r.h, v.gen);
+	i = (unsigned)__builtin_ctz(~s.live);
 	if (d->single_writer) {
-		ck_pr_store_64(p, nv);
+		ck_pr_store_32(&a->rest[i], rest);
+		ck_pr_fence_store(); /* the rest is there before its tag says so */
+		ck_pr_store_32(&a->tag[i], w);
 		return TALLY_DEDUP_NEW;
 	}
-	/* The slot must still be claimable when the CAS replaces it. */
-	uint64_t old = ck_pr_load_64(p);
-
-	if ((uint32_t)(old & TALLY_DEDUP_GEN_MASK) - v.lo > TALLY_DEDUP_SPAN &&
-	    ck_pr_cas_64(p, old, nv))
+	/* The slot must still be claimable when the CAS claims it. */
+	old = ck_pr_load_32(&a->tag[i]);
+	if (!tally_dedup_live_in(old, v.lo) && old != TALLY_DEDUP_PENDING &&
+	    ck_pr_cas_32(&a->tag[i], old, TALLY_DEDUP_PENDING)) {
+		ck_pr_store_32(&a->rest[i], rest);
+		ck_pr_fence_store();
+		ck_pr_store_32(&a->tag[i], w);
 		return TALLY_DEDUP_NEW;
-	return tally_dedup_insert_slow(d, h, v.gen); /* a slot changed under us: look again */
+	}
+	return tally_dedup_insert_slow(d, r.h, v.gen); /* a slot changed under us: look again */
 }
 
 /* Undo an insert whose event could not be applied (window table full). */

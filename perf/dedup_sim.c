@@ -7,10 +7,12 @@
  * "one memory line per new event id" design note in perf/RESULTS.md.
  *
  * Model: buckets of W slots, a bucket's memory M bytes (its 64-byte line, plus
- * for tags-30 its ids' lines elsewhere); B bytes per id of capacity, so C ids
+ * for tags its ids' lines elsewhere); B bytes per id of capacity, so C ids
  * get C * B / M buckets; a generation ends every C/8 inserts and ids of the
- * last 9 generations are live (as dataplane/dedup.c at full rate).
- *   two-choice   (today's): both buckets read for every id; the emptier takes it
+ * last 9 generations are live (as dataplane/dedup.c at full rate). No
+ * cuckoo step: the evictions counted are the ones make_room must then save.
+ *   two-choice   (the table until 2026-12): both buckets read for every id; the
+ *                emptier takes it
  *   a-first      A takes the id while it has room, else B; A keeps an overflow
  *                mark (the generation of its last overflow) and a lookup reads B
  *                only while that mark is live. W-1 slots hold ids, one the mark.
@@ -22,6 +24,9 @@
  *                a fingerprint hit": 30 two-byte tags and the mark in the line,
  *                each tag's 6 remaining id bytes in the bucket's id lines
  *                elsewhere, written when the tag is (a second line per new id)
+ *   tags-15      the layout dataplane/dedup.c now has: 15 four-byte tag words
+ *                (tag, role, generation) and the mark in the line, each slot's
+ *                4-byte rest in the line beside it
  *
  * "lines touched" counts every line a new id reads or writes: what the memory
  * system moves, since a store to a line not cached reads it first.
@@ -187,7 +192,7 @@ int main(int argc, char **argv)
 	static const struct policy p[] = {
 		{"two-choice", 8, 64, false, false}, {"a-first", 7, 64, true, false},
 		{"a-first-8", 8, 64, true, false},   {"a-first-10", 10, 64, true, false},
-		{"tags-30", 30, 64 + 30 * 6, true, true}};
+		{"tags-30", 30, 64 + 30 * 6, true, true}, {"tags-15", 15, 128, true, true}};
 	for (unsigned bpi = 16; bpi <= 32; bpi += 8)
 	for (unsigned i = 0; i < sizeof(p) / sizeof(p[0]); i++) {
 		struct result r = run(nb, &p[i], rounds, seed, bpi);
