@@ -313,6 +313,9 @@ static inline bool tally_apply_events(struct tally_applier *a, const struct tall
 	for (uint32_t i = 0; i < n; i++) {
 		if (i + TALLY_PREFETCH < n)
 			tally_ap_prefetch_event(a, &ev[i + TALLY_PREFETCH]);
+		/* its A bucket has arrived by now: B's too, if A's mark says the id may be there */
+		if (i + TALLY_PREFETCH_KEY < n && ev[i + TALLY_PREFETCH_KEY].event_id)
+			tally_dedup_prefetch_b(a->dedup, ev[i + TALLY_PREFETCH_KEY].dd, v.lo);
 		/* plain: no long key nor sketch in the batch (every TLY1 batch of short keys) */
 		if (!plain && i + TALLY_PREFETCH_KEY < n) { /* its cell and aux word have arrived by now */
 			const struct tally_event *k = &ev[i + TALLY_PREFETCH_KEY];

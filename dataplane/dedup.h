@@ -220,6 +220,19 @@ static inline bool tally_dedup_live_in(uint32_t w, uint16_t lo)
 }
 
 /*
+ * A few events later, when A's tag line has arrived: B's tags too if A's mark
+ * is live (the id may be there). lo: tally_dedup_view's; a hint only.
+ */
+static inline void tally_dedup_prefetch_b(const struct tally_dedup *d, struct tally_dedup_ref r,
+					  uint16_t lo)
+{
+	uint32_t m = ck_pr_load_32(&d->b[r.a].tag[TALLY_DEDUP_MARK]);
+
+	if (unlikely(tally_dedup_live_in(m, lo)))
+		tally_prefetch(d->b[tally_dedup_index_b(d, r.h, r.a)].tag);
+}
+
+/*
  * One pass over a bucket's tag line for the fast path: which words are live
  * (bit 15: the mark), and which slots hold mine's tag and role (live or not)
  * or are pending, the only ones that may be mine; the exact test of those few
@@ -310,24 +323,65 @@ static inline int tally_dedup_hit(const struct tally_dedup_bucket *b, uint32_t m
 	return TALLY_DEDUP_MISS;
 }
 
-/* The cold half: the window wraps, A's mark live or A full, a slot busy or a
- * CAS lost. Exact, slow. */
+/* The cold half: the window wraps, A and B full, a slot busy or a CAS lost,
+ * A full with several writers. Exact, slow. */
 enum tally_dedup_result tally_dedup_insert_slow(struct tally_dedup *d, uint64_t h,
 						uint16_t gen);
 
+/* Slot i of b gets (w, rest), one writer: the rest is there before its tag says so. */
+static inline void tally_dedup_store(struct tally_dedup_bucket *b, unsigned i, uint32_t w,
+				     uint32_t rest)
+{
+	ck_pr_store_32(&b->rest[i], rest);
+	ck_pr_fence_store();
+	ck_pr_store_32(&b->tag[i], w);
+}
+
 /*
- * Hot path: is h's id new within the horizon? If so remember it. While A's
- * mark is not live the id can only be in A; it takes A's first claimable
- * slot: two inserters of one id that see the same bucket make the same choice
- * and meet on one slot.
+ * A is full and the id is in neither bucket (b: B, if already scanned into
+ * *sb): one writer puts it in B's first claimable slot, A's mark raised first
+ * to cover it (kept if it is this generation or ahead); several writers, and a
+ * full B, take the exact path.
+ */
+static inline enum tally_dedup_result tally_dedup_to_b(struct tally_dedup *d,
+						       struct tally_dedup_ref r,
+						       struct tally_dedup_view v,
+						       struct tally_dedup_bucket *b,
+						       struct tally_dedup_scan *sb)
+{
+	struct tally_dedup_bucket *a = &d->b[r.a];
+	uint32_t mine = tally_dedup_tag(r.h) | TALLY_DEDUP_ROLE_B, m;
+
+	if (!d->single_writer)
+		return tally_dedup_insert_slow(d, r.h, v.gen);
+	if (b == NULL) {
+		b = &d->b[tally_dedup_index_b(d, r.h, r.a)];
+		tally_dedup_scan(b, mine, v.lo, sb);
+	}
+	if ((sb->live & 0x7fff) == 0x7fff)
+		return tally_dedup_insert_slow(d, r.h, v.gen);
+	m = ck_pr_load_32(&a->tag[TALLY_DEDUP_MARK]);
+	if ((m & TALLY_DEDUP_GEN_MASK) == 0 ||
+	    (uint16_t)((m & TALLY_DEDUP_GEN_MASK) - v.gen) > TALLY_DEDUP_GEN_AHEAD)
+		ck_pr_store_32(&a->tag[TALLY_DEDUP_MARK], v.gen);
+	tally_dedup_store(b, (unsigned)__builtin_ctz(~sb->live), mine | v.gen, (uint32_t)r.h);
+	return TALLY_DEDUP_NEW;
+}
+
+/*
+ * Hot path: is h's id new within the horizon? If so remember it. The id is in
+ * A, or in B while A's mark is live (B's line then prefetched by
+ * tally_dedup_prefetch_b); a new one takes A's first claimable slot: two
+ * inserters of one id that see the same bucket make the same choice and meet
+ * on one slot.
  */
 static inline enum tally_dedup_result tally_dedup_insert(struct tally_dedup *d,
 							 struct tally_dedup_ref r,
 							 struct tally_dedup_view v)
 {
-	struct tally_dedup_bucket *a = &d->b[r.a];
+	struct tally_dedup_bucket *a = &d->b[r.a], *b = NULL;
 	uint32_t mine = tally_dedup_tag(r.h), rest = (uint32_t)r.h, w = mine | v.gen, old;
-	struct tally_dedup_scan s;
+	struct tally_dedup_scan s, sb = {0, 0};
 	unsigned i;
 
 	if (unlikely(!v.simple))
@@ -341,14 +395,24 @@ static inline enum tally_dedup_result tally_dedup_insert(struct tally_dedup *d,
 		if (hit == TALLY_DEDUP_BUSY)
 			return tally_dedup_insert_slow(d, r.h, v.gen);
 	}
-	/* the mark live (the id may be in B), or A full: the exact path */
-	if (unlikely(s.live >= 0x7fff))
-		return tally_dedup_insert_slow(d, r.h, v.gen);
+	if (unlikely(s.live & 1u << TALLY_DEDUP_MARK)) { /* the id may be in B */
+		b = &d->b[tally_dedup_index_b(d, r.h, r.a)];
+		tally_dedup_scan(b, mine | TALLY_DEDUP_ROLE_B, v.lo, &sb);
+		if (unlikely(sb.maybe != 0)) {
+			int hit = tally_dedup_hit(b, mine | TALLY_DEDUP_ROLE_B, rest, v.lo, sb.maybe);
+
+			if (hit == TALLY_DEDUP_HIT)
+				return TALLY_DEDUP_DUP;
+			if (hit == TALLY_DEDUP_BUSY)
+				return tally_dedup_insert_slow(d, r.h, v.gen);
+		}
+		s.live &= ~(1u << TALLY_DEDUP_MARK);
+	}
+	if (unlikely(s.live == 0x7fff))
+		return tally_dedup_to_b(d, r, v, b, &sb);
 	i = (unsigned)__builtin_ctz(~s.live);
 	if (d->single_writer) {
-		ck_pr_store_32(&a->rest[i], rest);
-		ck_pr_fence_store(); /* the rest is there before its tag says so */
-		ck_pr_store_32(&a->tag[i], w);
+		tally_dedup_store(a, i, w, rest);
 		return TALLY_DEDUP_NEW;
 	}
 	/* The slot must still be claimable when the CAS claims it. */
