@@ -89,7 +89,7 @@
 	_(STATSD_SKETCH_FULL, "statsd_sketch_full", "StatsD values counted in their row but missing from its sketch or HyperLogLog: the table's sketch pool (sketch_rows) was used up") \
 	_(DEDUP_INSERTED, "dedup_inserted", "event ids remembered") \
 	_(DEDUP_EVICTED, "dedup_evicted", "live ids evicted early because their bucket was full") \
-	_(DEDUP_CAS_GAVE_UP, "dedup_cas_gave_up", "ids counted as new after 8 lost compare-and-swaps, not remembered (contention)") \
+	_(DEDUP_CAS_GAVE_UP, "dedup_cas_gave_up", "ids counted as new, not remembered: 8 lost compare-and-swaps, or a slot another worker kept claimed for 50 ms (contention)") \
 	_(DEDUP_GEN_HELD, "dedup_gen_held", "dedup generation changes held back: the sweeper was behind") \
 	/* rules (rules_file): decided once per (key, window), applied per event */ \
 	_(RULES_DROPPED, "rules_dropped", "events dropped by a drop rule") \
