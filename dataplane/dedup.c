@@ -136,9 +136,7 @@ static bool put(struct tally_dedup *d, struct tally_dedup_bucket *b, unsigned i,
 {
 	if (!d->single_writer && !ck_pr_cas_32(&b->tag[i], old, PENDING))
 		return false;
-	ck_pr_store_32(&b->rest[i], r);
-	ck_pr_fence_store(); /* the rest is there before its tag says so */
-	ck_pr_store_32(&b->tag[i], w);
+	tally_dedup_store(b, i, w, r);
 	return true;
 }
 

@@ -323,12 +323,24 @@ static inline int tally_dedup_hit(const struct tally_dedup_bucket *b, uint32_t m
 	return TALLY_DEDUP_MISS;
 }
 
+/* Scan b for mine (tag word part and rest): HIT, MISS, or BUSY (a slot being
+ * written); the scan itself in *s. */
+static inline int tally_dedup_find(const struct tally_dedup_bucket *b, uint32_t mine,
+				   uint32_t rest, uint16_t lo, struct tally_dedup_scan *s)
+{
+	tally_dedup_scan(b, mine, lo, s);
+	if (likely(s->maybe == 0))
+		return TALLY_DEDUP_MISS;
+	return tally_dedup_hit(b, mine, rest, lo, s->maybe);
+}
+
 /* The cold half: the window wraps, A and B full, a slot busy or a CAS lost,
  * A full with several writers. Exact, slow. */
 enum tally_dedup_result tally_dedup_insert_slow(struct tally_dedup *d, uint64_t h,
 						uint16_t gen);
 
-/* Slot i of b gets (w, rest), one writer: the rest is there before its tag says so. */
+/* Slot i of b gets (w, rest), the slot ours (one writer, or claimed): the rest
+ * is there before its tag says so. */
 static inline void tally_dedup_store(struct tally_dedup_bucket *b, unsigned i, uint32_t w,
 				     uint32_t rest)
 {
@@ -383,31 +395,19 @@ static inline enum tally_dedup_result tally_dedup_insert(struct tally_dedup *d,
 	uint32_t mine = tally_dedup_tag(r.h), rest = (uint32_t)r.h, w = mine | v.gen, old;
 	struct tally_dedup_scan s, sb = {0, 0};
 	unsigned i;
+	int found;
 
 	if (unlikely(!v.simple))
 		return tally_dedup_insert_slow(d, r.h, v.gen);
-	tally_dedup_scan(a, mine, v.lo, &s);
-	if (unlikely(s.maybe != 0)) {
-		int hit = tally_dedup_hit(a, mine, rest, v.lo, s.maybe);
-
-		if (hit == TALLY_DEDUP_HIT)
-			return TALLY_DEDUP_DUP;
-		if (hit == TALLY_DEDUP_BUSY)
-			return tally_dedup_insert_slow(d, r.h, v.gen);
-	}
-	if (unlikely(s.live & 1u << TALLY_DEDUP_MARK)) { /* the id may be in B */
-		b = &d->b[tally_dedup_index_b(d, r.h, r.a)];
-		tally_dedup_scan(b, mine | TALLY_DEDUP_ROLE_B, v.lo, &sb);
-		if (unlikely(sb.maybe != 0)) {
-			int hit = tally_dedup_hit(b, mine | TALLY_DEDUP_ROLE_B, rest, v.lo, sb.maybe);
-
-			if (hit == TALLY_DEDUP_HIT)
-				return TALLY_DEDUP_DUP;
-			if (hit == TALLY_DEDUP_BUSY)
-				return tally_dedup_insert_slow(d, r.h, v.gen);
-		}
+	found = tally_dedup_find(a, mine, rest, v.lo, &s);
+	if (unlikely(found == TALLY_DEDUP_MISS && (s.live & 1u << TALLY_DEDUP_MARK))) {
+		b = &d->b[tally_dedup_index_b(d, r.h, r.a)]; /* the id may be in B */
+		found = tally_dedup_find(b, mine | TALLY_DEDUP_ROLE_B, rest, v.lo, &sb);
 		s.live &= ~(1u << TALLY_DEDUP_MARK);
 	}
+	if (unlikely(found != TALLY_DEDUP_MISS))
+		return found == TALLY_DEDUP_HIT ? TALLY_DEDUP_DUP
+						: tally_dedup_insert_slow(d, r.h, v.gen);
 	if (unlikely(s.live == 0x7fff))
 		return tally_dedup_to_b(d, r, v, b, &sb);
 	i = (unsigned)__builtin_ctz(~s.live);
@@ -419,9 +419,7 @@ static inline enum tally_dedup_result tally_dedup_insert(struct tally_dedup *d,
 	old = ck_pr_load_32(&a->tag[i]);
 	if (!tally_dedup_live_in(old, v.lo) && old != TALLY_DEDUP_PENDING &&
 	    ck_pr_cas_32(&a->tag[i], old, TALLY_DEDUP_PENDING)) {
-		ck_pr_store_32(&a->rest[i], rest);
-		ck_pr_fence_store();
-		ck_pr_store_32(&a->tag[i], w);
+		tally_dedup_store(a, i, w, rest);
 		return TALLY_DEDUP_NEW;
 	}
 	return tally_dedup_insert_slow(d, r.h, v.gen); /* a slot changed under us: look again */
