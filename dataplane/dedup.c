@@ -140,15 +140,6 @@ static bool put(struct tally_dedup *d, struct tally_dedup_bucket *b, unsigned i,
 	return true;
 }
 
-/* The rest of slot i, whose tag word was read as w; false if the word changed. */
-static bool rest_of(const struct tally_dedup_bucket *b, unsigned i, uint32_t w, uint32_t *r)
-{
-	ck_pr_fence_load();
-	*r = ck_pr_load_32(&b->rest[i]);
-	ck_pr_fence_load();
-	return ck_pr_load_32(&b->tag[i]) == w;
-}
-
 /*
  * One bucket as read once, judged with the exact age rule (any generation
  * window): is `mine` (tag word part and *rest, or no id when rest is NULL) live
@@ -172,7 +163,7 @@ static void look_at(const struct tally_dedup_bucket *b, uint32_t mine, const uin
 		l->w[i] = ck_pr_load_32(&b->tag[i]);
 	for (unsigned i = 0; i < WAYS; i++) {
 		uint32_t w = l->w[i], r;
-		unsigned age = tally_dedup_age(gen, (uint16_t)(w & GEN_MASK));
+		unsigned age;
 
 		if (w == PENDING) {
 			l->busy = true;
@@ -183,11 +174,12 @@ static void look_at(const struct tally_dedup_bucket *b, uint32_t mine, const uin
 			continue;
 		}
 		if (rest != NULL && (w & TALLY_DEDUP_TAG_MASK) == mine) {
-			if (!rest_of(b, i, w, &r))
+			if (!tally_dedup_rest_of(b, i, w, &r))
 				l->busy = true;
 			l->hit |= r == *rest;
 		}
 		l->live++;
+		age = tally_dedup_age(gen, (uint16_t)(w & GEN_MASK));
 		if (age >= l->old_age) {
 			l->old_age = age;
 			l->old_i = i;
@@ -231,10 +223,7 @@ static bool raise_mark(struct tally_dedup *d, struct tally_dedup_bucket *b, uint
 {
 	uint32_t m = ck_pr_load_32(&b->tag[MARK]);
 
-	if (tally_dedup_live(m, gen) &&
-	    tally_dedup_age(gen, (uint16_t)(m & GEN_MASK)) <= tally_dedup_age(gen, g))
-		return true;
-	return put_word(d, &b->tag[MARK], m, g);
+	return tally_dedup_covers(m, g, gen) || put_word(d, &b->tag[MARK], m, g);
 }
 
 /* The bucket a slot with fingerprint fp (and role B or not) in bucket x would
@@ -275,7 +264,7 @@ static int make_room(struct tally_dedup *d, struct tally_dedup_bucket *bk[2],
 			struct tally_dedup_bucket *o;
 			struct look lo;
 
-			if (!rest_of(bk[k], i, w, &r))
+			if (!tally_dedup_rest_of(bk[k], i, w, &r))
 				return -1;
 			o = &d->b[other_bucket(d, x, (uint64_t)(w >> 16) << 32 | r, role_b)];
 			if (!look_wait(o, 0, NULL, gen, &lo))
@@ -355,8 +344,9 @@ void tally_dedup_forget(struct tally_dedup *d, uint64_t h, uint16_t gen)
 		uint32_t mine = tally_dedup_tag(h) | (k ? ROLE_B : 0) | gen, r;
 
 		for (unsigned i = 0; i < WAYS; i++)
-			if (ck_pr_load_32(&bk[k]->tag[i]) == mine && rest_of(bk[k], i, mine, &r) &&
-			    r == (uint32_t)h && put_word(d, &bk[k]->tag[i], mine, 0))
+			if (ck_pr_load_32(&bk[k]->tag[i]) == mine &&
+			    tally_dedup_rest_of(bk[k], i, mine, &r) && r == (uint32_t)h &&
+			    put_word(d, &bk[k]->tag[i], mine, 0))
 				return;
 	}
 }

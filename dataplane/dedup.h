@@ -171,6 +171,13 @@ static inline bool tally_dedup_live(uint32_t w, uint16_t cur)
 	       tally_dedup_age(cur, (uint16_t)(w & TALLY_DEDUP_GEN_MASK)) <= TALLY_DEDUP_GENS;
 }
 
+/* Mark m keeps an id of generation g findable in B: live, and not older than g. */
+static inline bool tally_dedup_covers(uint32_t m, uint16_t g, uint16_t cur)
+{
+	return tally_dedup_live(m, cur) &&
+	       tally_dedup_age(cur, (uint16_t)(m & TALLY_DEDUP_GEN_MASK)) <= tally_dedup_age(cur, g);
+}
+
 /* An id's hash and its first bucket, worked out once per event (nbuckets <=
  * 2^32); the second is worked out only when it is read. */
 struct tally_dedup_ref {
@@ -294,6 +301,17 @@ static inline void tally_dedup_scan(const struct tally_dedup_bucket *b, uint32_t
 }
 #endif
 
+/* The rest of slot i, whose tag word was read as w; false if the word changed
+ * meanwhile (the rest may be another id's). */
+static inline bool tally_dedup_rest_of(const struct tally_dedup_bucket *b, unsigned i, uint32_t w,
+				       uint32_t *r)
+{
+	ck_pr_fence_load();
+	*r = ck_pr_load_32(&b->rest[i]);
+	ck_pr_fence_load();
+	return ck_pr_load_32(&b->tag[i]) == w;
+}
+
 enum { TALLY_DEDUP_MISS, TALLY_DEDUP_HIT, TALLY_DEDUP_BUSY };
 
 /*
@@ -312,10 +330,7 @@ static inline int tally_dedup_hit(const struct tally_dedup_bucket *b, uint32_t m
 			return TALLY_DEDUP_BUSY;
 		if ((w & TALLY_DEDUP_TAG_MASK) != mine || !tally_dedup_live_in(w, lo))
 			continue;
-		ck_pr_fence_load();
-		r = ck_pr_load_32(&b->rest[i]);
-		ck_pr_fence_load();
-		if (ck_pr_load_32(&b->tag[i]) != w)
+		if (!tally_dedup_rest_of(b, i, w, &r))
 			return TALLY_DEDUP_BUSY;
 		if (r == rest)
 			return TALLY_DEDUP_HIT;
@@ -373,8 +388,7 @@ static inline enum tally_dedup_result tally_dedup_to_b(struct tally_dedup *d,
 	if ((sb->live & 0x7fff) == 0x7fff)
 		return tally_dedup_insert_slow(d, r.h, v.gen);
 	m = ck_pr_load_32(&a->tag[TALLY_DEDUP_MARK]);
-	if ((m & TALLY_DEDUP_GEN_MASK) == 0 ||
-	    (uint16_t)((m & TALLY_DEDUP_GEN_MASK) - v.gen) > TALLY_DEDUP_GEN_AHEAD)
+	if (!tally_dedup_covers(m, v.gen, v.gen))
 		ck_pr_store_32(&a->tag[TALLY_DEDUP_MARK], v.gen);
 	tally_dedup_store(b, (unsigned)__builtin_ctz(~sb->live), mine | v.gen, (uint32_t)r.h);
 	return TALLY_DEDUP_NEW;
