@@ -133,16 +133,6 @@ static bool put_word(struct tally_dedup *d, uint32_t *p, uint32_t old, uint32_t 
 	return ck_pr_cas_32(p, old, v);
 }
 
-/* Give slot i of b (its tag word read as old) the tag word w and rest r. */
-static bool put(struct tally_dedup *d, struct tally_dedup_bucket *b, unsigned i, uint32_t old,
-		uint32_t w, uint32_t r)
-{
-	if (!d->single_writer && !ck_pr_cas_32(&b->tag[i], old, PENDING))
-		return false;
-	tally_dedup_store(b, i, w, r);
-	return true;
-}
-
 /*
  * One bucket as read once, judged with the exact age rule (any generation
  * window): is `mine` (tag word part and *rest, or no id when rest is NULL) live
@@ -276,9 +266,9 @@ static int make_room(struct tally_dedup *d, struct tally_dedup_bucket *bk[2],
 				continue;
 			if (!role_b && !raise_mark(d, bk[k], (uint16_t)(w & GEN_MASK), gen))
 				return -1;
-			if (!put(d, o, lo.free_i, lo.w[lo.free_i], w ^ ROLE_B, r))
+			if (!tally_dedup_put(d, o, lo.free_i, lo.w[lo.free_i], w ^ ROLE_B, r))
 				return -1;
-			return put(d, bk[k], i, w, w_new[k], rest) ? 1 : -1;
+			return tally_dedup_put(d, bk[k], i, w, w_new[k], rest) ? 1 : -1;
 		}
 	}
 	return 0;
@@ -290,7 +280,7 @@ static bool evict(struct tally_dedup *d, struct tally_dedup_bucket *bk[2], const
 {
 	unsigned k = l[0].old_age >= l[1].old_age ? 0 : 1;
 
-	return put(d, bk[k], l[k].old_i, l[k].w[l[k].old_i], w_new[k], rest);
+	return tally_dedup_put(d, bk[k], l[k].old_i, l[k].w[l[k].old_i], w_new[k], rest);
 }
 
 enum tally_dedup_result tally_dedup_insert_slow(struct tally_dedup *d, uint64_t h,
@@ -314,7 +304,7 @@ enum tally_dedup_result tally_dedup_insert_slow(struct tally_dedup *d, uint64_t 
 		if (l[0].hit || (in_b && l[1].hit))
 			return TALLY_DEDUP_DUP;
 		if (l[0].free_i != WAYS) {
-			if (put(d, bk[0], l[0].free_i, l[0].w[l[0].free_i], w_new[0], rest))
+			if (tally_dedup_put(d, bk[0], l[0].free_i, l[0].w[l[0].free_i], w_new[0], rest))
 				return TALLY_DEDUP_NEW;
 			continue; /* a slot changed under us: look again */
 		}
@@ -324,7 +314,7 @@ enum tally_dedup_result tally_dedup_insert_slow(struct tally_dedup *d, uint64_t 
 		if (!in_b && !look_wait(bk[1], tag | ROLE_B, &rest, gen, &l[1]))
 			return TALLY_DEDUP_NEW_GAVE_UP;
 		if (l[1].free_i != WAYS) {
-			if (put(d, bk[1], l[1].free_i, l[1].w[l[1].free_i], w_new[1], rest))
+			if (tally_dedup_put(d, bk[1], l[1].free_i, l[1].w[l[1].free_i], w_new[1], rest))
 				return TALLY_DEDUP_NEW;
 			continue;
 		}

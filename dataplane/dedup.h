@@ -54,6 +54,7 @@
 
 #define TALLY_DEDUP_GENS 8
 #define TALLY_DEDUP_WAYS 15 /* id slots a bucket */
+#define TALLY_DEDUP_SLOTS ((1u << TALLY_DEDUP_WAYS) - 1) /* their bits in a scan's masks */
 #define TALLY_DEDUP_MARK 15 /* the tag word that holds the overflow mark */
 #define TALLY_DEDUP_MIN_BUCKETS 65536u
 #define TALLY_DEDUP_IDS_PER_BUCKET 8 /* of capacity: 16 bytes an id */
@@ -283,7 +284,7 @@ static inline void tally_dedup_scan(const struct tally_dedup_bucket *b, uint32_t
 
 	r->live = (uint32_t)_mm_movemask_epi8(
 		_mm_packs_epi16(tally_dedup_live8(w0, w1, lo), tally_dedup_live8(w2, w3, lo)));
-	r->maybe = (uint32_t)_mm_movemask_epi8(m) & 0x7fff;
+	r->maybe = (uint32_t)_mm_movemask_epi8(m) & TALLY_DEDUP_SLOTS;
 }
 #else
 static inline void tally_dedup_scan(const struct tally_dedup_bucket *b, uint32_t mine,
@@ -364,6 +365,17 @@ static inline void tally_dedup_store(struct tally_dedup_bucket *b, unsigned i, u
 	ck_pr_store_32(&b->tag[i], w);
 }
 
+/* Give slot i of b (its tag word read as old) the tag word w and rest r: false
+ * if another writer changed the word first. */
+static inline bool tally_dedup_put(struct tally_dedup *d, struct tally_dedup_bucket *b, unsigned i,
+				   uint32_t old, uint32_t w, uint32_t r)
+{
+	if (!d->single_writer && !ck_pr_cas_32(&b->tag[i], old, TALLY_DEDUP_PENDING))
+		return false;
+	tally_dedup_store(b, i, w, r);
+	return true;
+}
+
 /*
  * A is full and the id is in neither bucket (b: B, if already scanned into
  * *sb): one writer puts it in B's first claimable slot, A's mark raised first
@@ -385,7 +397,7 @@ static inline enum tally_dedup_result tally_dedup_to_b(struct tally_dedup *d,
 		b = &d->b[tally_dedup_index_b(d, r.h, r.a)];
 		tally_dedup_scan(b, mine, v.lo, sb);
 	}
-	if ((sb->live & 0x7fff) == 0x7fff)
+	if ((sb->live & TALLY_DEDUP_SLOTS) == TALLY_DEDUP_SLOTS)
 		return tally_dedup_insert_slow(d, r.h, v.gen);
 	m = ck_pr_load_32(&a->tag[TALLY_DEDUP_MARK]);
 	if (!tally_dedup_covers(m, v.gen, v.gen))
@@ -422,7 +434,7 @@ static inline enum tally_dedup_result tally_dedup_insert(struct tally_dedup *d,
 	if (unlikely(found != TALLY_DEDUP_MISS))
 		return found == TALLY_DEDUP_HIT ? TALLY_DEDUP_DUP
 						: tally_dedup_insert_slow(d, r.h, v.gen);
-	if (unlikely(s.live == 0x7fff))
+	if (unlikely(s.live == TALLY_DEDUP_SLOTS))
 		return tally_dedup_to_b(d, r, v, b, &sb);
 	i = (unsigned)__builtin_ctz(~s.live);
 	if (d->single_writer) {
@@ -432,10 +444,8 @@ static inline enum tally_dedup_result tally_dedup_insert(struct tally_dedup *d,
 	/* The slot must still be claimable when the CAS claims it. */
 	old = ck_pr_load_32(&a->tag[i]);
 	if (!tally_dedup_live_in(old, v.lo) && old != TALLY_DEDUP_PENDING &&
-	    ck_pr_cas_32(&a->tag[i], old, TALLY_DEDUP_PENDING)) {
-		tally_dedup_store(a, i, w, rest);
+	    tally_dedup_put(d, a, i, old, w, rest))
 		return TALLY_DEDUP_NEW;
-	}
 	return tally_dedup_insert_slow(d, r.h, v.gen); /* a slot changed under us: look again */
 }
 
